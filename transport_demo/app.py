@@ -1,0 +1,83 @@
+"""``create_app(settings)``: the FastAPI application with the three transports, /stats and /."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse
+
+from . import __version__, http_errors, longpoll, sse, websocket
+from .hub import Hub
+from .origins import OriginPolicy
+from .settings import Settings
+
+CLIENT_PAGE = "client.html"
+
+
+def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> FastAPI:
+    """The application; ``app.state.hub`` is its :class:`Hub`.
+
+    The hub is started by the app's lifespan; ending its streams on shutdown is the server's job
+    (see ``server.DemoServer``), because uvicorn waits for open connections before the lifespan
+    ends.
+    """
+    settings = settings if settings is not None else Settings()
+    hub = hub if hub is not None else Hub(settings)
+    policy = OriginPolicy(settings.allowed_origins)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await hub.start()
+        try:
+            yield
+        finally:
+            await hub.close()
+
+    app = FastAPI(
+        title="transport-demo",
+        version=__version__,
+        summary="Long polling, Server-Sent Events and WebSocket, side by side.",
+        lifespan=lifespan,
+    )
+    app.state.hub = hub
+    app.state.settings = settings
+    app.state.origins = policy
+    app.add_middleware(http_errors.BodyLimit, limit=settings.max_envelope_bytes)
+    # Outermost, so that errors carry CORS headers too and a page can read them. Browsers enforce
+    # CORS on the HTTP endpoints; the WebSocket Origin check is in websocket.py.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origin_regex=policy.regex,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Content-Type", "Last-Event-ID"],
+        max_age=600,
+    )
+    http_errors.install(app)
+    app.include_router(longpoll.router)
+    app.include_router(sse.router)
+    app.include_router(websocket.router)
+
+    @app.get("/stats", tags=["monitoring"], summary="Connection counts and per-connection state")
+    async def stats(request: Request) -> dict[str, Any]:
+        """Counts by transport and state, totals, uptime, and connections by their first 8
+        characters: never a full id (a full id is the key to a connection) and never a text."""
+        return hub.stats()
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def client_page() -> HTMLResponse:
+        return HTMLResponse(client_html(), headers={"Cache-Control": "no-cache"})
+
+    return app
+
+
+def client_html() -> str:
+    """The browser client shipped in the package (the top-level client.html is a link to it)."""
+    page = resources.files("transport_demo").joinpath("static", CLIENT_PAGE)
+    if page.is_file():
+        return page.read_text(encoding="utf-8")
+    return "<!doctype html><title>transport-demo</title><p>client.html is not installed.</p>"

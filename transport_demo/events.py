@@ -1,0 +1,57 @@
+"""Event construction and JSON encoding: pure functions, no I/O.
+
+Every event is a JSON object with ``type``, ``connection_id`` and ``timestamp``. Events are encoded
+once, when they are made, and the encoded text is what is stored for replay and written to every
+transport, so a replay sends exactly the bytes of the first delivery.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def timestamp(now: float | None = None) -> str:
+    """ISO 8601 UTC with milliseconds, e.g. ``2026-11-25T21:45:25.123Z``."""
+    if now is None:
+        now = time.time()
+    seconds = int(now)
+    millis = int((now - seconds) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+
+
+def encode(event: dict[str, Any]) -> str:
+    """Compact JSON, non-ASCII kept as is (the transports carry UTF-8)."""
+    return _encoder.encode(event)
+
+
+def make_event(event_type: str, connection_id: str | None, **fields: Any) -> dict[str, Any]:
+    """An event dict with the three fields every event has, then ``fields``."""
+    return {"type": event_type, "connection_id": connection_id, "timestamp": timestamp(), **fields}
+
+
+def durable_event(event_type: str, connection_id: str, seq: int, text: str) -> str:
+    """A durable event (``message`` or ``user_message``), encoded."""
+    return encode(make_event(event_type, connection_id, seq=seq, message=text))
+
+
+def heartbeat_event(connection_id: str, count: int) -> str:
+    """A heartbeat, encoded: not durable, so no ``seq``."""
+    return encode(make_event("heartbeat", connection_id, count=count, message=f"Message {count}"))
+
+
+def error_event(connection_id: str | None, code: str, detail: str) -> dict[str, Any]:
+    """An ``error`` event; ``connection_id`` is ``None`` where no connection is known."""
+    return make_event("error", connection_id, error=code, detail=detail)
+
+
+def poll_batch(connection_id: str, encoded_events: list[str], **fields: Any) -> str:
+    """A long-poll answer carrying events: ``{"type": "message", ..., "messages": [...]}``.
+
+    The stored events are spliced in as they are, so a batch costs no re-encoding.
+    """
+    head = encode(make_event("message", connection_id, **fields))
+    return head[:-1] + ',"messages":[' + ",".join(encoded_events) + "]}"

@@ -1,0 +1,108 @@
+"""Every failure becomes a 4xx/5xx with an ``error`` body: ``{"type": "error", "error": code, ...}``.
+
+The one place that maps the hub's errors (and Starlette's own) to HTTP status codes.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import errors, events
+
+STATUS: dict[type[errors.TransportDemoError], int] = {
+    errors.InvalidJSON: 400,
+    errors.UnknownConnection: 404,
+    errors.MessageTooLarge: 413,
+    errors.UnsupportedMediaType: 415,
+    errors.InvalidRequest: 422,
+    errors.InvalidText: 422,
+    errors.QueueFull: 429,
+    errors.TooManyConnections: 503,
+    errors.ServerShuttingDown: 503,
+}
+
+# Starlette's own refusals (no route, wrong method, body over the limit), named for the wire.
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "message_too_large",
+}
+
+
+def status_of(exc: errors.TransportDemoError) -> int:
+    return STATUS.get(type(exc), 400)
+
+
+def error_response(status: int, code: str, detail: str, connection_id: str | None = None) -> JSONResponse:
+    headers = {"Retry-After": "1"} if status in (429, 503) else None
+    return JSONResponse(events.error_event(connection_id, code, detail), status, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on ``app``."""
+
+    async def on_demo_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, errors.TransportDemoError)
+        return error_response(status_of(exc), exc.code, exc.detail)
+
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+        response = error_response(exc.status_code, code, str(exc.detail))
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(422, "invalid_request", "The request's parameters are invalid.")
+
+    app.add_exception_handler(errors.TransportDemoError, on_demo_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+
+
+class BodyLimit:
+    """Refuses an HTTP body over ``limit`` bytes with a 413 ``message_too_large`` error body,
+    before it is buffered whole: at once when ``Content-Length`` says so, else as soon as the
+    bytes received pass the limit.
+
+    (FastAPI's ``max_body_size`` also bounds bodies but answers in plain text, and replaces any
+    answer to a request whose Content-Length is over the limit: the contract wants an error body.)
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = Headers(scope=scope).get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            await self._refuse(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise errors.MessageTooLarge(self._detail())
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    def _detail(self) -> str:
+        return f"The body is larger than the {self.limit} bytes the server accepts."
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(413, errors.MessageTooLarge.code, self._detail())
+        response.headers["Connection"] = "close"  # the unread body must not be taken as a request
+        await response(scope, receive, send)

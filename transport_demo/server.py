@@ -1,0 +1,247 @@
+"""The launcher notebooks use: ``start_server()`` runs uvicorn in a daemon thread with its own loop.
+
+Known pitfalls handled here (see ../shared/GUIDE.md):
+
+* We bind the socket ourselves, so a busy port is a clear :class:`PortInUseError` at once, and
+  ``port=0`` gives a free port we can read back; uvicorn's own failed bind calls ``sys.exit``,
+  which in a thread only ends the thread and leaves a ``while not started`` loop hanging.
+* uvicorn waits for open connections before it stops; SSE streams, held polls and WebSockets
+  never end by themselves, so :class:`DemoServer` ends them (``hub.close()``) first.
+* Nothing is printed: log records go to a bounded in-memory buffer (``server.log_lines()``),
+  because whatever a thread prints lands in whichever notebook cell happens to be running.
+* The thread's loop is its own, so the kernel's running loop is untouched and ``nest_asyncio``
+  is not needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import errno
+import logging
+import socket
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import uvicorn
+
+from .app import create_app
+from .hub import Hub
+from .settings import Settings
+
+__all__ = ["DemoServer", "PortInUseError", "RunningServer", "start_server", "stop_all"]
+
+STARTUP_DEADLINE = 10.0  # seconds; a healthy start takes well under 1 s
+LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "transport_demo")
+
+
+class PortInUseError(OSError):
+    """The port is held by another process (or another server of this process)."""
+
+
+class DemoServer(uvicorn.Server):
+    """uvicorn's server, which first ends the hub's streams and held polls when it shuts down."""
+
+    def __init__(self, config: uvicorn.Config, hub: Hub) -> None:
+        super().__init__(config)
+        self.hub = hub
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await self.hub.close()
+        await super().shutdown(sockets)
+
+
+def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Config:
+    """The uvicorn configuration we run with, from the launcher and the command line alike."""
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "asyncio",
+        "ws": "websockets-sansio",
+        "ws_max_size": settings.max_envelope_bytes,
+        "timeout_graceful_shutdown": 1,
+        "lifespan": "on",
+        **overrides,
+    }
+    return uvicorn.Config(app, **options)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``; :class:`PortInUseError` names the port if it's taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    # SO_REUSEADDR lets a restarted server take its port back from TIME_WAIT at once; on Linux it
+    # does not let two listeners share a port, so a busy port still fails here.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(
+                exc.errno,
+                f"Port {port} on {host} is already in use by another process. Stop that process, "
+                f"or start the server on another port: start_server(port={port + 1}) or port=0 "
+                "for any free port.",
+            ) from None
+        raise
+    sock.listen(2048)
+    return sock
+
+
+class _RecentLogs(logging.Handler):
+    """Keeps the last records in memory instead of printing them into a random cell."""
+
+    def __init__(self, capacity: int = 500) -> None:
+        super().__init__(logging.INFO)
+        self.lines: deque[str] = deque(maxlen=capacity)
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(self.format(record))
+        except Exception:  # a logging failure must not become a server failure
+            self.handleError(record)
+
+
+_recent_logs = _RecentLogs()
+
+
+def _keep_logs_quiet() -> None:
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        if _recent_logs not in logger.handlers:
+            logger.addHandler(_recent_logs)
+        logger.propagate = False
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.INFO)
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+class RunningServer:
+    """A server running in a background thread: ``url``, ``hub``, ``settings`` and ``stop()``."""
+
+    def __init__(self, settings: Settings, sock: socket.socket) -> None:
+        self.settings = settings
+        self.hub = Hub(settings)
+        self.app = create_app(settings, hub=self.hub)
+        self.host = settings.host
+        self.port: int = sock.getsockname()[1]
+        shown_host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        if ":" in shown_host:
+            shown_host = f"[{shown_host}]"
+        self.url = f"http://{shown_host}:{self.port}"
+        self.ws_url = "ws" + self.url[4:]
+        config = uvicorn_config(
+            self.app,
+            settings,
+            port=self.port,
+            log_config=None,
+            log_level="info",
+            access_log=False,
+        )
+        self._server = DemoServer(config, self.hub)
+        self._sock = sock
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, name=f"transport-demo:{self.port}", daemon=True
+        )
+
+    def _run(self) -> None:
+        try:
+            with asyncio.Runner() as runner:
+                runner.run(self._server.serve(sockets=[self._sock]))
+        except BaseException as exc:  # SystemExit too: uvicorn exits on a failed startup
+            self._error = exc
+        finally:
+            self._sock.close()
+
+    def _start(self) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + STARTUP_DEADLINE
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError(
+                    f"The server on port {self.port} failed to start: {self._error!r}. "
+                    "Recent log lines: " + " | ".join(self.log_lines()[-5:])
+                )
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"The server on port {self.port} did not start in time.")
+            time.sleep(0.01)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive() and not self._server.should_exit
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop the server: end every stream, held poll and WebSocket, and join the thread.
+
+        Returns within ``timeout`` seconds; a server still busy then is forced to exit.
+        """
+        with _registry_lock:
+            for key, server in list(_servers.items()):
+                if server is self:
+                    del _servers[key]
+        if not self._thread.is_alive():
+            return
+        self._server.should_exit = True
+        self._thread.join(timeout * 0.75)
+        if self._thread.is_alive():
+            self._server.force_exit = True
+            self._thread.join(timeout * 0.25)
+
+    @staticmethod
+    def log_lines() -> list[str]:
+        """The most recent log lines of the servers in this process (they are never printed)."""
+        return list(_recent_logs.lines)
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<RunningServer {self.url} {state}>"
+
+
+_servers: dict[tuple[str, int], RunningServer] = {}
+_registry_lock = threading.RLock()
+
+
+def start_server(port: int = 8000, **options: Any) -> RunningServer:
+    """Start the server in a background thread, or return the one already running.
+
+    ``options`` are :class:`~transport_demo.settings.Settings` fields: ``host``,
+    ``heartbeat_interval``, ``poll_timeout``, ``resume_grace``, ``max_message_bytes``,
+    ``max_queue``, ``max_connections``, ``allowed_origins``, ...
+
+    * Same port and same settings as a running server: that server is returned (so the cell can
+      be run again). Other settings: it is restarted with them. Another port: another server.
+      ``port=0`` picks a free port (read ``server.port``); asked again with ``port=0`` and the same
+      settings, you get that server back.
+    * A port held by another process raises :class:`PortInUseError`, at once.
+    * Returns once the server accepts connections.
+    """
+    settings = Settings(port=port, **options)
+    key = (settings.host, port)
+    with _registry_lock:
+        existing = _servers.get(key)
+        if existing is not None:
+            if existing.running and existing.settings == settings:
+                return existing
+            existing.stop()
+        _keep_logs_quiet()
+        server = RunningServer(settings, bind_socket(settings.host, port))
+        server._start()
+        _servers[key] = server
+        return server
+
+
+def stop_all() -> None:
+    """Stop every server this process started (also run when the interpreter exits)."""
+    with _registry_lock:
+        servers = list(_servers.values())
+    for server in servers:
+        server.stop()
+
+
+atexit.register(stop_all)

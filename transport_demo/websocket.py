@@ -1,0 +1,119 @@
+"""WebSocket: ``/ws``. Checks the Origin, then moves frames between the socket and the hub."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
+from starlette.websockets import WebSocketState
+
+from . import events
+from .errors import TransportDemoError
+from .http_errors import status_of
+from .hub import Hub, Stream, Transport
+from .models import WebSocketFrame, parse_json
+from .origins import OriginPolicy
+from .resume import resume_point
+
+router = APIRouter()
+
+# Close codes (RFC 6455 and the 4000-4999 range for applications).
+NORMAL = 1000
+GOING_AWAY = 1001  # the server is shutting down: reconnect later
+POLICY_VIOLATION = 1008
+MESSAGE_TOO_BIG = 1009
+SUPERSEDED = 4000  # a newer socket resumed this connection: don't reconnect
+
+
+@router.websocket("/ws")
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    """``connected``, then durable events and heartbeats; each ``{"message": …}`` frame is echoed
+    as a durable ``user_message``. Resume with ``?connection_id=…&last_seq=…``."""
+    app = websocket.app
+    hub: Hub = app.state.hub
+    policy: OriginPolicy = app.state.origins
+    origin = websocket.headers.get("origin")
+    if not policy.allows(origin, websocket.headers.get("host")):
+        await _deny(websocket, 403, "origin_not_allowed", f"Origin {origin!r} is not allowed.")
+        return
+    try:
+        cid, seq = resume_point(
+            websocket.query_params.get("connection_id"), websocket.query_params.get("last_seq")
+        )
+        stream = hub.open_stream(Transport.WEBSOCKET, cid, seq)
+    except TransportDemoError as exc:
+        await _deny(websocket, status_of(exc), exc.code, exc.detail)
+        return
+    try:
+        await websocket.accept()
+        await _serve(websocket, stream, app.state.settings.max_envelope_bytes)
+    finally:
+        stream.close()
+
+
+async def _serve(websocket: WebSocket, stream: Stream, max_frame: int) -> None:
+    # Two halves; the first to finish ends the other (as Starlette's StreamingResponse does).
+    sender = asyncio.create_task(_send_events(websocket, stream))
+    receiver = asyncio.create_task(_receive_frames(websocket, stream, max_frame))
+    done, pending = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    close_code = None
+    for task in done:
+        with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
+            close_code = task.result() or close_code
+    if close_code is None:  # the hub ended the stream
+        close_code = SUPERSEDED if stream.ended == "superseded" else GOING_AWAY
+    if websocket.application_state is WebSocketState.CONNECTED:
+        with contextlib.suppress(RuntimeError, OSError):
+            await websocket.close(close_code, _reason(close_code))
+
+
+async def _send_events(websocket: WebSocket, stream: Stream) -> int | None:
+    async for item in stream.events():
+        await websocket.send_text(item.data)
+    return None
+
+
+async def _receive_frames(websocket: WebSocket, stream: Stream, max_frame: int) -> int | None:
+    """Read frames until the client closes; returns a close code when the server must close."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return None
+        text = message.get("text")
+        if text is None:
+            queued = stream.send_error("binary_not_supported", "Send text frames with JSON.")
+        elif len(text) > max_frame:  # the server's frame limit normally catches this first
+            return MESSAGE_TOO_BIG
+        else:
+            try:
+                frame = parse_json(WebSocketFrame, text)
+                stream.receive(frame.message)
+                continue
+            except TransportDemoError as exc:
+                queued = stream.send_error(exc.code, exc.detail)
+        if not queued:  # bad frames faster than it reads its errors
+            return POLICY_VIOLATION
+
+
+def _reason(code: int) -> str:
+    return {
+        NORMAL: "",
+        GOING_AWAY: "server shutting down",
+        POLICY_VIOLATION: "too many bad frames",
+        MESSAGE_TOO_BIG: "frame too large",
+        SUPERSEDED: "superseded by a resumed connection",
+    }.get(code, "")
+
+
+async def _deny(websocket: WebSocket, status: int, code: str, detail: str) -> None:
+    """Refuse the handshake with an HTTP answer (before accept), e.g. 403 for a foreign Origin."""
+    body = events.error_event(None, code, detail)
+    try:
+        await websocket.send_denial_response(JSONResponse(body, status_code=status))
+    except RuntimeError:  # a server without the denial extension: a bare 403
+        await websocket.close(POLICY_VIOLATION)
