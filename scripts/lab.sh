@@ -8,4 +8,6 @@ EXTRAS=notebooks SKIP_BROWSER=1 bash scripts/setup.sh
     --display-name "Python (transport-demo)" >/dev/null
 start=notebooks/00_start_here.ipynb
 [ -f "$start" ] || start=notebooks
-exec .venv/bin/jupyter lab --ServerApp.root_dir=. "$start" "$@"
+root=()
+[ "$(id -u)" = 0 ] && root=(--allow-root)
+exec .venv/bin/jupyter lab --ServerApp.root_dir=. "${root[@]}" "$start" "$@"

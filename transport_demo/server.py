@@ -80,12 +80,12 @@ def bind_socket(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise PortInUseError(
-                exc.errno,
-                f"Port {port} on {host} is already in use by another process. Stop that process, "
-                f"or start the server on another port: start_server(port={port + 1}) or port=0 "
-                "for any free port.",
-            ) from None
+            error = PortInUseError(
+                f"Port {port} on {host} is already in use by another process. Stop that process "
+                f"or use another port (port {port + 1}, say, or 0 for any free port)."
+            )
+            error.errno = exc.errno
+            raise error from None
         raise
     sock.listen(2048)
     return sock
@@ -216,15 +216,13 @@ def start_server(port: int = 8000, **options: Any) -> RunningServer:
 
     * Same port and same settings as a running server: that server is returned (so the cell can
       be run again). Other settings: it is restarted with them. Another port: another server.
-      ``port=0`` picks a free port (read ``server.port``); asked again with ``port=0`` and the same
-      settings, you get that server back.
+      ``port=0`` starts a new server on a free port each time (read ``server.port``).
     * A port held by another process raises :class:`PortInUseError`, at once.
     * Returns once the server accepts connections.
     """
     settings = Settings(port=port, **options)
-    key = (settings.host, port)
     with _registry_lock:
-        existing = _servers.get(key)
+        existing = _servers.get((settings.host, port)) if port else None
         if existing is not None:
             if existing.running and existing.settings == settings:
                 return existing
@@ -232,7 +230,7 @@ def start_server(port: int = 8000, **options: Any) -> RunningServer:
         _keep_logs_quiet()
         server = RunningServer(settings, bind_socket(settings.host, port))
         server._start()
-        _servers[key] = server
+        _servers[(settings.host, server.port)] = server
         return server
 
 

@@ -68,7 +68,7 @@ async def _serve(websocket: WebSocket, stream: Stream, max_frame: int) -> None:
     if close_code is None:  # the hub ended the stream
         close_code = SUPERSEDED if stream.ended == "superseded" else GOING_AWAY
     if websocket.application_state is WebSocketState.CONNECTED:
-        with contextlib.suppress(RuntimeError, OSError):
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
             await websocket.close(close_code, _reason(close_code))
 
 

@@ -1,0 +1,45 @@
+"""Shared fixtures: real servers on 127.0.0.1 with short intervals, and an anyio backend."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from transport_demo import RunningServer, start_server
+
+FAST = {"heartbeat_interval": 0.2, "poll_timeout": 1.0, "resume_grace": 1.0}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def make_server() -> Iterator[Callable[..., RunningServer]]:
+    """Start servers on free ports (short intervals unless overridden); all stop afterwards."""
+    started: list[RunningServer] = []
+
+    def make(**options: Any) -> RunningServer:
+        options = {**FAST, "port": 0, **options}
+        server = start_server(**options)
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def server(make_server: Callable[..., RunningServer]) -> RunningServer:
+    return make_server()
+
+
+@pytest.fixture
+def http(server: RunningServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        yield client

@@ -1,0 +1,58 @@
+"""The command line: ``python -m transport_demo`` (or ``transport-demo``) runs the server in the
+foreground, with uvicorn's usual logging."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from .app import create_app
+from .hub import Hub
+from .server import DemoServer, PortInUseError, bind_socket, uvicorn_config
+from .settings import Settings
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="transport-demo",
+        description="Serve the long polling, SSE and WebSocket demo (and client.html at /).",
+    )
+    parser.add_argument("--host", help="bind address (default 127.0.0.1; a classroom: 0.0.0.0)")
+    parser.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")
+    parser.add_argument("--heartbeat-interval", type=float, metavar="SECONDS")
+    parser.add_argument("--poll-timeout", type=float, metavar="SECONDS")
+    parser.add_argument("--resume-grace", type=float, metavar="SECONDS")
+    parser.add_argument(
+        "--allow-origin",
+        action="append",
+        dest="allowed_origins",
+        metavar="ORIGIN",
+        help="an allowed Origin, e.g. http://10.0.0.5:8000 or http://localhost:* (repeatable; "
+        "replaces the default list)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    options = {key: value for key, value in vars(args).items() if value is not None}
+    try:
+        settings = Settings(**options)
+        sock = bind_socket(settings.host, settings.port)
+    except (ValidationError, PortInUseError) as exc:
+        print(f"transport-demo: {exc}", file=sys.stderr)
+        return 2
+    hub = Hub(settings)
+    port = sock.getsockname()[1]
+    server = DemoServer(uvicorn_config(create_app(settings, hub=hub), settings, port=port), hub)
+    shown = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
+    print(f"transport-demo: open http://{shown}:{port}/ in a browser (Ctrl+C stops)", flush=True)
+    server.run(sockets=[sock])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
