@@ -368,5 +368,7 @@ def test_connection_ids_are_uuid4() -> None:
     hub, _ = make_hub()
     ids = {connect_lp(hub) for _ in range(200)}
     assert len(ids) == 200
-    assert all(re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", i)
-               for i in ids)
+    assert all(
+        re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", i)
+        for i in ids
+    )

@@ -44,7 +44,9 @@ def test_poll_holds_then_times_out(http: httpx.Client) -> None:
     assert 0.8 < elapsed < 5  # hold is 1 s; generous margin for a busy machine
 
 
-def test_poll_answers_at_once_when_data_is_queued(server: RunningServer, http: httpx.Client) -> None:
+def test_poll_answers_at_once_when_data_is_queued(
+    server: RunningServer, http: httpx.Client
+) -> None:
     cid = connect(http)
     server.hub.publish(cid, "queued first")
     started = time.monotonic()
@@ -98,9 +100,10 @@ def test_lost_response_is_redelivered_with_last_seq(
 
 
 def test_new_poll_ends_the_held_one_empty(server: RunningServer) -> None:
-    with httpx.Client(base_url=server.url, timeout=10) as a, httpx.Client(
-        base_url=server.url, timeout=10
-    ) as b:
+    with (
+        httpx.Client(base_url=server.url, timeout=10) as a,
+        httpx.Client(base_url=server.url, timeout=10) as b,
+    ):
         cid = connect(a)
         result: dict[str, Any] = {}
         held = threading.Thread(target=lambda: result.update(poll(a, cid, last_seq=0)))

@@ -59,9 +59,10 @@ def test_heartbeats_arrive_on_time(http: httpx.Client) -> None:
 
 
 def test_post_message_is_delivered_on_the_stream(server: RunningServer) -> None:
-    with httpx.Client(base_url=server.url, timeout=10) as http, httpx_sse.connect_sse(
-        http, "GET", "/sse"
-    ) as source:
+    with (
+        httpx.Client(base_url=server.url, timeout=10) as http,
+        httpx_sse.connect_sse(http, "GET", "/sse") as source,
+    ):
         stream = source.iter_sse()
         next(stream)  # retry
         cid = json.loads(next(stream).data)["connection_id"]
@@ -150,10 +151,19 @@ def test_message_endpoint_errors(server: RunningServer, http: httpx.Client) -> N
     cases = [
         ({"json": {"connection_id": "nope", "text": "x"}}, 404, "unknown_connection"),
         ({"json": {"text": "x"}}, 422, "invalid_request"),
-        ({"content": b"{oops", "headers": {"content-type": "application/json"}}, 400,
-         "invalid_json"),
-        ({"content": b"text=x", "headers": {"content-type": "application/x-www-form-urlencoded"}},
-         415, "unsupported_media_type"),
+        (
+            {"content": b"{oops", "headers": {"content-type": "application/json"}},
+            400,
+            "invalid_json",
+        ),
+        (
+            {
+                "content": b"text=x",
+                "headers": {"content-type": "application/x-www-form-urlencoded"},
+            },
+            415,
+            "unsupported_media_type",
+        ),
     ]
     for kwargs, status, code in cases:
         response = http.post("/sse/message", **kwargs)

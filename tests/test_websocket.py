@@ -47,7 +47,9 @@ def test_message_frame_is_echoed_as_user_message(server: RunningServer) -> None:
         for i in range(20):
             ws.send(json.dumps({"message": f"hello {i}"}))
         echoes = [recv_type(ws, "user_message") for _ in range(20)]
-        assert [(e["seq"], e["message"]) for e in echoes] == [(i + 1, f"hello {i}") for i in range(20)]
+        assert [(e["seq"], e["message"]) for e in echoes] == [
+            (i + 1, f"hello {i}") for i in range(20)
+        ]
         assert {e["connection_id"] for e in echoes} == {cid}
 
 

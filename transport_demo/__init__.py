@@ -8,10 +8,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .app import create_app  # noqa: E402
-from .hub import Hub, Transport  # noqa: E402
-from .server import PortInUseError, RunningServer, start_server, stop_all  # noqa: E402
-from .settings import Settings  # noqa: E402
+from .app import create_app
+from .hub import Hub, Transport
+from .server import PortInUseError, RunningServer, start_server, stop_all
+from .settings import Settings
 
 __all__ = [
     "Hub",

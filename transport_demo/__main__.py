@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
+from . import logs
 from .app import create_app
 from .hub import Hub
 from .server import DemoServer, PortInUseError, bind_socket, uvicorn_config
@@ -50,7 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = DemoServer(uvicorn_config(create_app(settings, hub=hub), settings, port=port), hub)
     shown = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
     print(f"transport-demo: open http://{shown}:{port}/ in a browser (Ctrl+C stops)", flush=True)
-    server.run(sockets=[sock])
+    logs.install_redaction()
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C after its clean shutdown
+        return 130
     return 0
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 
 class TransportDemoError(Exception):
-    """Base class: ``code`` is the wire code (``"queue_full"``), ``detail`` a sentence for people."""
+    """Base: ``code`` is the wire code (``"queue_full"``), ``detail`` a sentence for people."""
 
     code = "error"
 

@@ -1,4 +1,4 @@
-"""Every failure becomes a 4xx/5xx with an ``error`` body: ``{"type": "error", "error": code, ...}``.
+"""Every failure becomes a 4xx/5xx with an error body: ``{"type": "error", "error": code, ...}``.
 
 The one place that maps the hub's errors (and Starlette's own) to HTTP status codes.
 """
@@ -38,7 +38,9 @@ def status_of(exc: errors.TransportDemoError) -> int:
     return STATUS.get(type(exc), 400)
 
 
-def error_response(status: int, code: str, detail: str, connection_id: str | None = None) -> JSONResponse:
+def error_response(
+    status: int, code: str, detail: str, connection_id: str | None = None
+) -> JSONResponse:
     headers = {"Retry-After": "1"} if status in (429, 503) else None
     return JSONResponse(events.error_event(connection_id, code, detail), status, headers=headers)
 

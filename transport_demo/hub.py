@@ -51,7 +51,7 @@ __all__ = ["Connection", "Hub", "Outgoing", "Stream", "Transport"]
 MAX_UNSENT_ERRORS = 64
 
 
-class Transport(str, enum.Enum):
+class Transport(enum.StrEnum):
     """The three transports; the value is the name used on the wire and in /stats."""
 
     LONG_POLLING = "long-polling"
@@ -186,18 +186,26 @@ class Hub:
         self._closing = False
         self._reaper = asyncio.create_task(self._reap_forever(), name="transport-demo-reaper")
 
-    async def close(self) -> None:
-        """End every stream and held poll now (``shutdown``); refuse new ones afterwards."""
+    async def close(self, timeout: float = 0.5) -> None:
+        """End every stream and held poll (``shutdown``), refuse new ones, and give them up to
+        ``timeout`` seconds to write their last words (a poll's answer, a WebSocket close)."""
         with self._lock:
             self._closing = True
             for conn in self._conns.values():
                 if conn.waiter is not None:
                     self._end(conn.waiter, "shutdown")
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._attached() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
         if self._reaper is not None:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
             self._reaper = None
+
+    def _attached(self) -> bool:
+        with self._lock:
+            return any(conn.waiter is not None for conn in self._conns.values())
 
     @property
     def closing(self) -> bool:
@@ -305,7 +313,7 @@ class Hub:
         return count
 
     def receive(self, connection_id: str, text: str, transport: Transport) -> int:
-        """A client sent ``text``: queue its echo (``message``, or ``user_message`` on WebSocket)."""
+        """A client sent ``text``: queue its echo (``message``, on WebSocket ``user_message``)."""
         text = self._check_text(text)
         with self._lock:
             self._refuse_if_closing()
@@ -434,7 +442,9 @@ class Hub:
                     conn.waiter = None
                 conn.last_seen = self._clock()
 
-    async def send_and_poll(self, connection_id: str, text: str, last_seq: int | None = None) -> str:
+    async def send_and_poll(
+        self, connection_id: str, text: str, last_seq: int | None = None
+    ) -> str:
         """A client sent text on long polling: queue it, then answer at once like a poll.
 
         This request is the connection's poll now: a held poll ends (``superseded``, empty) and
@@ -472,7 +482,8 @@ class Hub:
         """Attach a stream: resume ``connection_id`` after ``last_seq``, or start a new connection.
 
         An unknown or expired id (or another transport's) starts a new connection, and its
-        ``connected`` event says ``"resumed": false`` with ``"resume_failed": "unknown_connection"``.
+        ``connected`` event says ``"resumed": false`` and ``"resume_failed":
+        "unknown_connection"``.
         A stream still attached to the resumed connection is ended (``superseded``): the new one
         takes over and replays everything after ``last_seq`` (everything unacknowledged if absent).
         """
@@ -588,7 +599,7 @@ class Hub:
         with self._lock:
             by_transport = dict.fromkeys((t.value for t in Transport), 0)
             by_state = {"live": 0, "waiting": 0, "disconnected": 0}
-            listed = []
+            listed: list[dict[str, Any]] = []
             for conn in self._conns.values():
                 by_transport[conn.transport.value] += 1
                 state = conn.state

@@ -56,9 +56,7 @@ def parse_json(model: type[Model], raw: bytes | str, *, empty_ok: bool = False) 
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False)
         if any(error["type"] in ("json_invalid", "json_type") for error in errors):
-            raise InvalidJSON(
-                "The body is not valid JSON (UTF-8): " + errors[0]["msg"]
-            ) from None
+            raise InvalidJSON("The body is not valid JSON (UTF-8): " + errors[0]["msg"]) from None
         raise InvalidRequest(_describe(errors)) from None
 
 

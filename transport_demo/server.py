@@ -18,15 +18,14 @@ from __future__ import annotations
 import asyncio
 import atexit
 import errno
-import logging
 import socket
 import threading
 import time
-from collections import deque
 from typing import Any
 
 import uvicorn
 
+from . import logs
 from .app import create_app
 from .hub import Hub
 from .settings import Settings
@@ -34,7 +33,6 @@ from .settings import Settings
 __all__ = ["DemoServer", "PortInUseError", "RunningServer", "start_server", "stop_all"]
 
 STARTUP_DEADLINE = 10.0  # seconds; a healthy start takes well under 1 s
-LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "transport_demo")
 
 
 class PortInUseError(OSError):
@@ -89,35 +87,6 @@ def bind_socket(host: str, port: int) -> socket.socket:
         raise
     sock.listen(2048)
     return sock
-
-
-class _RecentLogs(logging.Handler):
-    """Keeps the last records in memory instead of printing them into a random cell."""
-
-    def __init__(self, capacity: int = 500) -> None:
-        super().__init__(logging.INFO)
-        self.lines: deque[str] = deque(maxlen=capacity)
-        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.lines.append(self.format(record))
-        except Exception:  # a logging failure must not become a server failure
-            self.handleError(record)
-
-
-_recent_logs = _RecentLogs()
-
-
-def _keep_logs_quiet() -> None:
-    for name in LOGGERS:
-        logger = logging.getLogger(name)
-        if _recent_logs not in logger.handlers:
-            logger.addHandler(_recent_logs)
-        logger.propagate = False
-        if logger.level == logging.NOTSET:
-            logger.setLevel(logging.INFO)
-    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
 
 
 class RunningServer:
@@ -196,7 +165,7 @@ class RunningServer:
     @staticmethod
     def log_lines() -> list[str]:
         """The most recent log lines of the servers in this process (they are never printed)."""
-        return list(_recent_logs.lines)
+        return list(logs.recent.lines)
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -227,7 +196,7 @@ def start_server(port: int = 8000, **options: Any) -> RunningServer:
             if existing.running and existing.settings == settings:
                 return existing
             existing.stop()
-        _keep_logs_quiet()
+        logs.keep_quiet()
         server = RunningServer(settings, bind_socket(settings.host, port))
         server._start()
         _servers[(settings.host, server.port)] = server

@@ -42,7 +42,7 @@ async def open_sse_stream(
 async def sse_stream(
     request: Request, stream: Annotated[Stream, Depends(open_sse_stream)]
 ) -> AsyncIterator[ServerSentEvent]:
-    """``retry:``, then ``connected``, durable events (``id: <connection_id>:<seq>``) and heartbeats.
+    """``retry:``, ``connected``, then durable events (``id: <connection_id>:<seq>``), heartbeats.
 
     Resume with ``Last-Event-ID`` or ``?connection_id=…&last_seq=…``.
     """

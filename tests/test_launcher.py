@@ -1,0 +1,191 @@
+"""The notebook launcher (start, re-run, restart, busy port, stop with open streams); the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import httpx
+import pytest
+from websockets.sync.client import connect
+
+from transport_demo import PortInUseError, start_server
+
+from .conftest import FAST
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_start_returns_quickly_and_serves() -> None:
+    started = time.monotonic()
+    server = start_server(port=0, **FAST)
+    try:
+        assert time.monotonic() - started < 2
+        assert server.url == f"http://127.0.0.1:{server.port}"
+        assert httpx.get(f"{server.url}/stats").status_code == 200
+    finally:
+        server.stop()
+    assert not server.running
+
+
+def test_same_port_same_settings_returns_the_running_server() -> None:
+    port = free_port()
+    first = start_server(port=port, **FAST)
+    try:
+        assert start_server(port=port, **FAST) is first
+        cid = first.hub.connect_long_poll()
+        restarted = start_server(port=port, **{**FAST, "poll_timeout": 2.0})
+        assert restarted is not first and not first.running
+        assert restarted.port == port and restarted.settings.poll_timeout == 2.0
+        assert json.loads(cid)["connection_id"] not in restarted.hub
+        other = start_server(port=free_port(), **FAST)
+        assert other is not restarted and restarted.running
+        other.stop()
+    finally:
+        for server in (first, restarted):
+            server.stop()
+
+
+def test_port_held_by_another_process_is_a_clear_error() -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(PortInUseError, match=f"Port {port}.*already in use"):
+            start_server(port=port)
+        assert time.monotonic() - started < 2
+
+
+def test_stop_is_prompt_with_open_streams_polls_and_sockets() -> None:
+    server = start_server(port=0, heartbeat_interval=5, poll_timeout=30)
+    results: dict[str, Any] = {}
+    http = httpx.Client(base_url=server.url, timeout=60)
+    cid = http.post("/poll").json()["connection_id"]
+
+    def held_poll() -> None:
+        results["poll"] = http.post("/poll", json={"connection_id": cid, "last_seq": 0}).json()
+
+    def sse() -> None:
+        with (
+            httpx.Client(base_url=server.url, timeout=60) as client,
+            client.stream("GET", "/sse") as response,
+        ):
+            results["sse"] = list(response.iter_lines())
+
+    def ws() -> None:
+        with connect(f"{server.ws_url}/ws") as sock:
+            try:
+                while True:
+                    sock.recv(60)
+            except Exception as exc:  # the close
+                results["ws"] = exc
+
+    threads = [threading.Thread(target=f) for f in (held_poll, sse, ws)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 5
+    while len(server.hub) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    started = time.monotonic()
+    server.stop()
+    assert time.monotonic() - started < 2
+    for thread in threads:
+        thread.join(5)
+    http.close()
+    assert results["poll"]["type"] == "timeout" and results["poll"]["reason"] == "shutdown"
+    assert any("connected" in line for line in results["sse"])
+    assert getattr(results["ws"], "rcvd", None) is not None and results["ws"].rcvd.code == 1001
+
+
+def test_launcher_is_quiet(capfd: pytest.CaptureFixture[str]) -> None:
+    server = start_server(port=0, **FAST)
+    with httpx.Client(base_url=server.url) as http:
+        http.post("/poll", content=b"{")
+        http.get("/stats")
+    server.stop()
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+    assert any("Started server process" in line for line in server.log_lines())
+
+
+def run_cli(*args: str, timeout: float = 20) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "transport_demo", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def test_command_line_serves_the_app() -> None:
+    port = free_port()
+    process = run_cli(
+        "--port",
+        str(port),
+        "--heartbeat-interval",
+        "0.2",
+        "--poll-timeout",
+        "1",
+        "--resume-grace",
+        "2",
+        "--allow-origin",
+        "http://classroom.lan:8000",
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert f"http://127.0.0.1:{port}/" in line
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                response = httpx.post(f"http://127.0.0.1:{port}/poll")
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert response.json()["poll_timeout"] == 1.0
+        with connect(f"ws://127.0.0.1:{port}/ws", origin="http://classroom.lan:8000") as ws:  # type: ignore[arg-type]
+            assert json.loads(ws.recv(5))["heartbeat_interval"] == 0.2
+        busy = run_cli("--port", str(port))
+        _, err = busy.communicate(timeout=20)
+        assert busy.returncode == 2 and f"Port {port}" in err
+    finally:
+        process.send_signal(signal.SIGINT)  # Ctrl+C
+        _, err = process.communicate(timeout=20)
+    assert process.returncode == 130
+    assert "Finished server process" in err and "Traceback" not in err
+
+
+def test_environment_variables_configure_the_server() -> None:
+    port = free_port()
+    env = {**os.environ, "TRANSPORT_DEMO_POLL_TIMEOUT": "3.5", "TRANSPORT_DEMO_PORT": str(port)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "transport_demo"], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert httpx.post(f"http://127.0.0.1:{port}/poll").json()["poll_timeout"] == 3.5
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+    finally:
+        process.terminate()
+        process.communicate(timeout=20)

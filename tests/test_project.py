@@ -1,0 +1,89 @@
+"""The project around the package: the README's commands, CI, the two dependency lists, exports."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+import transport_demo
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def quick_start_commands() -> list[str]:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```bash\n(.*?)```", section, re.S)
+    assert block, "the Quick start has a bash block"
+    return [line.split("#", 1)[0].strip() for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_quick_start_is_two_commands_that_exist() -> None:
+    commands = quick_start_commands()
+    assert len(commands) == 2
+    lab, test = commands
+    assert lab == "bash scripts/lab.sh" and (ROOT / "scripts/lab.sh").is_file()
+    assert test == "bash scripts/test.sh" and (ROOT / "scripts/test.sh").is_file()
+    assert "jupyter lab" in (ROOT / "scripts/lab.sh").read_text()
+    assert "pytest" in (ROOT / "scripts/test.sh").read_text()
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    test_command = quick_start_commands()[1]
+    ci = (ROOT / ".ci/run").read_text()
+    commands = [
+        line.strip()
+        for line in ci.splitlines()
+        if line.strip()
+        and not line.lstrip().startswith("#")
+        and not line.startswith(("set ", "cd "))
+    ]
+    assert commands == [test_command]
+
+
+def _names(requirements: list[str]) -> dict[str, str]:
+    out = {}
+    for requirement in requirements:
+        match = re.match(r"([A-Za-z0-9_.\-]+)(\[.*\])?\s*(.*)", requirement)
+        assert match, requirement
+        out[match.group(1).lower().replace("_", "-")] = match.group(3).replace(" ", "")
+    return out
+
+
+def test_environment_yml_matches_pyproject() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        wanted += [r for r in extra if not r.startswith("transport-demo")]
+    conda = [
+        d
+        for d in yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"]
+        if isinstance(d, str) and not d.startswith(("python=", "pip"))
+    ]
+    assert _names(conda) == _names(wanted)
+
+
+def test_client_page_is_one_file() -> None:
+    top, packaged = ROOT / "client.html", ROOT / "transport_demo/static/client.html"
+    assert packaged.is_file()
+    assert top.read_bytes() == packaged.read_bytes()
+
+
+def test_public_api_is_pinned() -> None:
+    assert transport_demo.__all__ == sorted(transport_demo.__all__)
+    assert set(transport_demo.__all__) == {
+        "Hub",
+        "PortInUseError",
+        "RunningServer",
+        "Settings",
+        "Transport",
+        "__version__",
+        "create_app",
+        "start_server",
+        "stop_all",
+    }
+    for name in transport_demo.__all__:
+        assert hasattr(transport_demo, name)
