@@ -1,0 +1,292 @@
+"""What the three clients share: seq bookkeeping, stats, backoff, the event queue and life cycle.
+
+Each client runs one background task (``_run``) that keeps its transport connected and turns what
+arrives into events. Server events are passed on as the server sent them (dicts); the client adds
+its own notes — ``reconnecting``, ``reconnected``, ``gap``, ``new_connection``, ``error`` — always
+with ``"client": True``, a key no server event has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import httpx
+
+from ..events import timestamp
+
+Event = dict[str, Any]
+EventCallback = Callable[[Event], None]
+
+
+class ClientError(Exception):
+    """The server refused a request with a 4xx that retrying can't fix (``code`` is its error)."""
+
+    def __init__(self, code: str, detail: str, status: int | None = None) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code, self.detail, self.status = code, detail, status
+
+
+@dataclass
+class ClientStats:
+    """Counters a class can watch: every one of them is shown by the widgets."""
+
+    received: int = 0  # server events of any type
+    messages: int = 0  # durable events accepted (in order, no duplicates)
+    heartbeats: int = 0
+    timeouts: int = 0
+    reconnects: int = 0
+    duplicates: int = 0  # durable events dropped because their seq was already seen
+    gaps: int = 0  # jumps in seq (events the server could no longer replay)
+    errors: int = 0
+    unread_dropped: int = 0  # events dropped from the iteration queue nobody was reading
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class Backoff:
+    """Exponential backoff with jitter: ``initial`` doubling up to ``maximum`` seconds.
+
+    Each delay is drawn from the upper half of the current step ("equal jitter"), so a class of
+    clients cut at the same moment does not come back at the same moment.
+    """
+
+    def __init__(self, initial: float = 0.5, maximum: float = 10.0) -> None:
+        self.initial, self.maximum = initial, maximum
+        self._step = initial
+
+    def next(self) -> float:
+        step = self._step
+        self._step = min(self._step * 2, self.maximum)
+        return step / 2 + random.random() * step / 2
+
+    def reset(self) -> None:
+        self._step = self.initial
+
+
+class BaseClient:
+    """The common shape: ``async with Client(url) as c``, ``await c.send(text)``,
+    ``async for event in c``, ``c.connection_id``, ``c.last_seq``, ``c.stats``.
+
+    ``on_event`` (optional) is called with every event as it happens, on the client's loop; the
+    widgets use it. Iteration sees the same events through a queue of at most ``max_unread``
+    events: if nobody reads, the oldest are dropped and counted in ``stats.unread_dropped``.
+    """
+
+    transport: ClassVar[str]
+    _CLOSED = object()
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 10.0,
+        connect_timeout: float = 5.0,
+        on_event: EventCallback | None = None,
+        max_unread: int = 10_000,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.connect_timeout = connect_timeout
+        self.connection_id: str | None = None
+        self.last_seq = 0
+        self.stats = ClientStats()
+        self.backoff = Backoff(backoff_initial, backoff_max)
+        self.on_event = on_event
+        self.closed = False
+        self._unread: deque[Event] = deque(maxlen=max_unread)
+        self._readable = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._reconnecting = False
+        self.state = "idle"
+
+    # -- life cycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the background task; returns at once (watch events for ``connected``)."""
+        if self._task is not None:
+            return
+        self.closed = False
+        self.state = "connecting"
+        self._task = asyncio.create_task(self._guarded_run(), name=f"{self.transport}-client")
+
+    async def close(self) -> None:
+        """Stop promptly: no further request, the socket closed cleanly (WebSocket: 1000)."""
+        if self.closed:
+            return
+        self.closed = True
+        await self._close_socket()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._release()
+        self.state = "closed"
+        self._readable.set()
+
+    async def __aenter__(self) -> BaseClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def wait_connected(self, timeout: float = 5.0) -> str:
+        """Wait until the client has a connection id (the first ``connected`` event)."""
+        async with asyncio.timeout(timeout):
+            while self.connection_id is None or self.state not in ("open", "waiting"):
+                if self.closed:
+                    raise ClientError("closed", "the client was closed")
+                await asyncio.sleep(0.01)
+        return self.connection_id
+
+    # -- iteration ------------------------------------------------------------------------------
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Event]:
+        while True:
+            while self._unread:
+                yield self._unread.popleft()
+            if self.closed:
+                return
+            self._readable.clear()
+            await self._readable.wait()
+
+    async def next_event(self, timeout: float = 5.0) -> Event:
+        """The next event (for tests and notebooks that want one at a time)."""
+        async with asyncio.timeout(timeout):
+            while not self._unread:
+                if self.closed:
+                    raise ClientError("closed", "the client was closed")
+                self._readable.clear()
+                await self._readable.wait()
+        return self._unread.popleft()
+
+    # -- what subclasses call -------------------------------------------------------------------
+
+    def _emit(self, event: Event) -> None:
+        if len(self._unread) == self._unread.maxlen:
+            self.stats.unread_dropped += 1
+        self._unread.append(event)
+        self._readable.set()
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def _note(self, event_type: str, **fields: Any) -> None:
+        """A client-side event: marked ``"client": True``."""
+        self._emit({"type": event_type, "client": True, "timestamp": timestamp(), **fields})
+
+    def _error(self, code: str, detail: str) -> None:
+        self.stats.errors += 1
+        self._note("error", error=code, detail=detail)
+
+    def _handle(self, event: Event) -> None:
+        """A server event: seq bookkeeping, counters, then on to the reader."""
+        self.stats.received += 1
+        kind = event.get("type")
+        if kind == "connected":
+            new_id = event.get("connection_id")
+            if self.connection_id is not None and new_id != self.connection_id:
+                self._note(
+                    "new_connection",
+                    detail="The server no longer knew the old connection: this is a new one, and "
+                    "events for the old one cannot be replayed.",
+                    previous=self.connection_id[:8],
+                )
+            if not event.get("resumed"):
+                self.last_seq = 0
+            self.connection_id = new_id
+            self._connected()
+        seq = event.get("seq")
+        if isinstance(seq, int) and kind in ("message", "user_message"):
+            if seq <= self.last_seq:
+                self.stats.duplicates += 1
+                return
+            if seq > self.last_seq + 1:
+                self.stats.gaps += 1
+                self._note(
+                    "gap", expected=self.last_seq + 1, got=seq, missed=seq - self.last_seq - 1
+                )
+            self.last_seq = seq
+            self.stats.messages += 1
+        elif kind == "heartbeat":
+            self.stats.heartbeats += 1
+        elif kind == "timeout":
+            self.stats.timeouts += 1
+        elif kind == "error":
+            self.stats.errors += 1
+        self._emit(event)
+
+    def _connected(self) -> None:
+        """Called on every ``connected`` event: a reconnect has succeeded."""
+        self.state = "open"
+        self.backoff.reset()
+        if self._reconnecting:
+            self._reconnecting = False
+            self._note("reconnected", connection_id=self.connection_id)
+
+    async def _retry_later(self, reason: str) -> None:
+        """The transport failed in a way retrying can fix: note it, wait (backoff), return."""
+        self.stats.reconnects += 1
+        self._reconnecting = True
+        self.state = "reconnecting"
+        delay = self.backoff.next()
+        self._note("reconnecting", detail=reason, delay=round(delay, 3))
+        await asyncio.sleep(delay)
+
+    def _give_up(self, code: str, detail: str) -> None:
+        """A 4xx that retrying can't fix: report it and stop."""
+        self._error(code, detail)
+        self.state = "error"
+
+    async def _guarded_run(self) -> None:
+        try:
+            await self._run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug or an unexpected answer: show it, don't vanish
+            self._give_up("client_failed", f"{type(exc).__name__}: {exc}")
+
+    # -- what subclasses implement --------------------------------------------------------------
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+    async def _close_socket(self) -> None:
+        """Close the socket cleanly before the task is cancelled (WebSocket: code 1000)."""
+
+    async def _release(self) -> None:
+        """Free what the client holds, after its task has ended (an HTTP connection pool)."""
+
+    def _check_can_send(self) -> str:
+        if self.closed:
+            raise ClientError("closed", "The client is closed.")
+        if self.connection_id is None:
+            raise ClientError("not_connected", "Start the client and wait for its connection.")
+        return self.connection_id
+
+    async def send(self, text: str) -> None:
+        raise NotImplementedError
+
+
+def error_from_response(status: int, body: bytes) -> ClientError:
+    """The server's ``error`` body as a :class:`ClientError` (or the bare status if it has none)."""
+    try:
+        payload = json.loads(body)
+        return ClientError(str(payload["error"]), str(payload.get("detail", "")), status)
+    except (ValueError, KeyError, TypeError):
+        return ClientError(f"http_{status}", body[:200].decode("utf-8", "replace"), status)
+
+
+def http_timeout(read: float, connect: float) -> httpx.Timeout:
+    """httpx's default 5 s would cut a held poll or a quiet stream: reads wait ``read`` seconds."""
+    return httpx.Timeout(connect=connect, read=read, write=connect, pool=connect)

@@ -1,0 +1,108 @@
+"""The WebSocket client (the ``websockets`` library), resumed with ``?connection_id=&last_seq=``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from .base import BaseClient, ClientError, error_from_response
+
+# Close codes after which reconnecting is wrong: a normal close, and "another socket took over".
+FINAL_CLOSE_CODES = {1000, 4000}
+
+
+class WebSocketClient(BaseClient):
+    """Connects to ``/ws``; after any cut it reconnects with backoff and resumes. ``ping_interval``
+    and ``ping_timeout`` (websockets' keepalive) notice a half-open connection. ``origin`` is sent
+    as the handshake's Origin header (a browser always sends one; the server checks it).
+    """
+
+    transport = "websocket"
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        origin: str | None = None,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+        max_frame: int = 1 << 20,
+        **options: Any,
+    ) -> None:
+        super().__init__(base_url, **options)
+        self.ws_url = (
+            "ws" + self.base_url[4:] if self.base_url.startswith("http") else self.base_url
+        )
+        self.origin = origin
+        self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
+        self.max_frame = max_frame
+        self._ws: ClientConnection | None = None
+        self.close_code: int | None = None  # the code of the last closing handshake we sent/saw
+
+    def _url(self) -> str:
+        if self.connection_id is None:
+            return f"{self.ws_url}/ws"
+        query = urlencode({"connection_id": self.connection_id, "last_seq": self.last_seq})
+        return f"{self.ws_url}/ws?{query}"
+
+    async def _run(self) -> None:
+        while not self.closed:
+            try:
+                async with connect(
+                    self._url(),
+                    origin=self.origin,  # type: ignore[arg-type]
+                    open_timeout=self.connect_timeout,
+                    ping_interval=self.ping_interval,
+                    ping_timeout=self.ping_timeout,
+                    max_size=self.max_frame,
+                    close_timeout=2,
+                ) as ws:
+                    self._ws = ws
+                    async for frame in ws:
+                        self._handle(json.loads(frame))
+                code = ws.close_code
+                reason = f"closed by the server ({code})"
+            except InvalidStatus as exc:
+                status = exc.response.status_code
+                error = error_from_response(status, bytes(exc.response.body or b""))
+                if status < 500:
+                    self._give_up(error.code, error.detail)
+                    return
+                code, reason = None, f"{error.code}: {error.detail}"
+            except ConnectionClosed as exc:
+                code = exc.rcvd.code if exc.rcvd is not None else None
+                reason = f"connection lost ({code})"
+                if code in (1008, 1009):
+                    self._error(f"close_{code}", exc.rcvd.reason if exc.rcvd else "")
+            except (OSError, InvalidHandshake, TimeoutError, ValueError) as exc:
+                code, reason = None, f"{type(exc).__name__}: {exc}"
+            finally:
+                self._ws = None
+            if self.closed:
+                return
+            if code in FINAL_CLOSE_CODES:
+                self.state = "closed"
+                self._note("closed", code=code, detail=reason)
+                return
+            await self._retry_later(reason)
+
+    async def send(self, text: str) -> None:
+        """Send ``{"message": text}``; the echo (``user_message``) arrives on the socket."""
+        self._check_can_send()
+        ws = self._ws
+        if ws is None:
+            raise ClientError("not_connected", "The socket is not open (yet, or any more).")
+        try:
+            await ws.send(json.dumps({"message": text}, ensure_ascii=False))
+        except ConnectionClosed as exc:
+            raise ClientError("not_connected", f"The socket closed: {exc}") from exc
+
+    async def _close_socket(self) -> None:
+        ws = self._ws
+        if ws is not None:
+            await ws.close(1000, "client closed")
+            self.close_code = ws.close_code
