@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from transport_demo import RunningServer, start_server
+from transport_demo import RunningServer, logs, start_server
 
 FAST = {"heartbeat_interval": 0.2, "poll_timeout": 1.0, "resume_grace": 1.0}
 
@@ -43,3 +43,12 @@ def server(make_server: Callable[..., RunningServer]) -> RunningServer:
 def http(server: RunningServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=10) as client:
         yield client
+
+
+@pytest.fixture(autouse=True)
+def server_log_is_clean() -> Iterator[None]:
+    """Every test: no server logged an error or a traceback meanwhile (bad input included)."""
+    logs.recent.lines.clear()
+    yield
+    bad = [line for line in logs.recent.lines if " ERROR " in line or "Traceback" in line]
+    assert not bad, "the server logged errors:\n" + "\n".join(bad[:5])

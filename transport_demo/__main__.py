@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = DemoServer(uvicorn_config(create_app(settings, hub=hub), settings, port=port), hub)
     shown = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
     print(f"transport-demo: open http://{shown}:{port}/ in a browser (Ctrl+C stops)", flush=True)
-    logs.install_redaction()
+    logs.install_filters()
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C after its clean shutdown

@@ -5,11 +5,13 @@ The one place that maps the hub's errors (and Starlette's own) to HTTP status co
 
 from __future__ import annotations
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import errors, events
@@ -63,6 +65,11 @@ def install(app: FastAPI) -> None:
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         return error_response(422, "invalid_request", "The request's parameters are invalid.")
 
+    async def on_client_gone(request: Request, exc: Exception) -> Response:
+        # The client hung up while sending its body (a cancelled poll): nobody to answer.
+        return Response(status_code=400)
+
+    app.add_exception_handler(ClientDisconnect, on_client_gone)
     app.add_exception_handler(errors.TransportDemoError, on_demo_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
@@ -108,3 +115,30 @@ class BodyLimit:
         response = error_response(413, errors.MessageTooLarge.code, self._detail())
         response.headers["Connection"] = "close"  # the unread body must not be taken as a request
         await response(scope, receive, send)
+
+
+class QuietStreamDisconnects:
+    """Swallows FastAPI's SSE teardown race when a client hangs up mid-stream.
+
+    When a client disconnects, FastAPI closes the stream's inner memory channel while its
+    keep-alive task may still be sending into it; the task group then raises
+    ``BrokenResourceError`` and uvicorn logs "Exception in ASGI application" for an ordinary
+    hang-up (fastapi/fastapi discussion #15725; the fix, pull request #15824, was not merged).
+    The response has started by then, so there is nothing to answer; any other error passes.
+    """
+
+    _GONE = (anyio.BrokenResourceError, anyio.ClosedResourceError)
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") != "/sse":
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        except BaseExceptionGroup as group:
+            _, rest = group.split(self._GONE)
+            if rest is not None:
+                raise

@@ -49,21 +49,37 @@ class RecentLogs(logging.Handler):
             self.handleError(record)
 
 
+class DropSpuriousDenialError(logging.Filter):
+    """Drops uvicorn's "returned without completing handshake" error after a denial response.
+
+    uvicorn's websockets-sansio protocol does not mark the handshake complete when the app refuses
+    it with an HTTP response (our 403 for a foreign Origin), and logs this error although the
+    refusal went out correctly (Kludex/uvicorn pull request #3138). Our endpoint always accepts or
+    refuses, so the message never means anything else here.
+    """
+
+    MESSAGE = "ASGI callable returned without completing handshake."
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != self.MESSAGE
+
+
 recent = RecentLogs()
-_redact = RedactIds()
+_FILTERS = (RedactIds(), DropSpuriousDenialError())
 
 
-def install_redaction() -> None:
-    """Redact ids in every record logged by uvicorn and by this package."""
+def install_filters() -> None:
+    """Redact ids in every record logged by uvicorn and by this package; drop known noise."""
     for name in LOGGERS:
         logger = logging.getLogger(name)
-        if _redact not in logger.filters:
-            logger.addFilter(_redact)
+        for log_filter in _FILTERS:
+            if log_filter not in logger.filters:
+                logger.addFilter(log_filter)
 
 
 def keep_quiet() -> None:
     """Send uvicorn's and our records to :data:`recent` only (for a server in a notebook)."""
-    install_redaction()
+    install_filters()
     for name in LOGGERS:
         logger = logging.getLogger(name)
         if recent not in logger.handlers:
