@@ -208,3 +208,20 @@ async def test_iteration(server: RunningServer) -> None:
             if event["type"] == "message":
                 break
         assert seen[0] == "connected" and seen[-1] == "message"
+
+
+@pytest.mark.parametrize("cls", CLIENTS, ids=lambda c: c.transport)
+async def test_drop_connection_on_purpose_then_resume(
+    server: RunningServer, cls: type[BaseClient]
+) -> None:
+    async with make_client(cls, server.url) as client:
+        cid = await client.wait_connected()
+        server.hub.publish(cid, "before")
+        await wait_for(lambda: client.last_seq == 1)
+        await client.drop_connection()
+        server.hub.publish(cid, "during")
+        await wait_for(lambda: client.last_seq == 2, timeout=10)
+        notes = drain(client)
+        assert any(e["type"] == "reconnecting" for e in notes)
+        assert [e["message"] for e in notes if e["type"] == "message"] == ["before", "during"]
+        assert client.connection_id == cid and client.stats.duplicates == 0

@@ -189,3 +189,32 @@ def test_environment_variables_configure_the_server() -> None:
     finally:
         process.terminate()
         process.communicate(timeout=20)
+
+
+def test_listening_socket_lets_asyncio_disable_nagle() -> None:
+    """Regression: with a proto-0 socket asyncio skipped TCP_NODELAY on accepted connections, and
+    every long-poll answer's body waited ~40 ms behind its headers."""
+    from transport_demo.server import bind_socket
+
+    sock = bind_socket("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()
+
+
+def test_poll_answer_arrives_in_one_piece() -> None:
+    server = start_server(port=0, **FAST)
+    try:
+        with httpx.Client(base_url=server.url) as http:
+            cid = http.post("/poll").json()["connection_id"]
+            took = []
+            for i in range(10):
+                server.hub.publish(cid, "x")
+                started = time.perf_counter()
+                http.post("/poll", json={"connection_id": cid, "last_seq": i})
+                took.append(time.perf_counter() - started)
+        took.sort()
+        assert took[5] < 0.030  # the median; Nagle's 40 ms stall made every one slower
+    finally:
+        server.stop()

@@ -12,17 +12,23 @@ import asyncio
 import contextlib
 import json
 import random
+import socket
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import httpx
 
 from ..events import timestamp
 
+T = TypeVar("T")
 Event = dict[str, Any]
 EventCallback = Callable[[Event], None]
+
+
+class DroppedByClient(Exception):
+    """The connection was cut on purpose (:meth:`BaseClient.drop_connection`)."""
 
 
 class ClientError(Exception):
@@ -45,6 +51,7 @@ class ClientStats:
     duplicates: int = 0  # durable events dropped because their seq was already seen
     gaps: int = 0  # jumps in seq (events the server could no longer replay)
     errors: int = 0
+    requests: int = 0  # HTTP requests or WebSocket handshakes made
     unread_dropped: int = 0  # events dropped from the iteration queue nobody was reading
 
     def as_dict(self) -> dict[str, int]:
@@ -105,6 +112,7 @@ class BaseClient:
         self._readable = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._reconnecting = False
+        self._attempt_task: asyncio.Future[Any] | None = None
         self.state = "idle"
 
     # -- life cycle -----------------------------------------------------------------------------
@@ -256,6 +264,28 @@ class BaseClient:
         except Exception as exc:  # a bug or an unexpected answer: show it, don't vanish
             self._give_up("client_failed", f"{type(exc).__name__}: {exc}")
 
+    async def drop_connection(self) -> None:
+        """Cut the current connection abruptly, as a network fault would (for teaching and tests).
+
+        The client notices, reconnects with backoff and resumes: nothing is lost.
+        """
+        if self._attempt_task is not None:
+            self._attempt_task.cancel()
+
+    async def _attempt(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run one connection attempt as a task that :meth:`drop_connection` can cut."""
+        task = asyncio.ensure_future(coro)
+        self._attempt_task = task
+        try:
+            return await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if task.cancelled() and current is not None and not current.cancelling():
+                raise DroppedByClient("the connection was cut on purpose") from None
+            raise
+        finally:
+            self._attempt_task = None
+
     # -- what subclasses implement --------------------------------------------------------------
 
     async def _run(self) -> None:
@@ -285,6 +315,18 @@ def error_from_response(status: int, body: bytes) -> ClientError:
         return ClientError(str(payload["error"]), str(payload.get("detail", "")), status)
     except (ValueError, KeyError, TypeError):
         return ClientError(f"http_{status}", body[:200].decode("utf-8", "replace"), status)
+
+
+def http_client(base_url: str, timeout: httpx.Timeout) -> httpx.AsyncClient:
+    """An httpx client for our small, latency-bound requests.
+
+    TCP_NODELAY: httpx writes a request's headers and body separately, and with Nagle's algorithm
+    the body waits for the ACK of the headers, which the server delays by up to 40 ms.
+    """
+    transport = httpx.AsyncHTTPTransport(
+        socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+    )
+    return httpx.AsyncClient(base_url=base_url, timeout=timeout, transport=transport)
 
 
 def http_timeout(read: float, connect: float) -> httpx.Timeout:

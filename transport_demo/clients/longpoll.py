@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from .base import BaseClient, ClientError, Event, error_from_response, http_timeout
+from .base import BaseClient, ClientError, Event, error_from_response, http_client, http_timeout
 
 
 class LongPollClient(BaseClient):
@@ -23,15 +23,17 @@ class LongPollClient(BaseClient):
         super().__init__(base_url, **options)
         self.poll_timeout = 30.0
         self.read_margin = read_margin
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url, timeout=http_timeout(self.poll_timeout + read_margin, 5.0)
+        self._http = http_client(
+            self.base_url, http_timeout(self.poll_timeout + read_margin, 5.0)
         )
         self._send_idle = asyncio.Event()
         self._send_idle.set()
         self._send_lock = asyncio.Lock()
         self._poll: asyncio.Future[Event] | None = None
+        self._dropping = False
 
     async def _post(self, body: dict[str, Any]) -> Event:
+        self.stats.requests += 1
         response = await self._http.post(
             "/poll", json=body, timeout=http_timeout(self.poll_timeout + self.read_margin, 5.0)
         )
@@ -63,7 +65,10 @@ class LongPollClient(BaseClient):
                 except asyncio.CancelledError:
                     task = asyncio.current_task()
                     if self._poll.cancelled() and task is not None and not task.cancelling():
-                        continue  # a send took the poll's place: its answer carries the events
+                        if self._dropping:
+                            self._dropping = False
+                            await self._retry_later("the poll was cut on purpose")
+                        continue  # else a send took the poll's place: its answer has the events
                     raise
             except ClientError as exc:
                 if exc.code == "unknown_connection":
@@ -120,6 +125,12 @@ class LongPollClient(BaseClient):
                 raise ClientError(f"http_{exc.response.status_code}", "server error") from exc
             finally:
                 self._send_idle.set()
+
+    async def drop_connection(self) -> None:
+        """Cut the held poll: its answer is lost on the way; the next poll gets it again."""
+        if self._poll is not None and not self._poll.done():
+            self._dropping = True
+            self._poll.cancel()
 
     async def _release(self) -> None:
         await self._http.aclose()

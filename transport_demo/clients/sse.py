@@ -8,7 +8,14 @@ from typing import Any
 import httpx
 from httpx_sse import SSEError, aconnect_sse
 
-from .base import BaseClient, ClientError, error_from_response, http_timeout
+from .base import (
+    BaseClient,
+    ClientError,
+    DroppedByClient,
+    error_from_response,
+    http_client,
+    http_timeout,
+)
 
 
 class SSEClient(BaseClient):
@@ -23,37 +30,43 @@ class SSEClient(BaseClient):
     def __init__(self, base_url: str, *, heartbeat_timeout: float = 45.0, **options: Any) -> None:
         super().__init__(base_url, **options)
         self.heartbeat_timeout = heartbeat_timeout
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url, timeout=http_timeout(heartbeat_timeout, self.connect_timeout)
+        self._http = http_client(
+            self.base_url, http_timeout(heartbeat_timeout, self.connect_timeout)
         )
 
     async def _run(self) -> None:
         while not self.closed:
-            headers = {}
-            if self.connection_id is not None:
-                headers["Last-Event-ID"] = f"{self.connection_id}:{self.last_seq}"
             try:
-                async with aconnect_sse(self._http, "GET", "/sse", headers=headers) as source:
-                    response = source.response
-                    if response.status_code != 200:
-                        body = await response.aread()
-                        error = error_from_response(response.status_code, body)
-                        if response.status_code < 500 and error.code != "too_many_connections":
-                            self._give_up(error.code, error.detail)
-                            return
-                        await self._retry_later(f"{error.code}: {error.detail}")
-                        continue
-                    async for sse in source.aiter_sse():
-                        if sse.data:
-                            self._handle(json.loads(sse.data))
-                reason = "the server ended the stream"
-            except (httpx.TransportError, SSEError, ValueError) as exc:
-                reason = f"{type(exc).__name__}: {exc}"
-            await self._retry_later(reason)
+                outcome = await self._attempt(self._read_stream())
+            except (httpx.TransportError, SSEError, ValueError, DroppedByClient) as exc:
+                outcome = f"{type(exc).__name__}: {exc}"
+            if outcome is None:
+                return
+            await self._retry_later(outcome)
+
+    async def _read_stream(self) -> str | None:
+        """One stream, until it ends: a reason to retry, or ``None`` to stop."""
+        headers = {}
+        if self.connection_id is not None:
+            headers["Last-Event-ID"] = f"{self.connection_id}:{self.last_seq}"
+        self.stats.requests += 1
+        async with aconnect_sse(self._http, "GET", "/sse", headers=headers) as source:
+            response = source.response
+            if response.status_code != 200:
+                error = error_from_response(response.status_code, await response.aread())
+                if response.status_code < 500 and error.code != "too_many_connections":
+                    self._give_up(error.code, error.detail)
+                    return None
+                return f"{error.code}: {error.detail}"
+            async for sse in source.aiter_sse():
+                if sse.data:
+                    self._handle(json.loads(sse.data))
+        return "the server ended the stream"
 
     async def send(self, text: str) -> None:
         """``POST /sse/message``; the echo arrives on the stream."""
         connection_id = self._check_can_send()
+        self.stats.requests += 1
         try:
             response = await self._http.post(
                 "/sse/message", json={"connection_id": connection_id, "text": text}

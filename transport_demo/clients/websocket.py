@@ -51,6 +51,7 @@ class WebSocketClient(BaseClient):
 
     async def _run(self) -> None:
         while not self.closed:
+            self.stats.requests += 1
             try:
                 async with connect(
                     self._url(),
@@ -100,6 +101,11 @@ class WebSocketClient(BaseClient):
             await ws.send(json.dumps({"message": text}, ensure_ascii=False))
         except ConnectionClosed as exc:
             raise ClientError("not_connected", f"The socket closed: {exc}") from exc
+
+    async def drop_connection(self) -> None:
+        """Abort the TCP connection (no closing handshake): the server sees 1006, we resume."""
+        if self._ws is not None:
+            self._ws.transport.abort()
 
     async def _close_socket(self) -> None:
         ws = self._ws

@@ -109,6 +109,11 @@ class TransportWidget(widgets.VBox):
         except ClientError as exc:
             self._show_error(exc.code, exc.detail)
 
+    def cut(self) -> None:
+        """Cut the connection on purpose, as a network fault would; watch it resume."""
+        if self.client is not None:
+            runner.run(self.client.drop_connection())
+
     @property
     def status(self) -> str:
         """idle, connecting, open, waiting (for a poll), reconnecting, closed or error."""

@@ -1,0 +1,50 @@
+"""SSE exercises: parse an event stream by hand, and build a resume point."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from . import attempt, report
+
+# Examples after the WHATWG HTML standard's "Server-sent events" section (§9.2): multi-line data,
+# comments, an id without data, a retry field, CRLF line ends, and a field without a space.
+PARSER_CASES: list[tuple[str, list[dict[str, Any]]]] = [
+    ("data: YHOO\ndata: +2\ndata: 10\n\n", [{"data": "YHOO\n+2\n10"}]),
+    (
+        ": test stream\n\ndata: first event\nid: 1\n\ndata:second event\nid\n\ndata:  third event\n\n",
+        [{"data": "first event", "id": "1"}, {"data": "second event", "id": ""},
+         {"data": " third event"}],
+    ),
+    ("retry: 1000\n\ndata: x\r\nid: c:7\r\n\r\n", [{"retry": 1000}, {"data": "x", "id": "c:7"}]),
+    ("id: only-an-id\n\n", [{"id": "only-an-id"}]),
+    ("event: add\ndata: 73857293\n\n", [{"event": "add", "data": "73857293"}]),
+    ("data\n\ndata\ndata\n\ndata:\n", [{"data": ""}, {"data": "\n"}]),
+]
+
+
+def check_sse_parser(parse: Callable[[str], list[dict[str, Any]]]) -> bool:
+    """``parse(text)`` → one dict per block (a blank line ends a block) that set any field:
+    ``data`` (its lines joined with ``\\n``), ``id``, ``event``, ``retry`` (an int). Comments
+    (``:``) are ignored; an unfinished last block is dropped; CRLF ends lines too. (A browser fires
+    ``message`` only for blocks with data; an ``id`` alone still becomes its Last-Event-ID.)"""
+    problems = []
+    for text, expected in PARSER_CASES:
+        got, error = attempt(parse, text)
+        if error:
+            problems.append(error)
+        elif got != expected:
+            problems.append(f"parse({text!r}) gave {got!r}, expected {expected!r}")
+    return report("SSE parser", problems)
+
+
+def check_last_event_id(last_event_id: Callable[[str, int], str]) -> bool:
+    """``last_event_id(connection_id, last_seq)`` → the ``Last-Event-ID`` header that resumes."""
+    problems = []
+    for cid, seq in [("05b8925d-9762-4269-a6c0-87a34fe06bea", 4), ("abc", 0)]:
+        got, error = attempt(last_event_id, cid, seq)
+        if error:
+            problems.append(error)
+        elif got != f"{cid}:{seq}":
+            problems.append(f"for {cid!r} after seq {seq} it gave {got!r}")
+    return report("Last-Event-ID", problems)
