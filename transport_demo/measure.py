@@ -204,3 +204,17 @@ def plot(summaries: list[Summary]) -> Any:
         axis.set_xticks(list(x), names)
     fig.tight_layout()
     return fig
+
+
+def as_markdown(summaries: list[Summary]) -> str:
+    """The figures as a Markdown table (``IPython.display.Markdown(as_markdown(results))``)."""
+    rows = [
+        "| transport | p50 ms | p99 ms | burst msg/s | bytes/msg | requests/msg |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    rows += [
+        f"| {s.transport} | {s.p50_ms:.2f} | {s.p99_ms:.2f} | {s.messages_per_second:,.0f} "
+        f"| {s.bytes_per_message:.0f} | {s.requests_per_message:.4f} |"
+        for s in summaries
+    ]
+    return "\n".join(rows)

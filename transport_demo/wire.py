@@ -43,7 +43,9 @@ class Exchange:
     def __repr__(self) -> str:
         sent = "" if self.sent is None else " " + json.dumps(self.sent)
         answer = json.dumps(self.answer, indent=1) if isinstance(self.answer, dict) else self.answer
-        return f"{self.method} {self.path}{sent}\n→ {self.status} after {self.seconds:.2f} s\n{answer}"
+        return (
+            f"{self.method} {self.path}{sent}\n→ {self.status} after {self.seconds:.2f} s\n{answer}"
+        )
 
 
 def poll(url: str, body: dict[str, Any] | None = None, *, timeout: float = 120) -> Exchange:
@@ -51,7 +53,11 @@ def poll(url: str, body: dict[str, Any] | None = None, *, timeout: float = 120) 
     started = time.monotonic()
     response = httpx.post(f"{url}/poll", json=body or {}, timeout=timeout)
     return Exchange(
-        "POST", "/poll", body or {}, response.status_code, response.json(),
+        "POST",
+        "/poll",
+        body or {},
+        response.status_code,
+        response.json(),
         time.monotonic() - started,
     )
 
@@ -90,12 +96,13 @@ def sse_bytes(
     headers: dict[str, str] | None = None,
     params: dict[str, Any] | None = None,
 ) -> RawStream:
-    """Read ``GET /sse`` for ``seconds`` and keep the raw ``text/event-stream`` bytes as they came."""
+    """Read ``GET /sse`` for ``seconds``; keep the raw ``text/event-stream`` bytes as they came."""
     started = time.monotonic()
     timeout = httpx.Timeout(5.0, read=seconds + 30)
-    with httpx.Client(timeout=timeout) as client, client.stream(
-        "GET", f"{url}/sse", headers=headers, params=params
-    ) as response:
+    with (
+        httpx.Client(timeout=timeout) as client,
+        client.stream("GET", f"{url}/sse", headers=headers, params=params) as response,
+    ):
         stream = RawStream(response.status_code, dict(response.headers))
         for text in response.iter_text():
             stream.chunks.append(Chunk(round(time.monotonic() - started, 3), text))

@@ -1,7 +1,8 @@
 # A hand parser, for teaching (the clients use httpx-sse).
 def parse(text):
     events, block, data = [], {}, []
-    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    for line in lines[:-1]:  # the last piece has no line end yet: not a line
         if line == "":  # a blank line dispatches the block
             if data:
                 block["data"] = "\n".join(data)

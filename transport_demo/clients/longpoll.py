@@ -23,9 +23,7 @@ class LongPollClient(BaseClient):
         super().__init__(base_url, **options)
         self.poll_timeout = 30.0
         self.read_margin = read_margin
-        self._http = http_client(
-            self.base_url, http_timeout(self.poll_timeout + read_margin, 5.0)
-        )
+        self._http = http_client(self.base_url, http_timeout(self.poll_timeout + read_margin, 5.0))
         self._send_idle = asyncio.Event()
         self._send_idle.set()
         self._send_lock = asyncio.Lock()

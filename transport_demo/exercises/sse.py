@@ -12,9 +12,13 @@ from . import attempt, report
 PARSER_CASES: list[tuple[str, list[dict[str, Any]]]] = [
     ("data: YHOO\ndata: +2\ndata: 10\n\n", [{"data": "YHOO\n+2\n10"}]),
     (
-        ": test stream\n\ndata: first event\nid: 1\n\ndata:second event\nid\n\ndata:  third event\n\n",
-        [{"data": "first event", "id": "1"}, {"data": "second event", "id": ""},
-         {"data": " third event"}],
+        ": test stream\n\ndata: first event\nid: 1\n\n"
+        "data:second event\nid\n\ndata:  third event\n\n",
+        [
+            {"data": "first event", "id": "1"},
+            {"data": "second event", "id": ""},
+            {"data": " third event"},
+        ],
     ),
     ("retry: 1000\n\ndata: x\r\nid: c:7\r\n\r\n", [{"retry": 1000}, {"data": "x", "id": "c:7"}]),
     ("id: only-an-id\n\n", [{"id": "only-an-id"}]),

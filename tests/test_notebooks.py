@@ -1,0 +1,237 @@
+"""The notebooks: stored without outputs, run top to bottom in a real kernel within a minute each,
+exercise solutions pass their checks, and one runs in JupyterLab in a real browser."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from transport_demo import RunningServer
+from transport_demo.exercises import longpoll, sse, websocket
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+SOLUTIONS = ROOT / "notebooks" / "solutions"
+
+pytestmark = pytest.mark.notebook
+
+
+def test_the_suite_is_complete() -> None:
+    assert [p.name for p in NOTEBOOKS] == [
+        "00_start_here.ipynb",
+        "01_long_polling.ipynb",
+        "02_server_sent_events.ipynb",
+        "03_websocket.ipynb",
+        "04_comparison.ipynb",
+    ]
+    for name in ("long_polling", "sse", "websocket", "architecture"):
+        assert (ROOT / "docs" / "images" / f"{name}.svg").is_file()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_stored_without_outputs(path: Path) -> None:
+    notebook = nbformat.read(path, as_version=4)
+    nbformat.validate(notebook)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, "run nbstripout"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_cells_are_thin(path: Path) -> None:
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            assert len(cell.source.splitlines()) <= 6, cell.source
+            assert "class " not in cell.source
+
+
+def run(path: Path) -> tuple[Any, float]:
+    notebook = nbformat.read(path, as_version=4)
+    started = time.monotonic()
+    NotebookClient(
+        notebook,
+        timeout=60,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    ).execute()
+    return notebook, time.monotonic() - started
+
+
+def outputs(notebook: Any) -> str:
+    text = []
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            if output.output_type == "stream":
+                text.append(output.text)
+            elif output.output_type == "execute_result":
+                text.append(output.data.get("text/markdown", output.data.get("text/plain", "")))
+            elif output.output_type == "error":
+                text.append(f"ERROR {output.ename}: {output.evalue}")
+    return "\n".join(text)
+
+
+# What each notebook must show when run headless (beyond running without an error).
+EXPECTED = {
+    "00_start_here.ipynb": [
+        r"RunningServer http://127\.0\.0\.1:8000 running",
+        r"'long-polling': 0",
+    ],
+    "01_long_polling.ipynb": [
+        r"→ 200 after [3-9]\.\d\d s",  # the held poll that times out (3 s hold)
+        r"\(3, 'sent while the poll was cut'\)",
+    ],
+    "02_server_sent_events.ipynb": [
+        r"retry: 1000",
+        r"\(4, 'while cut \(2\)'\)",
+        r"x-accel-buffering",
+    ],
+    "03_websocket.ipynb": [
+        r"101 Switching Protocols",
+        r"403 Forbidden",
+        r"server closed with 1009",
+        r"\(3, 'sent while the socket was down'\)",
+    ],
+    "04_comparison.ipynb": [r"\| websocket \|", r"\| long-polling \|"],
+}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_runs_top_to_bottom_within_a_minute(path: Path) -> None:
+    notebook, seconds = run(path)  # a fresh kernel: what Restart Kernel & Run All does
+    shown = outputs(notebook)
+    assert "ERROR" not in shown and "Traceback" not in shown
+    for pattern in EXPECTED[path.name]:
+        assert re.search(pattern, shown), f"{pattern!r} not in the outputs"
+    assert seconds < 60
+
+
+def test_a_rerun_in_the_same_kernel_reuses_the_server() -> None:
+    """Run All twice without a restart: the start cell is idempotent, teardown is repeatable."""
+    notebook = nbformat.read(ROOT / "notebooks" / "01_long_polling.ipynb", as_version=4)
+    client = NotebookClient(
+        notebook, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+    )
+    with client.setup_kernel():
+        for _ in range(2):
+            for index, cell in enumerate(notebook.cells):
+                client.execute_cell(cell, index)
+    assert "ERROR" not in outputs(notebook)
+
+
+def solution_namespace(server: RunningServer) -> dict[str, Any]:
+    namespace: dict[str, Any] = {"server": server}
+    for module in (longpoll, sse, websocket):
+        namespace.update({k: v for k, v in vars(module).items() if k.startswith("check_")})
+    return namespace
+
+
+@pytest.mark.parametrize("path", sorted(SOLUTIONS.glob("*.py")), ids=lambda p: p.name)
+def test_solutions_pass_their_checks(
+    server: RunningServer, path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exec(compile(path.read_text(), str(path), "exec"), solution_namespace(server))
+    printed = capsys.readouterr().out
+    assert "pass!" in printed and "not yet" not in printed
+
+
+def test_every_exercise_has_a_solution_mentioned_in_its_notebook() -> None:
+    text = "".join(path.read_text() for path in NOTEBOOKS)
+    for solution in SOLUTIONS.glob("*.py"):
+        assert f"%load solutions/{solution.name}" in text
+
+
+# -- JupyterLab in a real browser -------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def jupyterlab() -> Iterator[str]:
+    port, token = free_port(), "transport-demo-test"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            "--no-browser",
+            "--allow-root",
+            f"--port={port}",
+            "--ip=127.0.0.1",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={ROOT}",
+            "--LabApp.expose_app_in_browser=True",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "JUPYTER_PLATFORM_DIRS": "1"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/api/status?token={token}").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "JupyterLab did not start"
+            time.sleep(0.3)
+        yield f"{url}/lab/tree/notebooks/01_long_polling.ipynb?token={token}"
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+KERNEL_READY = """() => {
+    const panel = window.jupyterapp.shell.currentWidget;
+    const kernel = panel && panel.sessionContext && panel.sessionContext.session
+        && panel.sessionContext.session.kernel;
+    return kernel && kernel.connectionStatus === "connected" && kernel.status === "idle";
+}"""
+
+
+@pytest.mark.browser
+def test_long_polling_notebook_in_jupyterlab(jupyterlab: str) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from .browser import launch
+
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(jupyterlab)
+        page.wait_for_function("window.jupyterapp && window.jupyterapp.shell", timeout=60_000)
+        # Run All before the kernel is connected and idle runs nothing: wait for it.
+        page.wait_for_function(KERNEL_READY, timeout=60_000)
+        page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        # The live widget shows a connection id (the status line) and a received message.
+        status = page.locator(".jp-OutputArea-output code").filter(
+            has_text=re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-")
+        )
+        expect(status.first).to_be_visible(timeout=90_000)
+        expect(page.locator('.td-entry[data-type="message"]').first).to_be_visible(timeout=60_000)
+        browser.close()
+
+
+def test_jupyterlab_notebook_metadata_uses_python3() -> None:
+    for path in NOTEBOOKS:
+        assert json.loads(path.read_text())["metadata"]["kernelspec"]["name"] == "python3"
