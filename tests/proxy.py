@@ -1,8 +1,14 @@
 """A small fault-injecting TCP proxy on loopback, for cutting connections on purpose.
 
-It runs its own event loop in a thread. ``cut()`` closes every connection going through it at
-once (both directions); ``stall()`` stops forwarding without closing (a half-open connection);
-``resume_forwarding()`` undoes that.
+It runs its own event loop in a thread. Faults:
+
+* ``cut(side)`` aborts every connection through it now: the client's side, the server's side, or
+  both (an RST, no goodbye);
+* ``cut_mid_response()`` lets half of the next server-to-client chunk through, then cuts: the
+  client is left holding part of a response, an SSE event or a WebSocket frame;
+* ``stall()`` stops forwarding on the current connections without closing them (half-open), until
+  ``resume_forwarding()``; new connections are not stalled;
+* ``buffer_bytes=N`` holds server-to-client bytes until N have gathered, like a buffering proxy.
 """
 
 from __future__ import annotations
@@ -12,15 +18,22 @@ import contextlib
 import threading
 
 
+class _Pair:
+    def __init__(self, client: asyncio.StreamWriter, upstream: asyncio.StreamWriter) -> None:
+        self.client, self.upstream = client, upstream
+        self.stalled = False
+        self.cut_mid = False
+
+
 class FaultyProxy:
-    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
-        self.target = (target_host, target_port)
+    def __init__(self, target_port: int, *, buffer_bytes: int = 0) -> None:
+        self.target = ("127.0.0.1", target_port)
+        self.buffer_bytes = buffer_bytes
         self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
-        self._flowing = threading.Event()
-        self._flowing.set()
         self.connections = 0
+        self.cuts = 0
+        self._loop = asyncio.new_event_loop()
+        self._pairs: set[_Pair] = set()
         ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)
         self._thread.start()
@@ -45,44 +58,96 @@ class FaultyProxy:
         except OSError:
             writer.close()
             return
-        pair = (writer, up_writer)
+        pair = _Pair(writer, up_writer)
         self._pairs.add(pair)
         try:
-            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+            await asyncio.gather(
+                self._pipe(pair, reader, up_writer, downstream=False),
+                self._pipe(pair, up_reader, writer, downstream=True),
+            )
         finally:
             self._pairs.discard(pair)
-            for w in pair:
+            for w in (writer, up_writer):
                 w.close()
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self,
+        pair: _Pair,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        downstream: bool,
+    ) -> None:
+        held = b""
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             while data := await reader.read(65536):
-                while not self._flowing.is_set():
+                while pair.stalled:
                     await asyncio.sleep(0.01)
+                if downstream and pair.cut_mid:
+                    writer.write(data[: max(1, len(data) // 2)])
+                    await writer.drain()
+                    self._abort(pair)
+                    return
+                if downstream and self.buffer_bytes:
+                    held += data
+                    if len(held) < self.buffer_bytes:
+                        continue
+                    data, held = held, b""
                 writer.write(data)
                 await writer.drain()
         writer.close()
 
-    def _call(self, fn: object) -> None:
-        asyncio.run_coroutine_threadsafe(fn, self._loop).result(5)  # type: ignore[arg-type]
+    def _abort(self, pair: _Pair, side: str = "both") -> None:
+        self.cuts += 1
+        if side in ("both", "client"):
+            pair.client.transport.abort()
+        if side in ("both", "server"):
+            pair.upstream.transport.abort()
 
-    def cut(self) -> int:
-        """Close every connection through the proxy now; returns how many were cut."""
+    def _run(self, fn: object) -> int:
+        async def call() -> int:
+            return fn()  # type: ignore[operator, no-any-return]
 
-        async def cut_all() -> int:
+        return asyncio.run_coroutine_threadsafe(call(), self._loop).result(5)
+
+    def cut(self, side: str = "both") -> int:
+        """Abort every connection now, on the client's side, the server's side or both."""
+
+        def cut_all() -> int:
             pairs = list(self._pairs)
             for pair in pairs:
-                for w in pair:
-                    w.transport.abort()
+                self._abort(pair, side)
             return len(pairs)
 
-        return asyncio.run_coroutine_threadsafe(cut_all(), self._loop).result(5)
+        return self._run(cut_all)
 
-    def stall(self) -> None:
-        self._flowing.clear()
+    def cut_mid_response(self) -> int:
+        """Cut each connection in the middle of the next chunk the server sends."""
+
+        def mark() -> int:
+            for pair in self._pairs:
+                pair.cut_mid = True
+            return len(self._pairs)
+
+        return self._run(mark)
+
+    def stall(self) -> int:
+        """Stop forwarding on the current connections, without closing them."""
+
+        def mark() -> int:
+            for pair in self._pairs:
+                pair.stalled = True
+            return len(self._pairs)
+
+        return self._run(mark)
 
     def resume_forwarding(self) -> None:
-        self._flowing.set()
+        def unmark() -> int:
+            for pair in self._pairs:
+                pair.stalled = False
+            return 0
+
+        self._run(unmark)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

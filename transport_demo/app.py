@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -67,7 +68,8 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     async def stats(request: Request) -> dict[str, Any]:
         """Counts by transport and state, totals, uptime, and connections by their first 8
         characters: never a full id (a full id is the key to a connection) and never a text."""
-        return hub.stats()
+        # asyncio tasks alive on the server's loop: a leak shows here as a number that only grows.
+        return {**hub.stats(), "asyncio_tasks": len(asyncio.all_tasks())}
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def client_page() -> HTMLResponse:
