@@ -52,3 +52,11 @@ def server_log_is_clean() -> Iterator[None]:
     yield
     bad = [line for line in logs.recent.lines if " ERROR " in line or "Traceback" in line]
     assert not bad, "the server logged errors:\n" + "\n".join(bad[:5])
+
+
+@pytest.fixture(scope="module")
+def make_module_server() -> Iterator[RunningServer]:
+    """One server for a whole module (for generated tests that call it thousands of times)."""
+    server = start_server(**{**FAST, "port": 0, "poll_timeout": 0.2})
+    yield server
+    server.stop()

@@ -136,7 +136,7 @@ async def test_a_stalled_connection_is_noticed(make_server: Any, cls: type[BaseC
     finally:
         proxy.resume_forwarding()
         proxy.close()
-    assert noticed_after < 5
+    assert noticed_after < 10  # measured 1-3 s; generous for a busy machine
     record(f"stall.{cls.transport}", noticed_after_seconds=round(noticed_after, 2))
 
 
