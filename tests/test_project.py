@@ -87,3 +87,19 @@ def test_public_api_is_pinned() -> None:
     }
     for name in transport_demo.__all__:
         assert hasattr(transport_demo, name)
+
+
+def test_lab_command_sets_up_and_reaches_jupyterlab() -> None:
+    """The README's first command, short of serving: set up, register the kernel, run jupyter lab
+    (``--version`` makes it print and exit instead of serving)."""
+    import subprocess
+
+    result = subprocess.run(
+        ["bash", "scripts/lab.sh", "--version"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert re.fullmatch(r"4\.\d+\.\d+\s*", result.stdout.splitlines()[-1] + "\n")
