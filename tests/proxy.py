@@ -121,33 +121,27 @@ class FaultyProxy:
 
         return self._run(cut_all)
 
-    def cut_mid_response(self) -> int:
-        """Cut each connection in the middle of the next chunk the server sends."""
+    def _mark(self, **flags: bool) -> int:
+        """Set flags on every current connection; returns how many there are."""
 
         def mark() -> int:
             for pair in self._pairs:
-                pair.cut_mid = True
+                for name, value in flags.items():
+                    setattr(pair, name, value)
             return len(self._pairs)
 
         return self._run(mark)
+
+    def cut_mid_response(self) -> int:
+        """Cut each connection in the middle of the next chunk the server sends."""
+        return self._mark(cut_mid=True)
 
     def stall(self) -> int:
         """Stop forwarding on the current connections, without closing them."""
-
-        def mark() -> int:
-            for pair in self._pairs:
-                pair.stalled = True
-            return len(self._pairs)
-
-        return self._run(mark)
+        return self._mark(stalled=True)
 
     def resume_forwarding(self) -> None:
-        def unmark() -> int:
-            for pair in self._pairs:
-                pair.stalled = False
-            return 0
-
-        self._run(unmark)
+        self._mark(stalled=False)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -156,6 +150,10 @@ class FaultyProxy:
         async def shut() -> None:
             self._server.close()
             await self._server.wait_closed()
+            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in pending:  # relays still winding down: end them before the loop stops
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(shut(), self._loop).result(5)

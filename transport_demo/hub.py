@@ -207,10 +207,6 @@ class Hub:
         with self._lock:
             return any(conn.waiter is not None for conn in self._conns.values())
 
-    @property
-    def closing(self) -> bool:
-        return self._closing
-
     # -- connections ----------------------------------------------------------------------------
 
     def _create(self, transport: Transport) -> Connection:
