@@ -1,0 +1,94 @@
+"""``python -m transport_demo.bench``: run the benchmark, print the tables, write JSON.
+
+python -m transport_demo.bench                      # everything, about 15 minutes
+python -m transport_demo.bench --quick              # seconds: tiny sizes
+python -m transport_demo.bench --only latency,throughput --targets "ours sse,fastapi sse"
+python -m transport_demo.bench --json artifacts/bench.json --plots docs/images
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from . import report
+from .run import SCENARIOS, TARGETS, Sizes, plan, run
+
+
+def _names(text: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [name for name in names if name not in allowed]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown {what}: {', '.join(unknown)} (choose from: {', '.join(allowed)})"
+        )
+    return names
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m transport_demo.bench",
+        description="Latency, throughput and capacity of the three transports, with bare "
+        "baselines and peers measured in the same run.",
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (seconds)")
+    parser.add_argument(
+        "--only",
+        type=lambda text: _names(text, SCENARIOS, "scenario"),
+        default=SCENARIOS,
+        help=f"comma-separated scenarios (default: all of {','.join(SCENARIOS)})",
+    )
+    parser.add_argument(
+        "--targets",
+        type=lambda text: _names(text, TARGETS, "target"),
+        default=TARGETS,
+        help="comma-separated targets (default: all)",
+    )
+    parser.add_argument("--steps", help="capacity steps, e.g. 1000,5000,10000")
+    parser.add_argument("--json", type=Path, default=Path("artifacts/bench.json"))
+    parser.add_argument("--markdown", type=Path, help="also write the tables here")
+    parser.add_argument("--plots", type=Path, help="write bench-*.svg plots into this folder")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    sizes = Sizes.quick() if args.quick else Sizes()
+    if args.steps:
+        sizes = replace(sizes, steps=tuple(int(step) for step in args.steps.split(",")))
+    steps = plan(args.only, args.targets, sizes)
+    from tqdm import tqdm
+
+    with tqdm(total=len(steps), unit="step", disable=args.no_progress, file=sys.stderr) as bar:
+
+        def progress(label: str) -> None:
+            bar.set_postfix_str(label)
+            bar.update()
+
+        results = run(sizes, scenarios=args.only, targets=args.targets, progress=progress)
+    data = results.as_dict()
+    data["ratios"] = report.ratios(data)
+    data["checks"] = report.checks(data)
+    tables = report.markdown(data)
+    print(tables)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    print(f"JSON: {args.json}")
+    if args.markdown:
+        args.markdown.write_text(tables, encoding="utf-8")
+    if args.plots:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        report.plot(data, args.plots)
+        print(f"plots: {args.plots}/bench-*.svg")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

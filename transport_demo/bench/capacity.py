@@ -1,0 +1,168 @@
+"""Capacity: many idle connections with heartbeats on. The server runs in its own process; the
+connections are spread over a few client processes (one asyncio loop each) so that the clients'
+own work does not become the figure. Each step grows to N connections, then listens for a
+window: the server's RSS per connection and the heartbeats' lateness (p99) at N."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from .probes import PROBES, Probe
+from .scenarios import percentile
+from .servers import raise_fd_limit
+from .targets import ServerProcess, rss_kib
+
+__all__ = ["CapacityStep", "capacity"]
+
+OPEN_CONCURRENCY = 64  # handshakes in flight per client process
+
+
+@dataclass
+class CapacityStep:
+    connections: int
+    failed: int
+    rss_mib: float
+    rss_per_connection_kib: float
+    heartbeats: int
+    lag_p50_ms: float
+    lag_p99_ms: float
+    lag_max_ms: float
+
+
+async def _worker_main(pipe: Connection, target: str, port: int, heartbeat: float) -> None:
+    probe_type = PROBES[target][1]
+    probes: list[Probe] = []
+    receivers: list[asyncio.Task[None]] = []
+    loop = asyncio.get_running_loop()
+    while True:
+        command, value = await loop.run_in_executor(None, pipe.recv)
+        if command == "grow":
+            count, spread = value
+            limit = asyncio.Semaphore(OPEN_CONCURRENCY)
+            failed = 0
+
+            async def open_one(limit: asyncio.Semaphore = limit) -> None:
+                nonlocal failed
+                probe = probe_type(port, heartbeat)
+                async with limit:
+                    try:
+                        await asyncio.wait_for(probe.open(), 30)
+                    except (OSError, TimeoutError, EOFError, asyncio.IncompleteReadError):
+                        failed += 1
+                        return
+                probes.append(probe)
+                receivers.append(asyncio.create_task(probe.receive()))
+
+            # Spread over `spread` seconds, as a class arrives: connections opened in the same
+            # instant would have their heartbeats due in the same instant, for ever.
+            opening = []
+            started = loop.time()
+            new = count - len(probes)
+            for i in range(new):
+                await asyncio.sleep(max(0.0, started + i * spread / new - loop.time()))
+                opening.append(asyncio.create_task(open_one()))
+            await asyncio.gather(*opening)
+            pipe.send((len(probes), failed))
+        elif command == "listen":
+            marks = [probe.beats for probe in probes]
+            await asyncio.sleep(value)
+            lags = [
+                lag
+                for probe, mark in zip(probes, marks, strict=True)
+                for lag in probe.lags_since(mark)
+            ]
+            pipe.send(lags)
+        else:
+            for task in receivers:
+                task.cancel()
+            await asyncio.gather(*(probe.close() for probe in probes), return_exceptions=True)
+            pipe.send(None)
+            return
+
+
+def _worker(pipe: Connection, target: str, port: int, heartbeat: float) -> None:
+    raise_fd_limit()
+    asyncio.run(_worker_main(pipe, target, port, heartbeat))
+
+
+@contextlib.contextmanager
+def _workers(target: str, port: int, heartbeat: float, count: int) -> Iterator[list[Connection]]:
+    context = multiprocessing.get_context("spawn")
+    pipes: list[Connection] = []
+    processes = []
+    for _ in range(count):
+        ours, theirs = context.Pipe()
+        process = context.Process(target=_worker, args=(theirs, target, port, heartbeat))
+        process.start()
+        pipes.append(ours)
+        processes.append(process)
+    try:
+        yield pipes
+    finally:
+        for pipe in pipes:
+            with contextlib.suppress(OSError):
+                pipe.send(("close", None))
+        for pipe in pipes:
+            with contextlib.suppress(OSError, EOFError):
+                if pipe.poll(30):
+                    pipe.recv()
+        for process in processes:
+            process.join(10)
+            if process.is_alive():
+                process.kill()
+
+
+def _ask(pipes: list[Connection], command: str, values: list[Any]) -> list[Any]:
+    for pipe, value in zip(pipes, values, strict=True):
+        pipe.send((command, value))
+    return [pipe.recv() for pipe in pipes]
+
+
+def capacity(
+    target: str,
+    steps: list[int],
+    *,
+    heartbeat: float = 5.0,
+    listen: float | None = None,
+    workers: int = 2,
+    progress: Any = None,
+) -> list[CapacityStep]:
+    """Grow to each N in ``steps`` and listen ``listen`` seconds (default 2.2 heartbeats)."""
+    listen = listen if listen is not None else 2.2 * heartbeat
+    results = []
+    with (
+        ServerProcess(PROBES[target][0], heartbeat) as server,
+        _workers(target, server.port, heartbeat, workers) as pipes,
+    ):
+        time.sleep(0.5)
+        baseline_kib = rss_kib(server.pid)
+        for n in steps:
+            shares = [n // workers + (1 if i < n % workers else 0) for i in range(workers)]
+            grown = _ask(pipes, "grow", [(share, heartbeat) for share in shares])
+            opened = sum(count for count, _ in grown)
+            failed = sum(failures for _, failures in grown)
+            time.sleep(min(1.0, heartbeat / 2))  # the last handshakes settle
+            rss = rss_kib(server.pid)
+            lags = [lag for part in _ask(pipes, "listen", [listen] * workers) for lag in part]
+            results.append(
+                CapacityStep(
+                    connections=opened,
+                    failed=failed,
+                    rss_mib=round(rss / 1024, 1),
+                    rss_per_connection_kib=round((rss - baseline_kib) / max(opened, 1), 2),
+                    heartbeats=len(lags),
+                    lag_p50_ms=round(percentile(lags, 50), 1),
+                    lag_p99_ms=round(percentile(lags, 99), 1),
+                    lag_max_ms=round(max(lags, default=0.0), 1),
+                )
+            )
+            if progress is not None:
+                progress()
+    return results

@@ -1,0 +1,501 @@
+"""The benchmark's clients: one small probe per wire protocol, the same for every server that
+speaks it, so that the client's own cost is equal on both sides of a ratio.
+
+HTTP probes use a minimal HTTP/1.1 keep-alive client over asyncio streams (no connection pool to
+scan: 10,000 of them stay cheap); WebSocket probes use ``websockets``. A probe reports
+
+* ``on_text(text, received_ns)`` for every pushed or echoed text (the payload as sent: our JSON
+  envelope is unpacked, as a client of ours would);
+* every heartbeat (for long polling: a hold that expired): ``beats`` counts them and
+  ``lags_since()`` tells how late they arrived;
+
+and counts its HTTP ``requests``. ``push_to`` is the name the server's ``/bench/push`` knows it by.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+
+__all__ = ["PROBES", "Probe", "RawHTTP"]
+
+TextHandler = Callable[[str, int], None]
+
+
+def _ignore_text(text: str, at: int) -> None:
+    pass
+
+
+class RawHTTP:
+    """One HTTP/1.1 keep-alive connection: ``request()`` for whole answers, ``lines()`` for a
+    streamed (chunked) body such as an event stream."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self._reader is None or self._writer is None:
+            self._reader, self._writer = await asyncio.open_connection("127.0.0.1", self.port)
+        return self._reader, self._writer
+
+    async def _send(self, method: str, path: str, body: bytes | None, ctype: str) -> None:
+        _, writer = await self._open()
+        head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+        if body is not None:
+            head += f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+        writer.write(head.encode() + b"\r\n" + (body or b""))
+
+    async def _head(self) -> tuple[int, dict[str, str]]:
+        assert self._reader is not None
+        status_line = await self._reader.readuntil(b"\r\n")
+        if not status_line:
+            raise ConnectionError("closed")
+        headers: dict[str, str] = {}
+        while (line := await self._reader.readuntil(b"\r\n")) != b"\r\n":
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        return int(status_line.split()[1]), headers
+
+    async def request(
+        self, method: str, path: str, body: bytes | None = None, ctype: str = "application/json"
+    ) -> bytes:
+        """Send a request and return the whole body (Content-Length or chunked)."""
+        await self._send(method, path, body, ctype)
+        status, headers = await self._head()
+        assert self._reader is not None
+        if "content-length" in headers:
+            data = await self._reader.readexactly(int(headers["content-length"]))
+        else:
+            data = b"".join([chunk async for chunk in self._chunks()])
+        if status >= 400:
+            raise ConnectionError(f"HTTP {status} on {path}: {data[:200]!r}")
+        return data
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        assert self._reader is not None
+        while True:
+            size = int((await self._reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            if size == 0:
+                await self._reader.readuntil(b"\r\n")
+                return
+            chunk = await self._reader.readexactly(size + 2)
+            yield chunk[:-2]
+
+    async def lines(self, path: str) -> AsyncIterator[str]:
+        """GET a streamed body and yield its lines (without the line ends)."""
+        await self._send("GET", path, None, "")
+        status, _ = await self._head()
+        if status != 200:
+            raise ConnectionError(f"HTTP {status} on {path}")
+        buffer = b""
+        async for chunk in self._chunks():
+            buffer += chunk
+            *complete, buffer = buffer.split(b"\n")
+            for line in complete:
+                yield line.rstrip(b"\r").decode()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.transport.abort()
+            self._reader = self._writer = None
+
+
+class Probe:
+    """One measuring connection. ``await open()``, run ``receive()`` in a task, ``send()`` texts
+    for an echo, ``close()``."""
+
+    transport = ""
+
+    def __init__(self, port: int, heartbeat_s: float = 5.0) -> None:
+        self.port = port
+        self.push_to = uuid.uuid4().hex
+        self.requests = 0
+        self.on_text: TextHandler = _ignore_text
+        self.connected_ns = 0
+        self.heartbeat_ns = int(heartbeat_s * 1e9)
+        self._arrivals: list[int] = []
+        self._dues: list[int | None] = []
+
+    @property
+    def beats(self) -> int:
+        return len(self._arrivals)
+
+    def beat(self, at: int, due: int | None = None) -> None:
+        """A heartbeat arrived at ``at``; it was due at ``due`` (a poll's: sent + hold), or, for
+        a stream, on its schedule: every ``heartbeat_s`` from the connection's start."""
+        self._arrivals.append(at)
+        self._dues.append(due)
+
+    def lags_since(self, mark: int) -> list[float]:
+        """Lateness (ms) of the heartbeats after the first ``mark``. A stream's schedule is
+        anchored at its most punctual heartbeat (client and server clocks for the connection's
+        start differ, and a client busy opening thousands of connections notes it late)."""
+        interval = self.heartbeat_ns
+        scheduled = [
+            at - index * interval
+            for index, (at, due) in enumerate(zip(self._arrivals, self._dues, strict=True), 1)
+            if due is None
+        ]
+        anchor = min(scheduled, default=0)
+        lags = []
+        for index in range(mark, len(self._arrivals)):
+            due = self._dues[index]
+            if due is None:
+                due = anchor + (index + 1) * interval
+            lags.append((self._arrivals[index] - due) / 1e6)
+        return lags
+
+    async def open(self) -> None:
+        raise NotImplementedError
+
+    async def receive(self) -> None:
+        raise NotImplementedError
+
+    async def send(self, text: str) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+
+class _WSProbe(Probe):
+    transport = "websocket"
+    path = ""
+
+    def __init__(self, port: int, heartbeat_s: float = 5.0) -> None:
+        super().__init__(port, heartbeat_s)
+        self.ws: ClientConnection | None = None
+
+    async def open(self) -> None:
+        self.ws = await connect(
+            f"ws://127.0.0.1:{self.port}{self.path.format(id=self.push_to)}",
+            ping_interval=None,
+            max_size=2**20,
+        )
+        self.requests += 1
+        await self._greet()
+        self.connected_ns = time.monotonic_ns()
+
+    async def _greet(self) -> None:
+        raise NotImplementedError
+
+    async def receive(self) -> None:
+        assert self.ws is not None
+        with contextlib.suppress(Exception):
+            async for frame in self.ws:
+                self.frame(str(frame), time.monotonic_ns())
+
+    def frame(self, text: str, at: int) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.ws.close(), 2)
+
+
+class OursWS(_WSProbe):
+    path = "/ws"
+
+    async def _greet(self) -> None:
+        assert self.ws is not None
+        self.push_to = json.loads(await self.ws.recv())["connection_id"]
+
+    def frame(self, text: str, at: int) -> None:
+        event = json.loads(text)
+        if event["type"] == "heartbeat":
+            self.beat(at)
+        elif "seq" in event:
+            self.on_text(event["message"], at)
+
+    async def send(self, text: str) -> None:
+        assert self.ws is not None
+        await self.ws.send(json.dumps({"message": text}))
+
+
+class BareWS(_WSProbe):
+    """The bare FastAPI endpoint and the bare websockets server: text frames as they are."""
+
+    path = "/bare/ws?id={id}"
+
+    async def _greet(self) -> None:
+        assert self.ws is not None
+        await self.ws.recv()  # "open"
+
+    def frame(self, text: str, at: int) -> None:
+        if text.startswith("heartbeat "):
+            self.beat(at)
+        else:
+            self.on_text(text, at)
+
+    async def send(self, text: str) -> None:
+        assert self.ws is not None
+        await self.ws.send(text)
+
+
+class SocketIOWS(_WSProbe):
+    """socket.io over its WebSocket transport (Engine.IO v4 packets: ``2`` ping, ``42`` event)."""
+
+    path = "/socket.io/?EIO=4&transport=websocket"
+
+    def __init__(self, port: int, heartbeat_s: float = 5.0) -> None:
+        super().__init__(port, heartbeat_s)
+        self._pongs: set[asyncio.Future[None]] = set()
+
+    async def _greet(self) -> None:
+        assert self.ws is not None
+        await self.ws.recv()  # 0{"sid": ...}: the Engine.IO handshake
+        await self.ws.send("40")
+        self.push_to = json.loads(str(await self.ws.recv())[2:])["sid"]
+
+    def frame(self, text: str, at: int) -> None:
+        if text == "2":
+            self.beat(at)
+            assert self.ws is not None
+            pong = asyncio.ensure_future(self.ws.send("3"))  # or socket.io drops us
+            self._pongs.add(pong)
+            pong.add_done_callback(self._pongs.discard)
+        elif text.startswith("42"):
+            self.on_text(json.loads(text[2:])[1], at)
+
+    async def send(self, text: str) -> None:
+        assert self.ws is not None
+        await self.ws.send("42" + json.dumps(["echo", text]))
+
+
+class _SSEProbe(Probe):
+    transport = "sse"
+    path = ""
+    send_path = ""
+
+    def __init__(self, port: int, heartbeat_s: float = 5.0) -> None:
+        super().__init__(port, heartbeat_s)
+        self.stream = RawHTTP(port)
+        self.sender = RawHTTP(port)
+        self._lines: AsyncIterator[str] | None = None
+
+    async def open(self) -> None:
+        self._lines = self.stream.lines(self.path.format(id=self.push_to))
+        self.requests += 1
+        await self._greet()
+        self.connected_ns = time.monotonic_ns()
+
+    async def _greet(self) -> None:
+        assert self._lines is not None
+        async for line in self._lines:
+            if line.startswith("data:"):  # the baselines' "open"
+                return
+
+    async def receive(self) -> None:
+        assert self._lines is not None
+        with contextlib.suppress(Exception):
+            async for line in self._lines:
+                if line.startswith("data:"):
+                    self.data(line[5:].removeprefix(" "), time.monotonic_ns())
+                elif line.startswith(":") and "ping" in line:
+                    self.beat(time.monotonic_ns())
+
+    def data(self, text: str, at: int) -> None:
+        if text.startswith("heartbeat "):
+            self.beat(at)
+        else:
+            self.on_text(text, at)
+
+    async def send(self, text: str) -> None:
+        self.requests += 1
+        await self.sender.request("POST", self.send_path, self._send_body(text))
+
+    def _send_body(self, text: str) -> bytes:
+        return json.dumps({"id": self.push_to, "text": text}).encode()
+
+    async def close(self) -> None:
+        self.stream.close()
+        self.sender.close()
+
+
+class OursSSE(_SSEProbe):
+    path = "/sse"
+    send_path = "/sse/message"
+
+    async def _greet(self) -> None:
+        assert self._lines is not None
+        async for line in self._lines:
+            if line.startswith("data:"):
+                self.push_to = json.loads(line[5:])["connection_id"]
+                return
+
+    def data(self, text: str, at: int) -> None:
+        event = json.loads(text)
+        if event["type"] == "heartbeat":
+            self.beat(at)
+        elif "seq" in event:
+            self.on_text(event["message"], at)
+
+    def _send_body(self, text: str) -> bytes:
+        return json.dumps({"connection_id": self.push_to, "text": text}).encode()
+
+
+class BareSSE(_SSEProbe):
+    path = "/bare/sse?id={id}"
+    send_path = "/bare/sse/send"
+
+
+class StarletteSSE(_SSEProbe):
+    path = "/sse?id={id}"
+    send_path = "/sse/send"
+
+
+class _PollProbe(Probe):
+    transport = "long-polling"
+
+    def __init__(self, port: int, heartbeat_s: float = 5.0) -> None:
+        super().__init__(port, heartbeat_s)
+        self.poller = RawHTTP(port)
+        self.sender = RawHTTP(port)
+        self._closed = False
+
+    async def _post(self, http: RawHTTP, path: str, body: bytes, ctype: str) -> bytes:
+        self.requests += 1
+        return await http.request("POST", path, body, ctype)
+
+    async def close(self) -> None:
+        self._closed = True
+        self.poller.close()
+        self.sender.close()
+
+
+class OursLongPoll(_PollProbe):
+    """Our long polling, acknowledging with ``last_seq`` on every poll as our clients do."""
+
+    def __init__(self, port: int, heartbeat_s: float = 5.0) -> None:
+        super().__init__(port, heartbeat_s)
+        self.last_seq = 0
+        self._poll_sent = 0
+
+    async def open(self) -> None:
+        answer = json.loads(await self._post(self.poller, "/poll", b"{}", "application/json"))
+        self.push_to = answer["connection_id"]
+        self.connected_ns = time.monotonic_ns()
+
+    def _answer(self, answer: dict[str, Any], at: int) -> None:
+        if answer["type"] == "timeout":
+            if answer.get("reason") == "hold_expired":
+                self.beat(at, self._poll_sent + self.heartbeat_ns)
+            return
+        for event in answer.get("messages", ()):
+            if event["seq"] > self.last_seq:
+                self.last_seq = event["seq"]
+                self.on_text(event["message"], at)
+
+    async def receive(self) -> None:
+        with contextlib.suppress(Exception):
+            while not self._closed:
+                body = {"connection_id": self.push_to, "last_seq": self.last_seq}
+                self._poll_sent = time.monotonic_ns()
+                answer = await self._post(
+                    self.poller, "/poll", json.dumps(body).encode(), "application/json"
+                )
+                self._answer(json.loads(answer), time.monotonic_ns())
+
+    async def send(self, text: str) -> None:
+        # A send answers at once with its echo; it supersedes the held poll, which comes back
+        # empty and is sent again by receive().
+        body = {"connection_id": self.push_to, "text": text, "last_seq": self.last_seq}
+        answer = await self._post(
+            self.sender, "/poll", json.dumps(body).encode(), "application/json"
+        )
+        self._answer(json.loads(answer), time.monotonic_ns())
+
+
+class BareLongPoll(_PollProbe):
+    async def open(self) -> None:
+        body = json.dumps({"id": self.push_to, "text": "open"}).encode()
+        await self._post(self.sender, "/bare/poll", body, "application/json")
+        self.connected_ns = time.monotonic_ns()
+
+    async def receive(self) -> None:
+        body = json.dumps({"id": self.push_to}).encode()
+        with contextlib.suppress(Exception):
+            while not self._closed:
+                sent = time.monotonic_ns()
+                texts = json.loads(
+                    await self._post(self.poller, "/bare/poll", body, "application/json")
+                )
+                at = time.monotonic_ns()
+                if not texts and at - sent > self.heartbeat_ns // 2:
+                    self.beat(at, sent + self.heartbeat_ns)
+                for text in texts:
+                    self.on_text(text, at)
+
+    async def send(self, text: str) -> None:
+        body = json.dumps({"id": self.push_to, "text": text}).encode()
+        for echoed in json.loads(
+            await self._post(self.sender, "/bare/poll", body, "application/json")
+        ):
+            self.on_text(echoed, time.monotonic_ns())
+
+
+class SocketIOPolling(_PollProbe):
+    """socket.io over its long-polling transport: GETs carry server packets (``\\x1e``-separated),
+    POSTs carry the client's."""
+
+    def __init__(self, port: int, heartbeat_s: float = 5.0) -> None:
+        super().__init__(port, heartbeat_s)
+        self.sid = ""
+
+    def _path(self) -> str:
+        return f"/socket.io/?EIO=4&transport=polling&sid={self.sid}"
+
+    async def _get(self) -> list[str]:
+        self.requests += 1
+        return (await self.poller.request("GET", self._path())).decode().split("\x1e")
+
+    async def open(self) -> None:
+        self.requests += 1
+        opening = await self.poller.request("GET", "/socket.io/?EIO=4&transport=polling")
+        self.sid = json.loads(opening.decode()[1:])["sid"]
+        await self._post(self.sender, self._path(), b"40", "text/plain;charset=UTF-8")
+        for packet in await self._get():
+            if packet.startswith("40"):
+                self.push_to = json.loads(packet[2:])["sid"]
+        self.connected_ns = time.monotonic_ns()
+
+    async def receive(self) -> None:
+        with contextlib.suppress(Exception):
+            while not self._closed:
+                packets = await self._get()
+                at = time.monotonic_ns()
+                for packet in packets:
+                    if packet == "2":
+                        self.beat(at)
+                        await self._post(self.sender, self._path(), b"3", "text/plain")
+                    elif packet.startswith("42"):
+                        self.on_text(json.loads(packet[2:])[1], at)
+
+    async def send(self, text: str) -> None:
+        body = ("42" + json.dumps(["echo", text])).encode()
+        await self._post(self.sender, self._path(), body, "text/plain;charset=UTF-8")
+
+
+# target name -> (server family, probe)
+PROBES: dict[str, tuple[str, type[Probe]]] = {
+    "ours long-polling": ("ours", OursLongPoll),
+    "ours sse": ("ours", OursSSE),
+    "ours websocket": ("ours", OursWS),
+    "fastapi long-polling": ("fastapi", BareLongPoll),
+    "fastapi sse": ("fastapi", BareSSE),
+    "fastapi websocket": ("fastapi", BareWS),
+    "websockets": ("websockets", BareWS),
+    "socketio polling": ("socketio", SocketIOPolling),
+    "socketio websocket": ("socketio", SocketIOWS),
+    "sse-starlette": ("sse-starlette", StarletteSSE),
+}

@@ -1,0 +1,214 @@
+"""What a run's figures mean: ratios against the baselines and peers, the targets, Markdown
+tables and plots. Works on the JSON a run writes (``Results.as_dict()``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["COMPARISONS", "checks", "markdown", "plot", "ratios"]
+
+# Each transport of ours against: its bare same-stack baseline, the floor, the peers.
+COMPARISONS: dict[str, dict[str, str]] = {
+    "ours long-polling": {
+        "same stack": "fastapi long-polling",
+        "peer": "socketio polling",
+    },
+    "ours sse": {"same stack": "fastapi sse", "peer": "sse-starlette"},
+    "ours websocket": {
+        "same stack": "fastapi websocket",
+        "floor": "websockets",
+        "peer": "socketio websocket",
+    },
+}
+SAME_STACK_LIMIT = 1.2  # ours may cost at most 20 % more than the bare endpoint
+PEER_LIMIT = 1.0  # and must beat the peers
+LAG_LIMIT_MS = 250.0
+RSS_LIMIT_KIB = 20.0
+
+LATENCIES = (("push", "p50_ms"), ("push", "p99_ms"), ("round_trip", "p50_ms"),
+             ("round_trip", "p99_ms"))  # fmt: skip
+
+
+def _ratio(ours: float, theirs: float) -> float | None:
+    return round(ours / theirs, 2) if theirs > 0 else None
+
+
+def ratios(results: dict[str, Any], section: str = "latency") -> list[dict[str, Any]]:
+    """One row per (ours, baseline) pair present in ``section``: ratio ours / theirs for each
+    latency figure (below 1: ours is faster)."""
+    data = results.get(section, {})
+    rows = []
+    for ours, against in COMPARISONS.items():
+        for kind, theirs in against.items():
+            if ours in data and theirs in results.get("latency", {}):
+                row: dict[str, Any] = {"ours": ours, "kind": kind, "theirs": theirs}
+                for scenario, figure in LATENCIES:
+                    row[f"{scenario} {figure}"] = _ratio(
+                        data[ours][scenario][figure], results["latency"][theirs][scenario][figure]
+                    )
+                rows.append(row)
+    return rows
+
+
+def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every target of the issue beside its figure: ``{"target", "value", "limit", "met"}``."""
+    out: list[dict[str, Any]] = []
+    for row in ratios(results):
+        limit = PEER_LIMIT if row["kind"] == "peer" else SAME_STACK_LIMIT
+        if row["kind"] == "floor":
+            continue  # the floor is there to be looked at, not to be beaten
+        for scenario, figure in LATENCIES:
+            value = row[f"{scenario} {figure}"]
+            if value is None:
+                continue
+            out.append({
+                "target": f"{row['ours']} {scenario} {figure} / {row['theirs']}",
+                "value": value,
+                "limit": f"{'<' if row['kind'] == 'peer' else '≤'} {limit}",
+                "met": value < limit if row["kind"] == "peer" else value <= limit,
+            })  # fmt: skip
+    for target, steps in results.get("capacity", {}).items():
+        if not target.startswith("ours") or not steps:
+            continue
+        top = steps[-1]
+        n = top["connections"]
+        out.append({"target": f"{target} {n:,} connections: heartbeat lag p99 ms",
+                    "value": top["lag_p99_ms"], "limit": f"< {LAG_LIMIT_MS:.0f}",
+                    "met": top["lag_p99_ms"] < LAG_LIMIT_MS and top["failed"] == 0})  # fmt: skip
+        out.append({"target": f"{target} {n:,} connections: server RSS per connection KiB",
+                    "value": top["rss_per_connection_kib"], "limit": f"≤ {RSS_LIMIT_KIB:.0f}",
+                    "met": top["rss_per_connection_kib"] <= RSS_LIMIT_KIB})  # fmt: skip
+    return out
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
+        if isinstance(value, int):
+            return f"{value:,}"
+        return "–" if value is None else str(value)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """All the tables of a run, as Markdown."""
+    parts = []
+    latency = results.get("latency", {})
+    if latency:
+        parts.append("### Latency, server in its own process (ms)\n")
+        parts.append(_table(
+            ["target", "push p50", "push p95", "push p99", "round trip p50", "round trip p99"],
+            [[t, v["push"]["p50_ms"], v["push"]["p95_ms"], v["push"]["p99_ms"],
+              v["round_trip"]["p50_ms"], v["round_trip"]["p99_ms"]] for t, v in latency.items()],
+        ))  # fmt: skip
+    if results.get("thread"):
+        parts.append("\n### Latency, our server in a background thread as in a notebook (ms)\n")
+        parts.append(_table(
+            ["target", "push p50", "push p95", "push p99", "round trip p50", "round trip p99"],
+            [[t, v["push"]["p50_ms"], v["push"]["p95_ms"], v["push"]["p99_ms"],
+              v["round_trip"]["p50_ms"], v["round_trip"]["p99_ms"]]
+             for t, v in results["thread"].items()],
+        ))  # fmt: skip
+    rows = ratios(results)
+    if rows:
+        parts.append("\n### Ratios, ours / theirs (below 1: ours is faster)\n")
+        parts.append(_table(
+            ["ours", "against", "", *[f"{s} {f.removesuffix('_ms')}" for s, f in LATENCIES]],
+            [[r["ours"], r["theirs"], r["kind"], *[r[f"{s} {f}"] for s, f in LATENCIES]]
+             for r in rows],
+        ))  # fmt: skip
+    throughput = results.get("throughput", {})
+    if throughput:
+        parts.append("\n### Burst to one client\n")
+        parts.append(_table(
+            ["target", "messages", "msg/s", "bytes/msg", "requests/msg"],
+            [[t, v["messages"], v["messages_per_second"], v["bytes_per_message"],
+              v["requests_per_message"]] for t, v in throughput.items()],
+        ))  # fmt: skip
+    capacity = results.get("capacity", {})
+    if capacity:
+        parts.append("\n### Idle connections with heartbeats\n")
+        parts.append(_table(
+            ["target", "connections", "failed", "server RSS MiB", "KiB/connection",
+             "heartbeats", "lag p50 ms", "lag p99 ms", "lag max ms"],
+            [[t, s["connections"], s["failed"], s["rss_mib"], s["rss_per_connection_kib"],
+              s["heartbeats"], s["lag_p50_ms"], s["lag_p99_ms"], s["lag_max_ms"]]
+             for t, steps in capacity.items() for s in steps],
+        ))  # fmt: skip
+    found = checks(results)
+    if found:
+        parts.append("\n### Targets\n")
+        parts.append(_table(
+            ["target", "figure", "goal", "met"],
+            [[c["target"], c["value"], c["limit"], "yes" if c["met"] else "**no**"]
+             for c in found],
+        ))  # fmt: skip
+    return "\n".join(parts) + "\n"
+
+
+def plot(results: dict[str, Any], directory: Path | None = None) -> list[Any]:
+    """Bar charts of latency and throughput, lines of capacity. Saves ``bench-*.svg`` in
+    ``directory`` when given; returns the figures."""
+    import matplotlib.pyplot as plt
+
+    figures = []
+    latency = results.get("latency", {})
+    if latency:
+        names = list(latency)
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
+        for axis, scenario in zip(axes, ("push", "round_trip"), strict=True):
+            ys = range(len(names))
+            axis.barh([y - 0.2 for y in ys], [latency[n][scenario]["p50_ms"] for n in names],
+                      0.4, label="p50")  # fmt: skip
+            axis.barh([y + 0.2 for y in ys], [latency[n][scenario]["p99_ms"] for n in names],
+                      0.4, label="p99")  # fmt: skip
+            axis.set_title(f"{scenario.replace('_', ' ')} latency (ms)")
+            axis.set_yticks(list(ys), names)
+            axis.invert_yaxis()
+            axis.legend()
+        fig.tight_layout()
+        figures.append(("latency", fig))
+    throughput = results.get("throughput", {})
+    if throughput:
+        names = list(throughput)
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
+        ys = range(len(names))
+        axes[0].barh(list(ys), [throughput[n]["messages_per_second"] for n in names],
+                     color="#27a55a")  # fmt: skip
+        axes[0].set_xscale("log")
+        axes[0].set_title("burst to one client (messages/s, log scale)")
+        axes[1].barh(list(ys), [throughput[n]["bytes_per_message"] for n in names],
+                     color="#9b59b6")  # fmt: skip
+        axes[1].set_title("bytes on the wire per message")
+        axes[0].set_yticks(list(ys), names)
+        axes[0].invert_yaxis()
+        fig.tight_layout()
+        figures.append(("throughput", fig))
+    capacity = results.get("capacity", {})
+    if capacity:
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+        for name, steps in capacity.items():
+            xs = [s["connections"] for s in steps]
+            style = "-o" if name.startswith("ours") else "--."
+            axes[0].plot(xs, [s["lag_p99_ms"] for s in steps], style, label=name)
+            axes[1].plot(xs, [s["rss_per_connection_kib"] for s in steps], style, label=name)
+        axes[0].axhline(LAG_LIMIT_MS, color="grey", lw=0.8)
+        axes[0].set_title("heartbeat lag p99 (ms)")
+        axes[0].set_yscale("log")
+        axes[1].axhline(RSS_LIMIT_KIB, color="grey", lw=0.8)
+        axes[1].set_title("server RSS per connection (KiB)")
+        for axis in axes:
+            axis.set_xlabel("idle connections")
+        axes[1].legend(fontsize=7, ncol=2)
+        fig.tight_layout()
+        figures.append(("capacity", fig))
+    if directory is not None:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, fig in figures:
+            fig.savefig(directory / f"bench-{name}.svg")
+    return [fig for _, fig in figures]

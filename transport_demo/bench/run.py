@@ -1,0 +1,157 @@
+"""One benchmark run: every scenario against every target, in one process tree, one at a time
+(two at once would share the two cores and measure each other)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import os
+import platform
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from importlib import metadata
+from typing import Any
+
+from .capacity import capacity
+from .probes import PROBES
+from .scenarios import burst, push_latency, round_trip
+from .targets import ServerProcess, ThreadServer
+
+__all__ = ["OURS", "SCENARIOS", "TARGETS", "Results", "Sizes", "plan", "run"]
+
+TARGETS = tuple(PROBES)
+OURS = ("ours long-polling", "ours sse", "ours websocket")
+SCENARIOS = ("latency", "thread", "throughput", "capacity")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much of everything. ``Sizes()`` is the full run (about 15 minutes here)."""
+
+    messages: int = 2000  # pushed at `rate` per second, each timed
+    rate: float = 500.0
+    round_trips: int = 1000
+    burst: int = 10_000
+    counted: int = 1000  # messages sent through the counting relay
+    steps: tuple[int, ...] = (1000, 2000, 5000, 10_000)
+    heartbeat: float = 5.0  # seconds; also the long-poll hold in the capacity run
+    capacity_workers: int = 2
+    warmup: int = 50
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        """Seconds, not minutes: the suite's smoke test."""
+        return cls(
+            messages=40, rate=400, round_trips=20, burst=300, counted=60, steps=(20,),
+            heartbeat=0.5, capacity_workers=1, warmup=5,
+        )  # fmt: skip
+
+    @classmethod
+    def notebook(cls) -> Sizes:
+        """The comparison notebook's run: class size, well under a minute."""
+        return replace(cls.quick(), messages=300, rate=500, round_trips=100, burst=2000,
+                       counted=300, warmup=20)  # fmt: skip
+
+
+@dataclass
+class Results:
+    sizes: Sizes
+    machine: dict[str, Any]
+    latency: dict[str, dict[str, Any]] = field(default_factory=dict)
+    thread: dict[str, dict[str, Any]] = field(default_factory=dict)
+    throughput: dict[str, dict[str, Any]] = field(default_factory=dict)
+    capacity: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def machine() -> dict[str, Any]:
+    versions: dict[str, str | None] = {}
+    for package in ("fastapi", "uvicorn", "websockets", "python-socketio", "sse-starlette"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "versions": versions,
+    }
+
+
+def plan(
+    scenarios: tuple[str, ...], targets: tuple[str, ...], sizes: Sizes
+) -> list[tuple[str, str]]:
+    """The (scenario, target) pairs a run goes through, in order."""
+    steps = []
+    for scenario in scenarios:
+        chosen = [t for t in targets if scenario != "thread" or t in OURS]
+        steps += [(scenario, target) for target in chosen]
+    return steps
+
+
+def _by_family(targets: list[str]) -> Iterator[tuple[str, list[str]]]:
+    families: dict[str, list[str]] = {}
+    for target in targets:
+        families.setdefault(PROBES[target][0], []).append(target)
+    yield from families.items()
+
+
+async def _latencies(server: Any, target: str, sizes: Sizes) -> dict[str, Any]:
+    probe = PROBES[target][1]
+    push = await push_latency(
+        probe(server.port), server, n=sizes.messages, rate=sizes.rate, warmup=sizes.warmup
+    )
+    trip = await round_trip(probe(server.port), n=sizes.round_trips, warmup=sizes.warmup)
+    return {"push": asdict(push), "round_trip": asdict(trip)}
+
+
+def run(
+    sizes: Sizes | None = None,
+    *,
+    scenarios: tuple[str, ...] = SCENARIOS,
+    targets: tuple[str, ...] = TARGETS,
+    progress: Callable[[str], None] | None = None,
+) -> Results:
+    """Run the benchmark; ``progress(label)`` is called after each (scenario, target) step.
+
+    Call from a thread without a running event loop (a notebook: ``await
+    asyncio.to_thread(run, ...)``).
+    """
+    sizes = sizes or Sizes()
+    results = Results(sizes=sizes, machine=machine())
+    done = progress or (lambda label: None)
+    chosen = [t for t in TARGETS if t in targets]
+
+    if "latency" in scenarios or "throughput" in scenarios:
+        for family, members in _by_family(chosen):
+            with ServerProcess(family, sizes.heartbeat) as server:
+                for target in members:
+                    if "latency" in scenarios:
+                        results.latency[target] = asyncio.run(_latencies(server, target, sizes))
+                        done(f"latency {target}")
+                    if "throughput" in scenarios:
+                        measured = asyncio.run(
+                            burst(PROBES[target][1], server, n=sizes.burst, counted=sizes.counted)
+                        )
+                        results.throughput[target] = asdict(measured)
+                        done(f"throughput {target}")
+    if "thread" in scenarios:
+        for target in (t for t in chosen if t in OURS):
+            with ThreadServer(sizes.heartbeat) as threaded:
+                results.thread[target] = asyncio.run(_latencies(threaded, target, sizes))
+            done(f"thread {target}")
+    if "capacity" in scenarios:
+        for target in chosen:
+            steps = capacity(
+                target,
+                list(sizes.steps),
+                heartbeat=sizes.heartbeat,
+                workers=sizes.capacity_workers,
+            )
+            results.capacity[target] = [asdict(step) for step in steps]
+            done(f"capacity {target}")
+    return results

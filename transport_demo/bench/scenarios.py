@@ -1,0 +1,157 @@
+"""The three measurements on one probe: push latency, round trip, burst throughput (with bytes
+and requests per message counted by a relay)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from .probes import Probe
+from .relay import CountingRelay
+
+__all__ = ["Latency", "Pusher", "Throughput", "burst", "percentile", "push_latency", "round_trip"]
+
+SIZE = 64  # characters per text, every server, every scenario
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100), interpolated; 0 for no values."""
+    if not values:
+        return 0.0
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=1000, method="inclusive")[max(0, int(q * 10) - 1)]
+
+
+class Pusher(Protocol):
+    port: int
+
+    async def push(self, to: str, n: int, rate: float, size: int) -> None: ...
+
+
+@dataclass
+class Latency:
+    count: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+
+    @classmethod
+    def of(cls, values_ms: list[float]) -> Latency:
+        return cls(
+            count=len(values_ms),
+            p50_ms=round(percentile(values_ms, 50), 3),
+            p95_ms=round(percentile(values_ms, 95), 3),
+            p99_ms=round(percentile(values_ms, 99), 3),
+            max_ms=round(max(values_ms, default=0.0), 3),
+        )
+
+
+@dataclass
+class Throughput:
+    messages: int
+    seconds: float
+    messages_per_second: float
+    bytes_per_message: float
+    requests_per_message: float
+
+
+@contextlib.asynccontextmanager
+async def opened(probe: Probe) -> AsyncIterator[Probe]:
+    """An open probe with its receiver running; closed on the way out."""
+    await probe.open()
+    receiver = asyncio.create_task(probe.receive())
+    try:
+        yield probe
+    finally:
+        receiver.cancel()
+        await probe.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await receiver
+
+
+async def _collect(
+    probe: Probe, pusher: Pusher, n: int, rate: float, timeout: float
+) -> list[tuple[int, int]]:
+    """Have the server push ``n`` texts; return (pushed_ns, received_ns) for each."""
+    got: list[tuple[int, int]] = []
+    done = asyncio.get_running_loop().create_future()
+
+    def on_text(text: str, at: int) -> None:
+        got.append((int(text.split(" ", 1)[0]), at))
+        if len(got) == n and not done.done():
+            done.set_result(None)
+
+    probe.on_text = on_text
+    await pusher.push(probe.push_to, n, rate, SIZE)
+    try:
+        await asyncio.wait_for(done, timeout)
+    except TimeoutError:
+        raise TimeoutError(f"{len(got)} of {n} pushed texts arrived in {timeout:.0f} s") from None
+    return got
+
+
+async def push_latency(
+    probe: Probe, pusher: Pusher, *, n: int = 2000, rate: float = 500.0, warmup: int = 50
+) -> Latency:
+    """Server push to client receipt, ``n`` texts at ``rate`` per second (after a warm-up)."""
+    async with opened(probe):
+        await _collect(probe, pusher, warmup, rate, 30)
+        got = await _collect(probe, pusher, n, rate, 30 + 3 * n / rate)
+    return Latency.of([(at - pushed) / 1e6 for pushed, at in got])
+
+
+async def round_trip(probe: Probe, *, n: int = 1000, warmup: int = 20) -> Latency:
+    """Client send to the echo's receipt, one at a time."""
+    times: list[float] = []
+    async with opened(probe):
+        for i in range(warmup + n):
+            waiting: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            text = f"echo-{i}"
+
+            def on_text(
+                received: str, at: int, text: str = text, waiting: asyncio.Future[int] = waiting
+            ) -> None:
+                if received == text and not waiting.done():
+                    waiting.set_result(at)
+
+            probe.on_text = on_text
+            sent = time.monotonic_ns()
+            await probe.send(text)
+            received_at = await asyncio.wait_for(waiting, 10)
+            if i >= warmup:
+                times.append((received_at - sent) / 1e6)
+    return Latency.of(times)
+
+
+async def burst(
+    probe_type: type[Probe], pusher: Pusher, *, n: int = 10_000, counted: int = 1000
+) -> Throughput:
+    """``n`` texts pushed back to back to one client: messages per second, first push to last
+    receipt. Then ``counted`` more through a counting relay for bytes and requests per message."""
+    async with opened(probe_type(pusher.port)) as probe:
+        await _collect(probe, pusher, 50, 0, 30)
+        got = await _collect(probe, pusher, n, 0, 120)
+    seconds = (got[-1][1] - got[0][0]) / 1e9
+    async with CountingRelay(pusher.port) as relay:
+        probe = probe_type(int(relay.url.rsplit(":", 1)[1]))
+        async with opened(probe):
+            await _collect(probe, pusher, 50, 0, 30)
+            bytes_before, requests_before = relay.bytes, probe.requests
+            await _collect(probe, pusher, counted, 0, 60)
+            await asyncio.sleep(0.05)  # the last acknowledgement (a poll, a pong) goes out
+            sent_bytes, requests = relay.bytes - bytes_before, probe.requests - requests_before
+    return Throughput(
+        messages=n,
+        seconds=round(seconds, 4),
+        messages_per_second=round(n / seconds, 1),
+        bytes_per_message=round(sent_bytes / counted, 1),
+        # A stream makes no request after it is open: 0 here means "one for its whole life".
+        requests_per_message=round(requests / counted, 4),
+    )

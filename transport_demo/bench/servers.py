@@ -1,0 +1,401 @@
+"""The servers the benchmark measures, each run in its own process (``python -m
+transport_demo.bench.servers FAMILY PORT``), all with the same pushing hook.
+
+Families:
+
+* ``ours`` — this package's app (``create_app``), exactly as the command line runs it.
+* ``fastapi`` — the bare baselines on the same stack: a FastAPI WebSocket endpoint, a FastAPI SSE
+  endpoint (FastAPI's own ``EventSourceResponse`` and one ``asyncio.Queue``) and a FastAPI
+  long-poll endpoint (one ``asyncio.Event``), each a dozen lines: no envelope, no bookkeeping.
+* ``websockets`` — a bare ``websockets`` server, no ASGI: the floor.
+* ``socketio`` — python-socketio on ASGI (its WebSocket and its long-polling transports).
+* ``sse-starlette`` — sse-starlette's ``EventSourceResponse`` with one ``asyncio.Queue``.
+
+Every family answers ``GET /bench/push?to=ID&n=N&rate=R&size=S``: a task on the server's loop then
+pushes ``n`` texts of ``size`` characters to connection ``to``, ``rate`` per second (0: as fast as
+the connection takes them). Each text starts with the ``time.monotonic_ns()`` it was pushed at;
+``CLOCK_MONOTONIC`` is one clock for every process of the machine, so a client in another process
+can time the delivery. The baselines send a heartbeat text every ``HEARTBEAT`` seconds (our server
+its ``heartbeat`` event, socket.io its ping, sse-starlette its ping comment) and hold a long poll
+``HEARTBEAT`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import resource
+import sys
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+# At module level: FastAPI reads the endpoints' annotations (strings here) from these globals.
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+__all__ = ["FAMILIES", "raise_fd_limit", "stamp"]
+
+FAMILIES = ("ours", "fastapi", "websockets", "socketio", "sse-starlette")
+HEARTBEAT = float(os.environ.get("BENCH_HEARTBEAT", "5"))
+QUEUE_LIMIT = 1000  # the same bound as our max_queue: a burst waits for the client, never grows
+
+Deliver = Callable[[str, str], Awaitable[None]]
+
+
+def stamp(size: int) -> str:
+    """A text of ``size`` characters that starts with the monotonic clock in nanoseconds."""
+    head = str(time.monotonic_ns())
+    return head + " " + "x" * max(0, size - len(head) - 1)
+
+
+def raise_fd_limit() -> int:
+    """Raise this process's open-file limit to its hard limit (10,000 sockets need it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+async def push_series(deliver: Deliver, to: str, n: int, rate: float, size: int) -> None:
+    """Push ``n`` stamped texts to ``to``: at ``rate`` per second, or back to back when 0."""
+    loop = asyncio.get_running_loop()
+    interval = 1.0 / rate if rate > 0 else 0.0
+    next_at = loop.time()
+    for _ in range(n):
+        if interval:
+            delay = next_at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            next_at += interval
+        await deliver(to, stamp(size))
+
+
+def push_params(query: str) -> tuple[str, int, float, int]:
+    values = {key: items[0] for key, items in parse_qs(query).items()}
+    return (
+        values.get("to", ""),
+        int(values.get("n", "1")),
+        float(values.get("rate", "0")),
+        int(values.get("size", "64")),
+    )
+
+
+_tasks: set[asyncio.Task[None]] = set()
+
+
+def start_push(deliver: Deliver, query: str) -> None:
+    task = asyncio.get_running_loop().create_task(push_series(deliver, *push_params(query)))
+    _tasks.add(task)  # keep a reference until it is done
+    task.add_done_callback(_tasks.discard)
+
+
+# -- ours -----------------------------------------------------------------------------------------
+
+
+def ours_app() -> Any:
+    from ..app import create_app
+    from ..errors import QueueFull
+    from ..hub import Hub
+    from ..settings import Settings
+
+    settings = Settings(heartbeat_interval=HEARTBEAT, poll_timeout=HEARTBEAT)
+    hub = Hub(settings)
+    app = create_app(settings, hub=hub)
+
+    async def deliver(to: str, text: str) -> None:
+        while True:
+            try:
+                hub.publish(to, text)
+                return
+            except QueueFull:  # backpressure: wait for the client to take some
+                await asyncio.sleep(0.001)
+
+    @app.get("/bench/push", include_in_schema=False)
+    async def bench_push(request: Request) -> dict[str, bool]:
+        start_push(deliver, request.url.query)
+        return {"ok": True}
+
+    app.state.bench_hub = hub
+    return app
+
+
+# -- bare FastAPI -------------------------------------------------------------------------------
+
+
+class Channel:
+    """A bare connection: one bounded queue, for the stream baselines."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[str] = asyncio.Queue(QUEUE_LIMIT)
+
+
+class PollChannel:
+    """A bare long-poll connection: pending texts and one ``asyncio.Event``."""
+
+    def __init__(self) -> None:
+        self.pending: deque[str] = deque()
+        self.event = asyncio.Event()
+
+
+def fastapi_app() -> Any:
+    app = FastAPI()
+    channels: dict[str, Channel] = {}
+    polls: dict[str, PollChannel] = {}
+
+    async def deliver(to: str, text: str) -> None:
+        if to in polls:
+            poll = polls[to]
+            while len(poll.pending) >= QUEUE_LIMIT:
+                await asyncio.sleep(0.001)
+            poll.pending.append(text)
+            poll.event.set()
+        elif to in channels:
+            await channels[to].queue.put(text)
+
+    @app.get("/bench/push")
+    async def bench_push(request: Request) -> dict[str, bool]:
+        start_push(deliver, request.url.query)
+        return {"ok": True}
+
+    @app.websocket("/bare/ws")
+    async def bare_ws(websocket: WebSocket, id: str) -> None:
+        await websocket.accept()
+        channel = channels[id] = Channel()
+        await websocket.send_text("open")  # registered: pushes can come
+
+        async def echo() -> None:
+            with contextlib.suppress(WebSocketDisconnect):
+                while True:
+                    await channel.queue.put(await websocket.receive_text())
+
+        echoing = asyncio.create_task(echo())
+        beats = 0
+        try:
+            while not echoing.done():
+                try:
+                    text = await asyncio.wait_for(channel.queue.get(), HEARTBEAT)
+                except TimeoutError:
+                    beats += 1
+                    text = f"heartbeat {beats}"
+                await websocket.send_text(text)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            echoing.cancel()
+            channels.pop(id, None)
+
+    @app.get("/bare/sse", response_class=EventSourceResponse)
+    async def bare_sse(id: str) -> AsyncIterator[ServerSentEvent]:
+        channel = channels[id] = Channel()
+        beats = 0
+        try:
+            yield ServerSentEvent(raw_data="open")  # registered: pushes can come
+            while True:
+                try:
+                    text = await asyncio.wait_for(channel.queue.get(), HEARTBEAT)
+                except TimeoutError:
+                    beats += 1
+                    text = f"heartbeat {beats}"
+                yield ServerSentEvent(raw_data=text)
+        finally:
+            channels.pop(id, None)
+
+    @app.post("/bare/sse/send")
+    async def bare_sse_send(request: Request) -> dict[str, bool]:
+        body = await request.json()
+        await channels[body["id"]].queue.put(body["text"])
+        return {"ok": True}
+
+    @app.post("/bare/poll")
+    async def bare_poll(request: Request) -> JSONResponse:
+        body = await request.json()
+        poll = polls.setdefault(body["id"], PollChannel())
+        if "text" in body:  # a send is answered at once with its echo
+            return JSONResponse([body["text"]])
+        if not poll.pending:
+            poll.event.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(poll.event.wait(), HEARTBEAT)
+        texts = list(poll.pending)
+        poll.pending.clear()
+        return JSONResponse(texts)
+
+    return app
+
+
+# -- python-socketio ---------------------------------------------------------------------------
+
+
+def socketio_app() -> Any:
+    import socketio
+
+    # ping_interval is socket.io's heartbeat; the same cadence as the others'.
+    sio = socketio.AsyncServer(
+        async_mode="asgi", ping_interval=HEARTBEAT, ping_timeout=20, cors_allowed_origins=[]
+    )
+
+    async def echo(sid: str, text: str) -> None:
+        await sio.emit("echo", text, to=sid)
+
+    sio.on("echo", handler=echo)
+
+    async def deliver(to: str, text: str) -> None:
+        await sio.emit("push", text, to=to)
+
+    control = FastAPI()
+
+    @control.get("/bench/push")
+    async def bench_push(request: Request) -> dict[str, bool]:
+        start_push(deliver, request.url.query)
+        return {"ok": True}
+
+    return socketio.ASGIApp(sio, other_asgi_app=control)
+
+
+# -- sse-starlette ------------------------------------------------------------------------------
+
+
+def sse_starlette_app() -> Any:
+    import sse_starlette
+
+    app = FastAPI()
+    channels: dict[str, Channel] = {}
+
+    async def deliver(to: str, text: str) -> None:
+        await channels[to].queue.put(text)
+
+    @app.get("/bench/push")
+    async def bench_push(request: Request) -> dict[str, bool]:
+        start_push(deliver, request.url.query)
+        return {"ok": True}
+
+    @app.get("/sse")
+    async def stream(id: str) -> sse_starlette.EventSourceResponse:
+        channel = channels[id] = Channel()
+
+        async def texts() -> AsyncIterator[dict[str, str]]:
+            try:
+                yield {"data": "open"}  # registered: pushes can come
+                while True:
+                    yield {"data": await channel.queue.get()}
+            finally:
+                channels.pop(id, None)
+
+        return sse_starlette.EventSourceResponse(texts(), ping=HEARTBEAT)
+
+    @app.post("/sse/send")
+    async def send(request: Request) -> dict[str, bool]:
+        body = await request.json()
+        await channels[body["id"]].queue.put(body["text"])
+        return {"ok": True}
+
+    return app
+
+
+# -- bare websockets (no ASGI) ---------------------------------------------------------------
+
+
+async def serve_websockets(port: int) -> None:
+    from http import HTTPStatus
+
+    from websockets.asyncio.server import ServerConnection, serve
+    from websockets.exceptions import ConnectionClosed
+    from websockets.http11 import Request as WSRequest
+    from websockets.http11 import Response
+
+    channels: dict[str, Channel] = {}
+
+    async def deliver(to: str, text: str) -> None:
+        await channels[to].queue.put(text)
+
+    def process_request(connection: ServerConnection, request: WSRequest) -> Response | None:
+        url = urlsplit(request.path)
+        if url.path == "/bench/push":
+            start_push(deliver, url.query)
+            return connection.respond(HTTPStatus.OK, "ok\n")
+        return None
+
+    async def handler(websocket: ServerConnection) -> None:
+        assert websocket.request is not None
+        cid = parse_qs(urlsplit(websocket.request.path).query)["id"][0]
+        channel = channels[cid] = Channel()
+        await websocket.send("open")  # registered: pushes can come
+
+        async def echo() -> None:
+            with contextlib.suppress(ConnectionClosed):
+                async for text in websocket:
+                    await channel.queue.put(str(text))
+
+        echoing = asyncio.create_task(echo())
+        beats = 0
+        try:
+            while not echoing.done():
+                try:
+                    text = await asyncio.wait_for(channel.queue.get(), HEARTBEAT)
+                except TimeoutError:
+                    beats += 1
+                    text = f"heartbeat {beats}"
+                await websocket.send(text)
+        except ConnectionClosed:
+            pass
+        finally:
+            echoing.cancel()
+            channels.pop(cid, None)
+
+    # The same framing as uvicorn's: permessage-deflate on, 1 MiB frames.
+    async with serve(
+        handler, "127.0.0.1", port, process_request=process_request, ping_interval=None
+    ) as server:
+        print("ready", flush=True)
+        await server.serve_forever()
+
+
+# -- running one ---------------------------------------------------------------------------------
+
+APPS: dict[str, Callable[[], Any]] = {
+    "ours": ours_app,
+    "fastapi": fastapi_app,
+    "socketio": socketio_app,
+    "sse-starlette": sse_starlette_app,
+}
+
+
+def run(family: str, port: int) -> None:
+    """Serve ``family`` on 127.0.0.1:``port`` in this process until it is terminated."""
+    raise_fd_limit()
+    if family == "websockets":
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve_websockets(port))
+        return
+    import uvicorn
+
+    from ..server import bind_socket, uvicorn_config
+    from ..settings import Settings
+
+    sock = bind_socket("127.0.0.1", port)
+    app = APPS[family]()
+    if family == "ours":
+        from ..server import DemoServer
+
+        server: uvicorn.Server = DemoServer(
+            uvicorn_config(app, Settings(), port=port, log_level="warning", access_log=False),
+            app.state.bench_hub,
+        )
+    else:  # the same uvicorn options as ours: httptools, websockets-sansio, 2048 backlog
+        # "critical": uvicorn would complain that the baselines' endless streams had to be
+        # cancelled at shutdown (they have no shutdown hook; that is what bare means).
+        server = uvicorn.Server(
+            uvicorn_config(app, Settings(), port=port, log_level="critical", access_log=False)
+        )
+    print("ready", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    run(sys.argv[1], int(sys.argv[2]))

@@ -1,0 +1,142 @@
+"""Where the servers under test run and how they are told to push: a server family in its own
+process (:class:`ServerProcess`), or our server in a background thread of this process as a
+notebook runs it (:class:`ThreadServer`)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+from .probes import RawHTTP
+from .servers import stamp
+
+__all__ = ["ServerProcess", "ThreadServer", "free_port", "rss_kib"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process, KiB (Linux ``/proc``)."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+class ServerProcess:
+    """``with ServerProcess("fastapi", heartbeat=5) as server:`` — one family on a free port."""
+
+    def __init__(self, family: str, heartbeat: float) -> None:
+        self.family = family
+        self.heartbeat = heartbeat
+        self.port = free_port()
+        self.process: subprocess.Popen[str] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def __enter__(self) -> ServerProcess:
+        env = {**os.environ, "BENCH_HEARTBEAT": str(self.heartbeat), "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "transport_demo.bench.servers", self.family, str(self.port)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert self.process.stdout is not None
+        if self.process.stdout.readline().strip() != "ready":
+            self.__exit__()
+            raise RuntimeError(f"the {self.family} server did not start")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:  # ready to answer, not only listening
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    sock.sendall(b"GET /bench/push?n=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+                    if sock.recv(16).startswith(b"HTTP/1.1 200"):
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.__exit__()
+        raise RuntimeError(f"the {self.family} server does not answer")
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    async def push(self, to: str, n: int, rate: float, size: int) -> None:
+        http = RawHTTP(self.port)
+        try:
+            await http.request("GET", f"/bench/push?to={to}&n={n}&rate={rate}&size={size}")
+        finally:
+            http.close()
+
+
+class ThreadServer:
+    """Our server started with ``start_server()`` in a background thread of this process, pushed
+    to from another thread with ``hub.publish`` — the path a notebook takes."""
+
+    family = "ours"
+
+    def __init__(self, heartbeat: float) -> None:
+        self.heartbeat = heartbeat
+        self.server: Any = None
+        self.port = 0
+        self._threads: list[threading.Thread] = []
+
+    def __enter__(self) -> ThreadServer:
+        from ..server import start_server
+
+        self.server = start_server(
+            port=0, heartbeat_interval=self.heartbeat, poll_timeout=self.heartbeat
+        )
+        self.port = self.server.port
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for thread in self._threads:
+            thread.join(30)
+        self.server.stop()
+
+    def _push(self, to: str, n: int, rate: float, size: int) -> None:
+        from ..errors import QueueFull
+
+        interval = 1.0 / rate if rate > 0 else 0.0
+        next_at = time.monotonic()
+        for _ in range(n):
+            if interval:
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                next_at += interval
+            while True:
+                try:
+                    self.server.hub.publish(to, stamp(size))
+                    break
+                except QueueFull:
+                    time.sleep(0.001)
+
+    async def push(self, to: str, n: int, rate: float, size: int) -> None:
+        thread = threading.Thread(target=self._push, args=(to, n, rate, size), daemon=True)
+        self._threads.append(thread)
+        thread.start()
+        await asyncio.sleep(0)
