@@ -105,7 +105,13 @@ EXPECTED = {
         r"server closed with 1009",
         r"\(3, 'sent while the socket was down'\)",
     ],
-    "04_comparison.ipynb": [r"\| websocket \|", r"\| long-polling \|"],
+    "04_comparison.ipynb": [
+        r"\| ours websocket \| [\d.]+ \|",
+        r"\| ours long-polling \|",
+        r"\| fastapi sse \|",
+        r"\| socketio websocket \|",
+        r"\| sse-starlette \|",
+    ],
 }
 
 

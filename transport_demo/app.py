@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse
+from fastapi.telemetry import TelemetryConfig
 
 from . import __version__, http_errors, longpoll, sse, websocket
 from .hub import Hub
@@ -18,6 +19,11 @@ from .origins import OriginPolicy
 from .settings import Settings
 
 CLIENT_PAGE = "client.html"
+
+# FastAPI's native OpenTelemetry support asks the environment whether a provider is configured on
+# every request and WebSocket: a tenth of a long poll's CPU time (docs/benchmarks.md). Nothing
+# here exports telemetry, so it is off; an app that wants it can wrap ours.
+TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> FastAPI:
@@ -44,6 +50,7 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
         version=__version__,
         summary="Long polling, Server-Sent Events and WebSocket, side by side.",
         lifespan=lifespan,
+        telemetry=TELEMETRY_OFF,
     )
     app.state.hub = hub
     app.state.settings = settings

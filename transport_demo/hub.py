@@ -649,10 +649,17 @@ class Stream(_Waiter):
 
     async def events(self) -> AsyncIterator[Outgoing]:
         """``connected``, then durable events in seq order, with heartbeats when due."""
+        async for batch in self.batches():
+            for item in batch:
+                yield item
+
+    async def batches(self) -> AsyncIterator[list[Outgoing]]:
+        """:meth:`events`, a batch at a time: all that is ready, so that a writer can send a
+        burst in one write (one system call instead of one per event)."""
         hub = self._hub
         loop = asyncio.get_running_loop()
         interval = hub.settings.heartbeat_interval
-        yield self.connected
+        yield [self.connected]
         next_beat = loop.time() + interval
         while True:
             # Clear before taking: a publish after the take sets it again, so none is missed.
@@ -660,19 +667,17 @@ class Stream(_Waiter):
             batch = hub._take(self)
             if batch is None:
                 return
-            for item in batch:
-                yield item
             now = loop.time()
             if now >= next_beat:
                 beat = hub._heartbeat(self)
                 if beat is None:
                     return
-                yield beat
+                batch.append(beat)
                 next_beat += interval
                 if next_beat <= now:  # fell behind (a blocked writer): don't send a burst
                     next_beat = now + interval
-                continue
             if batch:
+                yield batch
                 continue
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(next_beat - now):

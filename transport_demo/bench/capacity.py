@@ -16,8 +16,8 @@ from typing import Any
 
 from .probes import PROBES, Probe
 from .scenarios import percentile
-from .servers import raise_fd_limit
-from .targets import ServerProcess, rss_kib
+from .system import raise_fd_limit, rss_kib
+from .targets import ServerProcess
 
 __all__ = ["CapacityStep", "capacity"]
 

@@ -95,8 +95,8 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def markdown(results: dict[str, Any]) -> str:
-    """All the tables of a run, as Markdown."""
+def markdown(results: dict[str, Any], *, targets: bool = True) -> str:
+    """All the tables of a run, as Markdown (``targets=False``: without the targets table)."""
     parts = []
     latency = results.get("latency", {})
     if latency:
@@ -140,7 +140,7 @@ def markdown(results: dict[str, Any]) -> str:
               s["heartbeats"], s["lag_p50_ms"], s["lag_p99_ms"], s["lag_max_ms"]]
              for t, steps in capacity.items() for s in steps],
         ))  # fmt: skip
-    found = checks(results)
+    found = checks(results) if targets else []
     if found:
         parts.append("\n### Targets\n")
         parts.append(_table(

@@ -49,8 +49,8 @@ class Sizes:
     @classmethod
     def notebook(cls) -> Sizes:
         """The comparison notebook's run: class size, well under a minute."""
-        return replace(cls.quick(), messages=300, rate=500, round_trips=100, burst=2000,
-                       counted=300, warmup=20)  # fmt: skip
+        return replace(cls.quick(), messages=200, rate=500, round_trips=50, burst=1000,
+                       counted=200, warmup=20)  # fmt: skip
 
 
 @dataclass

@@ -25,9 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import resource
 import sys
-import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -38,27 +36,16 @@ from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-__all__ = ["FAMILIES", "raise_fd_limit", "stamp"]
+from ..app import TELEMETRY_OFF
+from .system import raise_fd_limit, stamp
+
+__all__ = ["FAMILIES", "run"]
 
 FAMILIES = ("ours", "fastapi", "websockets", "socketio", "sse-starlette")
 HEARTBEAT = float(os.environ.get("BENCH_HEARTBEAT", "5"))
 QUEUE_LIMIT = 1000  # the same bound as our max_queue: a burst waits for the client, never grows
 
 Deliver = Callable[[str, str], Awaitable[None]]
-
-
-def stamp(size: int) -> str:
-    """A text of ``size`` characters that starts with the monotonic clock in nanoseconds."""
-    head = str(time.monotonic_ns())
-    return head + " " + "x" * max(0, size - len(head) - 1)
-
-
-def raise_fd_limit() -> int:
-    """Raise this process's open-file limit to its hard limit (10,000 sockets need it)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
 
 
 async def push_series(deliver: Deliver, to: str, n: int, rate: float, size: int) -> None:
@@ -143,7 +130,7 @@ class PollChannel:
 
 
 def fastapi_app() -> Any:
-    app = FastAPI()
+    app = FastAPI(telemetry=TELEMETRY_OFF)  # the same configuration as ours
     channels: dict[str, Channel] = {}
     polls: dict[str, PollChannel] = {}
 
@@ -247,7 +234,7 @@ def socketio_app() -> Any:
     async def deliver(to: str, text: str) -> None:
         await sio.emit("push", text, to=to)
 
-    control = FastAPI()
+    control = FastAPI(telemetry=TELEMETRY_OFF)
 
     @control.get("/bench/push")
     async def bench_push(request: Request) -> dict[str, bool]:
@@ -263,7 +250,7 @@ def socketio_app() -> Any:
 def sse_starlette_app() -> Any:
     import sse_starlette
 
-    app = FastAPI()
+    app = FastAPI(telemetry=TELEMETRY_OFF)  # the same configuration as ours
     channels: dict[str, Channel] = {}
 
     async def deliver(to: str, text: str) -> None:
@@ -383,7 +370,14 @@ def run(family: str, port: int) -> None:
         from ..server import DemoServer
 
         server: uvicorn.Server = DemoServer(
-            uvicorn_config(app, Settings(), port=port, log_level="warning", access_log=False),
+            uvicorn_config(
+                app,
+                Settings(),
+                port=port,
+                log_level="warning",
+                access_log=False,
+                ws_per_message_deflate=os.environ.get("BENCH_DEFLATE", "1") == "1",
+            ),
             app.state.bench_hub,
         )
     else:  # the same uvicorn options as ours: httptools, websockets-sansio, 2048 backlog

@@ -14,25 +14,9 @@ import time
 from typing import Any
 
 from .probes import RawHTTP
-from .servers import stamp
+from .system import free_port, stamp
 
-__all__ = ["ServerProcess", "ThreadServer", "free_port", "rss_kib"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def rss_kib(pid: int) -> int:
-    """Resident memory of a process, KiB (Linux ``/proc``)."""
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for process {pid}")
+__all__ = ["ServerProcess", "ThreadServer"]
 
 
 class ServerProcess:

@@ -1,0 +1,97 @@
+"""The benchmark at tiny sizes, so it can't rot: every target, every scenario, real servers in
+their own processes. The figures themselves are not asserted (this machine is noisy); that every
+measurement happened and adds up is."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from transport_demo.bench import OURS, TARGETS, Sizes, report
+from transport_demo.bench.probes import Probe
+
+pytestmark = pytest.mark.timeout(400)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    out = tmp_path_factory.mktemp("bench")
+    result = subprocess.run(
+        [sys.executable, "-m", "transport_demo.bench", "--quick", "--no-progress",
+         "--json", str(out / "bench.json"), "--markdown", str(out / "bench.md"),
+         "--plots", str(out)],
+        capture_output=True, text=True, timeout=360,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((out / "bench.json").read_text()), out
+
+
+def test_every_target_was_measured(quick_run: tuple[dict[str, Any], Path]) -> None:
+    data, _ = quick_run
+    sizes = Sizes.quick()
+    assert set(data["latency"]) == set(TARGETS) == set(data["throughput"])
+    assert set(data["thread"]) == set(OURS)
+    for section in ("latency", "thread"):
+        for target, figures in data[section].items():
+            assert figures["push"]["count"] == sizes.messages, target
+            assert figures["round_trip"]["count"] == sizes.round_trips, target
+            assert 0 < figures["push"]["p50_ms"] <= figures["push"]["p99_ms"], target
+    for target, figures in data["throughput"].items():
+        assert figures["messages"] == sizes.burst and figures["messages_per_second"] > 0, target
+        assert figures["bytes_per_message"] > 0, target
+    # A stream makes no request per message; a poll answers a batch with one.
+    assert data["throughput"]["ours sse"]["requests_per_message"] == 0
+    assert 0 < data["throughput"]["ours long-polling"]["requests_per_message"] <= 1
+
+
+def test_capacity_steps_opened_every_connection(quick_run: tuple[dict[str, Any], Path]) -> None:
+    data, _ = quick_run
+    assert set(data["capacity"]) == set(TARGETS)
+    for target, steps in data["capacity"].items():
+        assert [s["connections"] for s in steps] == list(Sizes.quick().steps), target
+        assert all(s["failed"] == 0 and s["heartbeats"] > 0 for s in steps), target
+        assert all(s["rss_mib"] > 0 for s in steps), target
+
+
+def test_report_has_ratios_targets_tables_and_plots(quick_run: tuple[dict[str, Any], Path]) -> None:
+    data, out = quick_run
+    pairs = {(row["ours"], row["theirs"]) for row in data["ratios"]}
+    assert ("ours websocket", "websockets") in pairs
+    assert ("ours sse", "sse-starlette") in pairs
+    assert ("ours long-polling", "socketio polling") in pairs
+    assert all(isinstance(c["met"], bool) for c in data["checks"])
+    assert len(data["checks"]) == len(report.checks(data))
+    tables = (out / "bench.md").read_text()
+    for heading in ("Latency", "Ratios", "Burst", "Idle connections", "Targets"):
+        assert heading in tables
+    for name in ("latency", "throughput", "capacity"):
+        assert (out / f"bench-{name}.svg").stat().st_size > 1000
+
+
+def test_unknown_target_is_a_clear_error() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "transport_demo.bench", "--targets", "ours carrier pigeon"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "unknown target: ours carrier pigeon" in result.stderr
+
+
+def test_heartbeat_lateness_is_measured_against_the_schedule() -> None:
+    probe = Probe(port=1, heartbeat_s=1.0)
+    second = 1_000_000_000
+    # A stream: beats due every second; the 2nd came 30 ms late, the 3rd on time.
+    probe.connected_ns = 5 * second
+    for at in (6 * second, 7 * second + 30_000_000, 8 * second):
+        probe.beat(at)
+    assert probe.lags_since(0) == [0.0, 30.0, 0.0]
+    assert probe.lags_since(2) == [0.0]
+    # A poll: due one hold after it was sent.
+    poll = Probe(port=1, heartbeat_s=1.0)
+    poll.beat(3 * second + 5_000_000, due=3 * second)
+    assert poll.lags_since(0) == [5.0]
