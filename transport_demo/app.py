@@ -55,7 +55,6 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     app.state.hub = hub
     app.state.settings = settings
     app.state.origins = policy
-    app.add_middleware(http_errors.QuietStreamDisconnects)
     app.add_middleware(http_errors.BodyLimit, limit=settings.max_envelope_bytes)
     # Outermost, so that errors carry CORS headers too and a page can read them. Browsers enforce
     # CORS on the HTTP endpoints; the WebSocket Origin check is in websocket.py.

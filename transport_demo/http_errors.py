@@ -5,7 +5,6 @@ The one place that maps the hub's errors (and Starlette's own) to HTTP status co
 
 from __future__ import annotations
 
-import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -115,30 +114,3 @@ class BodyLimit:
         response = error_response(413, errors.MessageTooLarge.code, self._detail())
         response.headers["Connection"] = "close"  # the unread body must not be taken as a request
         await response(scope, receive, send)
-
-
-class QuietStreamDisconnects:
-    """Swallows FastAPI's SSE teardown race when a client hangs up mid-stream.
-
-    When a client disconnects, FastAPI closes the stream's inner memory channel while its
-    keep-alive task may still be sending into it; the task group then raises
-    ``BrokenResourceError`` and uvicorn logs "Exception in ASGI application" for an ordinary
-    hang-up (fastapi/fastapi discussion #15725; the fix, pull request #15824, was not merged).
-    The response has started by then, so there is nothing to answer; any other error passes.
-    """
-
-    _GONE = (anyio.BrokenResourceError, anyio.ClosedResourceError)
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") != "/sse":
-            await self.app(scope, receive, send)
-            return
-        try:
-            await self.app(scope, receive, send)
-        except BaseExceptionGroup as group:
-            _, rest = group.split(self._GONE)
-            if rest is not None:
-                raise
