@@ -178,3 +178,15 @@ def test_closed_socket_expires_after_grace(server: RunningServer) -> None:
     with open_ws(server, f"?connection_id={cid}&last_seq=0") as ws:
         connected = recv(ws)
         assert connected["resumed"] is False and connected["connection_id"] != cid
+
+
+@pytest.mark.parametrize("compression", [True, False])
+def test_permessage_deflate_follows_the_setting(make_server: Any, compression: bool) -> None:
+    server = make_server(ws_compression=compression)
+    with open_ws(server) as ws:  # the websockets client offers permessage-deflate
+        assert ws.response is not None
+        negotiated = ws.response.headers.get("Sec-WebSocket-Extensions", "")
+        assert ("permessage-deflate" in negotiated) is compression
+        assert recv(ws)["type"] == "connected"
+        ws.send(json.dumps({"message": "hello " * 50}))
+        assert recv_type(ws, "user_message")["message"] == "hello " * 50

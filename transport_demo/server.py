@@ -59,6 +59,7 @@ def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Co
         "loop": "asyncio",
         "ws": "websockets-sansio",
         "ws_max_size": settings.max_envelope_bytes,
+        "ws_per_message_deflate": settings.ws_compression,
         "timeout_graceful_shutdown": 1,
         "lifespan": "on",
         **overrides,

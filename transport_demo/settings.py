@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     max_queue: int = Field(default=1000, gt=0, description="Events waiting per connection.")
     replay_window: int = Field(default=1000, gt=0, description="Durable events kept for resume.")
     max_connections: int = Field(default=20_000, gt=0)
+    ws_compression: bool = Field(
+        default=True,
+        description="Offer permessage-deflate: ~10 bytes instead of ~170 per small JSON event, "
+        "for ~38 KiB more memory per WebSocket (docs/benchmarks.md).",
+    )
 
     allowed_origins: Annotated[tuple[str, ...], NoDecode] = DEFAULT_ALLOWED_ORIGINS
 

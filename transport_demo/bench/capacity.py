@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -132,15 +133,20 @@ def capacity(
     heartbeat: float = 5.0,
     listen: float | None = None,
     workers: int = 2,
-    progress: Any = None,
+    on_start: Callable[[ServerProcess], None] | None = None,
 ) -> list[CapacityStep]:
-    """Grow to each N in ``steps`` and listen ``listen`` seconds (default 2.2 heartbeats)."""
+    """Grow to each N in ``steps`` and listen ``listen`` seconds (default 2.2 heartbeats).
+
+    ``on_start(server)`` runs in a thread once the server is up (the profiler attaches there).
+    """
     listen = listen if listen is not None else 2.2 * heartbeat
     results = []
     with (
         ServerProcess(PROBES[target][0], heartbeat) as server,
         _workers(target, server.port, heartbeat, workers) as pipes,
     ):
+        if on_start is not None:
+            threading.Thread(target=on_start, args=(server,), daemon=True).start()
         time.sleep(0.5)
         baseline_kib = rss_kib(server.pid)
         for n in steps:
@@ -163,6 +169,4 @@ def capacity(
                     lag_max_ms=round(max(lags, default=0.0), 1),
                 )
             )
-            if progress is not None:
-                progress()
     return results

@@ -14,7 +14,17 @@ from typing import Protocol
 from .probes import Probe
 from .relay import CountingRelay
 
-__all__ = ["Latency", "Pusher", "Throughput", "burst", "percentile", "push_latency", "round_trip"]
+__all__ = [
+    "Latency",
+    "Pusher",
+    "Throughput",
+    "burst",
+    "collect",
+    "opened",
+    "percentile",
+    "push_latency",
+    "round_trip",
+]
 
 SIZE = 64  # characters per text, every server, every scenario
 
@@ -76,7 +86,7 @@ async def opened(probe: Probe) -> AsyncIterator[Probe]:
             await receiver
 
 
-async def _collect(
+async def collect(
     probe: Probe, pusher: Pusher, n: int, rate: float, timeout: float
 ) -> list[tuple[int, int]]:
     """Have the server push ``n`` texts; return (pushed_ns, received_ns) for each."""
@@ -102,8 +112,8 @@ async def push_latency(
 ) -> Latency:
     """Server push to client receipt, ``n`` texts at ``rate`` per second (after a warm-up)."""
     async with opened(probe):
-        await _collect(probe, pusher, warmup, rate, 30)
-        got = await _collect(probe, pusher, n, rate, 30 + 3 * n / rate)
+        await collect(probe, pusher, warmup, rate, 30)
+        got = await collect(probe, pusher, n, rate, 30 + 3 * n / rate)
     return Latency.of([(at - pushed) / 1e6 for pushed, at in got])
 
 
@@ -136,15 +146,15 @@ async def burst(
     """``n`` texts pushed back to back to one client: messages per second, first push to last
     receipt. Then ``counted`` more through a counting relay for bytes and requests per message."""
     async with opened(probe_type(pusher.port)) as probe:
-        await _collect(probe, pusher, 50, 0, 30)
-        got = await _collect(probe, pusher, n, 0, 120)
+        await collect(probe, pusher, 50, 0, 30)
+        got = await collect(probe, pusher, n, 0, 120)
     seconds = (got[-1][1] - got[0][0]) / 1e9
     async with CountingRelay(pusher.port) as relay:
         probe = probe_type(int(relay.url.rsplit(":", 1)[1]))
         async with opened(probe):
-            await _collect(probe, pusher, 50, 0, 30)
+            await collect(probe, pusher, 50, 0, 30)
             bytes_before, requests_before = relay.bytes, probe.requests
-            await _collect(probe, pusher, counted, 0, 60)
+            await collect(probe, pusher, counted, 0, 60)
             await asyncio.sleep(0.05)  # the last acknowledgement (a poll, a pong) goes out
             sent_bytes, requests = relay.bytes - bytes_before, probe.requests - requests_before
     return Throughput(

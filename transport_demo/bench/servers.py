@@ -376,7 +376,6 @@ def run(family: str, port: int) -> None:
                 port=port,
                 log_level="warning",
                 access_log=False,
-                ws_per_message_deflate=os.environ.get("BENCH_DEFLATE", "1") == "1",
             ),
             app.state.bench_hub,
         )
