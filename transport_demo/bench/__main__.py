@@ -14,9 +14,10 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from . import report
-from .run import SCENARIOS, TARGETS, Sizes, plan, run
+from .run import SCENARIOS, TARGETS, Results, Sizes, plan, run
 
 
 def _names(text: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
@@ -27,6 +28,16 @@ def _names(text: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
             f"unknown {what}: {', '.join(unknown)} (choose from: {', '.join(allowed)})"
         )
     return names
+
+
+def write_json(results: Results, path: Path) -> dict[str, Any]:
+    """The results with their ratios and checks, written to ``path``; returned as a dict."""
+    data = results.as_dict()
+    data["ratios"] = report.ratios(data)
+    data["checks"] = report.checks(data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    return data
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -66,18 +77,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with tqdm(total=len(steps), unit="step", disable=args.no_progress, file=sys.stderr) as bar:
 
-        def progress(label: str) -> None:
+        def progress(label: str, results: Results) -> None:
             bar.set_postfix_str(label)
             bar.update()
+            write_json(results, args.json)  # so far: an interrupted run keeps what it measured
 
         results = run(sizes, scenarios=args.only, targets=args.targets, progress=progress)
-    data = results.as_dict()
-    data["ratios"] = report.ratios(data)
-    data["checks"] = report.checks(data)
+    data = write_json(results, args.json)
     tables = report.markdown(data)
     print(tables)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     print(f"JSON: {args.json}")
     if args.markdown:
         args.markdown.write_text(tables, encoding="utf-8")

@@ -23,12 +23,16 @@ from .targets import ServerProcess
 __all__ = ["CapacityStep", "capacity"]
 
 OPEN_CONCURRENCY = 64  # handshakes in flight per client process
+OPEN_TIMEOUT = 30.0  # seconds a step may take beyond its spread; later opens count as failed
+SATURATED_LAG_MS = 5000.0  # a step this late (or with 1 % lost) ends the target's run
 
 
 @dataclass
 class CapacityStep:
+    requested: int
     connections: int
-    failed: int
+    failed: int  # opens that failed or did not finish in time
+    silent: int  # open connections that got no heartbeat in the window (dropped or starved)
     rss_mib: float
     rss_per_connection_kib: float
     heartbeats: int
@@ -69,7 +73,11 @@ async def _worker_main(pipe: Connection, target: str, port: int, heartbeat: floa
             for i in range(new):
                 await asyncio.sleep(max(0.0, started + i * spread / new - loop.time()))
                 opening.append(asyncio.create_task(open_one()))
-            await asyncio.gather(*opening)
+            if opening:
+                _, late = await asyncio.wait(opening, timeout=OPEN_TIMEOUT)
+                for task in late:  # a server this far behind is saturated: stop waiting
+                    task.cancel()
+                failed += len(late)
             pipe.send((len(probes), failed))
         elif command == "listen":
             marks = [probe.beats for probe in probes]
@@ -79,7 +87,8 @@ async def _worker_main(pipe: Connection, target: str, port: int, heartbeat: floa
                 for probe, mark in zip(probes, marks, strict=True)
                 for lag in probe.lags_since(mark)
             ]
-            pipe.send(lags)
+            silent = sum(probe.beats == mark for probe, mark in zip(probes, marks, strict=True))
+            pipe.send((lags, silent))
         else:
             for task in receivers:
                 task.cancel()
@@ -136,6 +145,8 @@ def capacity(
     on_start: Callable[[ServerProcess], None] | None = None,
 ) -> list[CapacityStep]:
     """Grow to each N in ``steps`` and listen ``listen`` seconds (default 2.2 heartbeats).
+    Stops early when a step is saturated (over 1 % of the connections failed or silent, or
+    heartbeats ``SATURATED_LAG_MS`` late).
 
     ``on_start(server)`` runs in a thread once the server is up (the profiler attaches there).
     """
@@ -156,11 +167,15 @@ def capacity(
             failed = sum(failures for _, failures in grown)
             time.sleep(min(1.0, heartbeat / 2))  # the last handshakes settle
             rss = rss_kib(server.pid)
-            lags = [lag for part in _ask(pipes, "listen", [listen] * workers) for lag in part]
+            heard = _ask(pipes, "listen", [listen] * workers)
+            lags = [lag for part, _ in heard for lag in part]
+            silent = sum(count for _, count in heard)
             results.append(
                 CapacityStep(
+                    requested=n,
                     connections=opened,
                     failed=failed,
+                    silent=silent,
                     rss_mib=round(rss / 1024, 1),
                     rss_per_connection_kib=round((rss - baseline_kib) / max(opened, 1), 2),
                     heartbeats=len(lags),
@@ -169,4 +184,6 @@ def capacity(
                     lag_max_ms=round(max(lags, default=0.0), 1),
                 )
             )
+            if failed + silent > n / 100 or results[-1].lag_p99_ms > SATURATED_LAG_MS:
+                break  # saturated: larger steps would only take longer to say so
     return results

@@ -72,10 +72,12 @@ def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
         if not target.startswith("ours") or not steps:
             continue
         top = steps[-1]
-        n = top["connections"]
+        n = top["requested"]
         out.append({"target": f"{target} {n:,} connections: heartbeat lag p99 ms",
                     "value": top["lag_p99_ms"], "limit": f"< {LAG_LIMIT_MS:.0f}",
-                    "met": top["lag_p99_ms"] < LAG_LIMIT_MS and top["failed"] == 0})  # fmt: skip
+                    "met": top["lag_p99_ms"] < LAG_LIMIT_MS and top["failed"] == 0
+                    and top["silent"] == 0 and n >= 10_000})  # fmt: skip
+        # (a run that stopped early at a saturated step has not met it at 10,000)
         out.append({"target": f"{target} {n:,} connections: server RSS per connection KiB",
                     "value": top["rss_per_connection_kib"], "limit": f"≤ {RSS_LIMIT_KIB:.0f}",
                     "met": top["rss_per_connection_kib"] <= RSS_LIMIT_KIB})  # fmt: skip
@@ -134,9 +136,10 @@ def markdown(results: dict[str, Any], *, targets: bool = True) -> str:
     if capacity:
         parts.append("\n### Idle connections with heartbeats\n")
         parts.append(_table(
-            ["target", "connections", "failed", "server RSS MiB", "KiB/connection",
+            ["target", "connections", "failed", "silent", "server RSS MiB", "KiB/connection",
              "heartbeats", "lag p50 ms", "lag p99 ms", "lag max ms"],
-            [[t, s["connections"], s["failed"], s["rss_mib"], s["rss_per_connection_kib"],
+            [[t, s["connections"], s["failed"], s["silent"], s["rss_mib"],
+              s["rss_per_connection_kib"],
               s["heartbeats"], s["lag_p50_ms"], s["lag_p99_ms"], s["lag_max_ms"]]
              for t, steps in capacity.items() for s in steps],
         ))  # fmt: skip

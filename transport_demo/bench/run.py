@@ -114,16 +114,21 @@ def run(
     *,
     scenarios: tuple[str, ...] = SCENARIOS,
     targets: tuple[str, ...] = TARGETS,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str, Results], None] | None = None,
 ) -> Results:
-    """Run the benchmark; ``progress(label)`` is called after each (scenario, target) step.
+    """Run the benchmark; ``progress(label, results_so_far)`` is called after each (scenario,
+    target) step.
 
     Call from a thread without a running event loop (a notebook: ``await
     asyncio.to_thread(run, ...)``).
     """
     sizes = sizes or Sizes()
     results = Results(sizes=sizes, machine=machine())
-    done = progress or (lambda label: None)
+
+    def done(label: str) -> None:
+        if progress is not None:
+            progress(label, results)
+
     chosen = [t for t in TARGETS if t in targets]
 
     if "latency" in scenarios or "throughput" in scenarios:
