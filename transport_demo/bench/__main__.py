@@ -60,6 +60,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="comma-separated targets (default: all)",
     )
     parser.add_argument("--steps", help="capacity steps, e.g. 1000,5000,10000")
+    parser.add_argument(
+        "--heartbeat",
+        type=float,
+        help="seconds between heartbeats, also the long-poll hold (default 5; the server's own "
+        "defaults are 15 and 30)",
+    )
     parser.add_argument("--json", type=Path, default=Path("artifacts/bench.json"))
     parser.add_argument("--markdown", type=Path, help="also write the tables here")
     parser.add_argument("--plots", type=Path, help="write bench-*.svg plots into this folder")
@@ -72,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = Sizes.quick() if args.quick else Sizes()
     if args.steps:
         sizes = replace(sizes, steps=tuple(int(step) for step in args.steps.split(",")))
+    if args.heartbeat:
+        sizes = replace(sizes, heartbeat=args.heartbeat)
     steps = plan(args.only, args.targets, sizes)
     from tqdm import tqdm
 
