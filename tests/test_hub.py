@@ -372,3 +372,28 @@ def test_connection_ids_are_uuid4() -> None:
         re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", i)
         for i in ids
     )
+
+
+@pytest.mark.parametrize(
+    "text", ["", "plain", 'quote " and \\ backslash', "line\nbreak\ttab\x01", "héllo 👋 </script>"]
+)
+def test_durable_event_encoding_is_the_general_encoding(text: str) -> None:
+    """The hand-written hot path equals the dict-and-encoder path for any text."""
+    from transport_demo import events
+
+    fast = events.durable_event("message", "9934f0e2-8b38-429c-8c6b-508241544fd9", 7, text)
+    decoded = json.loads(fast)
+    assert decoded["message"] == text and decoded["seq"] == 7
+    general = events.encode(
+        events.make_event("message", decoded["connection_id"], seq=7, message=text)
+        | {"timestamp": decoded["timestamp"]}
+    )
+    assert fast == general
+
+
+def test_timestamps_keep_their_format_across_seconds() -> None:
+    from transport_demo import events
+
+    assert events.timestamp(1764193525.5) == "2025-11-26T21:45:25.500Z"
+    assert events.timestamp(1764193526.25) == "2025-11-26T21:45:26.250Z"
+    assert events.timestamp(1764193525.75) == "2025-11-26T21:45:25.750Z"

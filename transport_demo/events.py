@@ -12,15 +12,24 @@ import time
 from typing import Any
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_encode_string = _encoder.encode
+
+# The formatted second of the last timestamp: strftime once per second, not once per event.
+_last_second: tuple[int, str] = (-1, "")
 
 
 def timestamp(now: float | None = None) -> str:
     """ISO 8601 UTC with milliseconds, e.g. ``2026-11-25T21:45:25.123Z``."""
+    global _last_second
     if now is None:
         now = time.time()
     seconds = int(now)
     millis = int((now - seconds) * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+    cached_second, formatted = _last_second
+    if seconds != cached_second:
+        formatted = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _last_second = (seconds, formatted)
+    return f"{formatted}.{millis:03d}Z"
 
 
 def encode(event: dict[str, Any]) -> str:
@@ -34,8 +43,16 @@ def make_event(event_type: str, connection_id: str | None, **fields: Any) -> dic
 
 
 def durable_event(event_type: str, connection_id: str, seq: int, text: str) -> str:
-    """A durable event (``message`` or ``user_message``), encoded."""
-    return encode(make_event(event_type, connection_id, seq=seq, message=text))
+    """A durable event (``message`` or ``user_message``), encoded.
+
+    The hot path of every push: written out rather than built as a dict and encoded, which took
+    twice as long. Equal to ``encode(make_event(event_type, connection_id, seq=seq,
+    message=text))`` (a test holds it to that); only the text needs escaping.
+    """
+    return (
+        f'{{"type":"{event_type}","connection_id":"{connection_id}",'
+        f'"timestamp":"{timestamp()}","seq":{seq},"message":{_encode_string(text)}}}'
+    )
 
 
 def heartbeat_event(connection_id: str, count: int) -> str:
