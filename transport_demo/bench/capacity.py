@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import multiprocessing
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -40,6 +42,7 @@ class CapacityStep:
     lag_p50_ms: float
     lag_p99_ms: float
     lag_max_ms: float
+    server_gc_max_ms: float  # the longest full garbage collection in the server meanwhile
 
 
 async def _worker_main(pipe: Connection, target: str, port: int, heartbeat: float) -> None:
@@ -134,6 +137,13 @@ def _workers(target: str, port: int, heartbeat: float, count: int) -> Iterator[l
                 process.kill()
 
 
+def server_gc(port: int) -> dict[str, float]:
+    """The server's full garbage collections since the last call (``/bench/gc``)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/bench/gc", timeout=30) as answer:
+        figures: dict[str, float] = json.loads(answer.read())
+        return figures
+
+
 def _ask(pipes: list[Connection], command: str, values: list[Any]) -> list[Any]:
     for pipe, value in zip(pipes, values, strict=True):
         pipe.send((command, value))
@@ -172,7 +182,9 @@ def capacity(
             failed = sum(failures for _, failures in grown)
             time.sleep(min(1.0, heartbeat / 2))  # the last handshakes settle
             rss = rss_kib(server.pid)
+            server_gc(server.port)  # from now on
             heard = _ask(pipes, "listen", [listen] * workers)
+            gc_figures = server_gc(server.port)
             lags = [lag for part, _ in heard for lag in part]
             silent = sum(count for _, count in heard)
             results.append(
@@ -187,6 +199,7 @@ def capacity(
                     lag_p50_ms=round(percentile(lags, 50), 1),
                     lag_p99_ms=round(percentile(lags, 99), 1),
                     lag_max_ms=round(max(lags, default=0.0), 1),
+                    server_gc_max_ms=gc_figures["max_ms"],
                 )
             )
             if failed + silent > n / 100 or results[-1].lag_p99_ms > SATURATED_LAG_MS:

@@ -87,7 +87,9 @@ def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
 def _table(header: list[str], rows: list[list[Any]]) -> str:
     def cell(value: Any) -> str:
         if isinstance(value, float):
-            return f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
+            if abs(value) >= 100:
+                return f"{value:,.0f}"
+            return f"{value:.2f}" if abs(value) >= 1 or value == 0 else f"{value:.2g}"
         if isinstance(value, int):
             return f"{value:,}"
         return "–" if value is None else str(value)
@@ -137,10 +139,11 @@ def markdown(results: dict[str, Any], *, targets: bool = True) -> str:
         parts.append("\n### Idle connections with heartbeats\n")
         parts.append(_table(
             ["target", "connections", "failed", "silent", "server RSS MiB", "KiB/connection",
-             "heartbeats", "lag p50 ms", "lag p99 ms", "lag max ms"],
+             "heartbeats", "lag p50 ms", "lag p99 ms", "lag max ms", "server GC max ms"],
             [[t, s["connections"], s["failed"], s["silent"], s["rss_mib"],
               s["rss_per_connection_kib"],
-              s["heartbeats"], s["lag_p50_ms"], s["lag_p99_ms"], s["lag_max_ms"]]
+              s["heartbeats"], s["lag_p50_ms"], s["lag_p99_ms"], s["lag_max_ms"],
+              s.get("server_gc_max_ms")]
              for t, steps in capacity.items() for s in steps],
         ))  # fmt: skip
     found = checks(results) if targets else []

@@ -24,8 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import json
 import os
 import sys
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -70,6 +73,54 @@ def push_params(query: str) -> tuple[str, int, float, int]:
         float(values.get("rate", "0")),
         int(values.get("size", "64")),
     )
+
+
+class GcPauses:
+    """Full (generation 2) garbage collections in this process: how many, the longest, the
+    total — a stalled loop shows up as heartbeat lag, and this tells whether the collector did it.
+    ``GET /bench/gc`` answers with the figures since the previous call."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.max_ms = 0.0
+        self.total_ms = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        pause = (time.perf_counter() - self._started) * 1000
+        self.count += 1
+        self.max_ms = max(self.max_ms, pause)
+        self.total_ms += pause
+
+    def take(self) -> bytes:
+        figures = {"count": self.count, "max_ms": round(self.max_ms, 1),
+                   "total_ms": round(self.total_ms, 1)}  # fmt: skip
+        self.count, self.max_ms, self.total_ms = 0, 0.0, 0.0
+        return json.dumps(figures).encode()
+
+
+gc_pauses = GcPauses()
+
+
+def with_gc_route(app: Any) -> Any:
+    """``app`` with ``GET /bench/gc`` in front of it."""
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/bench/gc":
+            body = gc_pauses.take()
+            headers = [(b"content-type", b"application/json"),
+                       (b"content-length", str(len(body)).encode())]  # fmt: skip
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await app(scope, receive, send)
+
+    return wrapped
 
 
 _tasks: set[asyncio.Task[None]] = set()
@@ -305,6 +356,8 @@ async def serve_websockets(port: int) -> None:
         if url.path == "/bench/push":
             start_push(deliver, url.query)
             return connection.respond(HTTPStatus.OK, "ok\n")
+        if url.path == "/bench/gc":
+            return connection.respond(HTTPStatus.OK, gc_pauses.take().decode())
         return None
 
     async def handler(websocket: ServerConnection) -> None:
@@ -355,6 +408,7 @@ APPS: dict[str, Callable[[], Any]] = {
 def run(family: str, port: int) -> None:
     """Serve ``family`` on 127.0.0.1:``port`` in this process until it is terminated."""
     raise_fd_limit()
+    gc.callbacks.append(gc_pauses)
     if family == "websockets":
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(serve_websockets(port))
@@ -371,7 +425,7 @@ def run(family: str, port: int) -> None:
 
         server: uvicorn.Server = DemoServer(
             uvicorn_config(
-                app,
+                with_gc_route(app),
                 Settings(),
                 port=port,
                 log_level="warning",
@@ -383,7 +437,9 @@ def run(family: str, port: int) -> None:
         # "critical": uvicorn would complain that the baselines' endless streams had to be
         # cancelled at shutdown (they have no shutdown hook; that is what bare means).
         server = uvicorn.Server(
-            uvicorn_config(app, Settings(), port=port, log_level="critical", access_log=False)
+            uvicorn_config(
+                with_gc_route(app), Settings(), port=port, log_level="critical", access_log=False
+            )
         )
     print("ready", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
