@@ -216,5 +216,5 @@ def plot(results: dict[str, Any], directory: Path | None = None) -> list[Any]:
     if directory is not None:
         directory.mkdir(parents=True, exist_ok=True)
         for name, fig in figures:
-            fig.savefig(directory / f"bench-{name}.svg")
+            fig.savefig(directory / f"bench-{name}.svg", metadata={"Date": None})
     return [fig for _, fig in figures]
