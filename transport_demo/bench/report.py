@@ -89,7 +89,7 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
         if isinstance(value, float):
             if abs(value) >= 100:
                 return f"{value:,.0f}"
-            return f"{value:.2f}" if abs(value) >= 1 or value == 0 else f"{value:.2g}"
+            return f"{value:.2f}" if abs(value) >= 0.1 or value == 0 else f"{value:.2g}"
         if isinstance(value, int):
             return f"{value:,}"
         return "–" if value is None else str(value)
