@@ -661,27 +661,33 @@ class Stream(_Waiter):
         interval = hub.settings.heartbeat_interval
         yield [self.connected]
         next_beat = loop.time() + interval
-        while True:
-            # Clear before taking: a publish after the take sets it again, so none is missed.
-            self.wakeup.clear()
-            batch = hub._take(self)
-            if batch is None:
-                return
-            now = loop.time()
-            if now >= next_beat:
-                beat = hub._heartbeat(self)
-                if beat is None:
+        # One timer per heartbeat, not one armed and cancelled around every wait: that timer
+        # (and the heap work behind it) was a visible share of each push (docs/benchmarks.md).
+        timer = loop.call_at(next_beat, self.wakeup.set)
+        try:
+            while True:
+                # Clear before taking: a publish after the take sets it again, so none is missed.
+                self.wakeup.clear()
+                batch = hub._take(self)
+                if batch is None:
                     return
-                batch.append(beat)
-                next_beat += interval
-                if next_beat <= now:  # fell behind (a blocked writer): don't send a burst
-                    next_beat = now + interval
-            if batch:
-                yield batch
-                continue
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(next_beat - now):
-                    await self.wakeup.wait()
+                now = loop.time()
+                if now >= next_beat:
+                    beat = hub._heartbeat(self)
+                    if beat is None:
+                        return
+                    batch.append(beat)
+                    next_beat += interval
+                    if next_beat <= now:  # fell behind (a blocked writer): don't send a burst
+                        next_beat = now + interval
+                    timer.cancel()
+                    timer = loop.call_at(next_beat, self.wakeup.set)
+                if batch:
+                    yield batch
+                    continue
+                await self.wakeup.wait()
+        finally:
+            timer.cancel()
 
     def receive(self, text: str) -> int:
         """The client sent ``text`` on this stream: queue its echo, return the seq."""
