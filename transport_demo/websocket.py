@@ -73,8 +73,9 @@ async def _serve(websocket: WebSocket, stream: Stream, max_frame: int) -> None:
 
 
 async def _send_events(websocket: WebSocket, stream: Stream) -> int | None:
-    async for item in stream.events():
-        await websocket.send_text(item.data)
+    async for batch in stream.batches():
+        for item in batch:  # one frame each: a WebSocket message is one event
+            await websocket.send_text(item.data)
     return None
 
 

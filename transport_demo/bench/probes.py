@@ -120,7 +120,6 @@ class Probe:
         self.push_to = uuid.uuid4().hex
         self.requests = 0
         self.on_text: TextHandler = _ignore_text
-        self.connected_ns = 0
         self.heartbeat_ns = int(heartbeat_s * 1e9)
         self._arrivals: list[int] = []
         self._dues: list[int | None] = []
@@ -183,7 +182,6 @@ class _WSProbe(Probe):
         )
         self.requests += 1
         await self._greet()
-        self.connected_ns = time.monotonic_ns()
 
     async def _greet(self) -> None:
         raise NotImplementedError
@@ -287,7 +285,6 @@ class _SSEProbe(Probe):
         self._lines = self.stream.lines(self.path.format(id=self.push_to))
         self.requests += 1
         await self._greet()
-        self.connected_ns = time.monotonic_ns()
 
     async def _greet(self) -> None:
         assert self._lines is not None
@@ -384,7 +381,6 @@ class OursLongPoll(_PollProbe):
     async def open(self) -> None:
         answer = json.loads(await self._post(self.poller, "/poll", b"{}", "application/json"))
         self.push_to = answer["connection_id"]
-        self.connected_ns = time.monotonic_ns()
 
     def _answer(self, answer: dict[str, Any], at: int) -> None:
         if answer["type"] == "timeout":
@@ -420,7 +416,6 @@ class BareLongPoll(_PollProbe):
     async def open(self) -> None:
         body = json.dumps({"id": self.push_to, "text": "open"}).encode()
         await self._post(self.sender, "/bare/poll", body, "application/json")
-        self.connected_ns = time.monotonic_ns()
 
     async def receive(self) -> None:
         body = json.dumps({"id": self.push_to}).encode()
@@ -467,7 +462,6 @@ class SocketIOPolling(_PollProbe):
         for packet in await self._get():
             if packet.startswith("40"):
                 self.push_to = json.loads(packet[2:])["sid"]
-        self.connected_ns = time.monotonic_ns()
 
     async def receive(self) -> None:
         with contextlib.suppress(Exception):

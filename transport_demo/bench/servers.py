@@ -170,6 +170,38 @@ class Channel:
 
     def __init__(self) -> None:
         self.queue: asyncio.Queue[str] = asyncio.Queue(QUEUE_LIMIT)
+        self.beats = 0
+
+    async def next_text(self) -> str:
+        """The next queued text, or a heartbeat when none came within ``HEARTBEAT`` seconds."""
+        try:
+            return await asyncio.wait_for(self.queue.get(), HEARTBEAT)
+        except TimeoutError:
+            self.beats += 1
+            return f"heartbeat {self.beats}"
+
+
+async def serve_socket(
+    channel: Channel,
+    send: Callable[[str], Awaitable[None]],
+    received: AsyncIterator[str],
+    gone: type[BaseException],
+) -> None:
+    """A bare WebSocket: echo what the client sends, write queued texts and heartbeats, until
+    the client goes (``gone`` is how the library says so)."""
+
+    async def echo() -> None:
+        with contextlib.suppress(gone):
+            async for text in received:
+                await channel.queue.put(text)
+
+    echoing = asyncio.create_task(echo())
+    try:
+        with contextlib.suppress(gone):
+            while not echoing.done():
+                await send(await channel.next_text())
+    finally:
+        echoing.cancel()
 
 
 class PollChannel:
@@ -205,41 +237,20 @@ def fastapi_app() -> Any:
         await websocket.accept()
         channel = channels[id] = Channel()
         await websocket.send_text("open")  # registered: pushes can come
-
-        async def echo() -> None:
-            with contextlib.suppress(WebSocketDisconnect):
-                while True:
-                    await channel.queue.put(await websocket.receive_text())
-
-        echoing = asyncio.create_task(echo())
-        beats = 0
         try:
-            while not echoing.done():
-                try:
-                    text = await asyncio.wait_for(channel.queue.get(), HEARTBEAT)
-                except TimeoutError:
-                    beats += 1
-                    text = f"heartbeat {beats}"
-                await websocket.send_text(text)
-        except WebSocketDisconnect:
-            pass
+            await serve_socket(
+                channel, websocket.send_text, websocket.iter_text(), WebSocketDisconnect
+            )
         finally:
-            echoing.cancel()
             channels.pop(id, None)
 
     @app.get("/bare/sse", response_class=EventSourceResponse)
     async def bare_sse(id: str) -> AsyncIterator[ServerSentEvent]:
         channel = channels[id] = Channel()
-        beats = 0
         try:
             yield ServerSentEvent(raw_data="open")  # registered: pushes can come
             while True:
-                try:
-                    text = await asyncio.wait_for(channel.queue.get(), HEARTBEAT)
-                except TimeoutError:
-                    beats += 1
-                    text = f"heartbeat {beats}"
-                yield ServerSentEvent(raw_data=text)
+                yield ServerSentEvent(raw_data=await channel.next_text())
         finally:
             channels.pop(id, None)
 
@@ -366,25 +377,13 @@ async def serve_websockets(port: int) -> None:
         channel = channels[cid] = Channel()
         await websocket.send("open")  # registered: pushes can come
 
-        async def echo() -> None:
-            with contextlib.suppress(ConnectionClosed):
-                async for text in websocket:
-                    await channel.queue.put(str(text))
+        async def received() -> AsyncIterator[str]:
+            async for text in websocket:
+                yield str(text)
 
-        echoing = asyncio.create_task(echo())
-        beats = 0
         try:
-            while not echoing.done():
-                try:
-                    text = await asyncio.wait_for(channel.queue.get(), HEARTBEAT)
-                except TimeoutError:
-                    beats += 1
-                    text = f"heartbeat {beats}"
-                await websocket.send(text)
-        except ConnectionClosed:
-            pass
+            await serve_socket(channel, websocket.send, received(), ConnectionClosed)
         finally:
-            echoing.cancel()
             channels.pop(cid, None)
 
     # The same framing as uvicorn's: permessage-deflate on, 1 MiB frames.
