@@ -245,6 +245,6 @@ def test_stop_closes_cleanly(page_server: RunningServer, new_page: Any) -> None:
         )
     time.sleep(0.3)
     for transport in ("sse", "websocket"):
-        assert page_server.hub.connection(ids[transport]).state == "disconnected"
+        assert page_server.hub.state_of(ids[transport]) == "disconnected"
     section(page, "websocket").locator('[data-action="clear"]').click()
     expect(section(page, "websocket").locator('[data-role="log"] .entry')).to_have_count(0)

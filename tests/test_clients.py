@@ -156,7 +156,7 @@ async def test_close_is_prompt_and_clean(server: RunningServer, cls: type[BaseCl
     if isinstance(client, WebSocketClient):
         assert client.close_code == 1000
     if cls is not LongPollClient:
-        await wait_for(lambda: server.hub.connection(cid).state == "disconnected")
+        await wait_for(lambda: server.hub.state_of(cid) == "disconnected")
     with pytest.raises(ClientError):
         await client.send("after close")
 

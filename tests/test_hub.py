@@ -224,7 +224,7 @@ async def test_resume_replays_after_resume_point_exactly_once() -> None:
         hub.publish(cid, f"m{i}")
     got = await drain(stream, 4)  # connected, 1, 2, 3: then the "cut"
     stream.close()
-    assert hub.connection(cid).state == "disconnected"
+    assert hub.state_of(cid) == "disconnected"
     hub.publish(cid, "while away")
     resumed = hub.open_stream(Transport.SSE, cid, last_seq=got[-1]["seq"])
     again = await drain(resumed, 4)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
+import inspect
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 import transport_demo
@@ -76,10 +82,17 @@ def test_public_api_is_pinned() -> None:
     assert transport_demo.__all__ == sorted(transport_demo.__all__)
     assert set(transport_demo.__all__) == {
         "Hub",
+        "InvalidText",
+        "MessageTooLarge",
         "PortInUseError",
+        "QueueFull",
         "RunningServer",
+        "ServerShuttingDown",
         "Settings",
+        "TooManyConnections",
         "Transport",
+        "TransportDemoError",
+        "UnknownConnection",
         "__version__",
         "create_app",
         "start_server",
@@ -87,6 +100,46 @@ def test_public_api_is_pinned() -> None:
     }
     for name in transport_demo.__all__:
         assert hasattr(transport_demo, name)
+    assert transport_demo.__version__ == importlib.metadata.version("transport-demo")
+
+
+PUBLIC_MODULES = [
+    "transport_demo.clients",
+    "transport_demo.clients.base",
+    "transport_demo.connection",
+    "transport_demo.errors",
+    "transport_demo.held_polls",
+    "transport_demo.hub",
+    "transport_demo.protocol",
+    "transport_demo.stream",
+    "transport_demo.wakeups",
+    "transport_demo.ws_protocol",
+]
+
+
+@pytest.mark.parametrize("name", PUBLIC_MODULES)
+def test_public_modules_export_what_they_define(name: str) -> None:
+    module = importlib.import_module(name)
+    exported = module.__all__  # sorted: ruff's RUF022 checks that
+    for item in exported:
+        assert hasattr(module, item), item
+    defined = {
+        key
+        for key, value in vars(module).items()
+        if not key.startswith("_")
+        and getattr(value, "__module__", None) == name
+        and (inspect.isclass(value) or inspect.isfunction(value))
+    }
+    assert defined <= set(exported), defined - set(exported)
+
+
+def test_the_clients_do_not_import_the_server() -> None:
+    code = (
+        "import sys, transport_demo.clients, transport_demo.protocol; "
+        "print(sorted({'fastapi', 'uvicorn', 'starlette'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_lab_command_sets_up_and_reaches_jupyterlab() -> None:

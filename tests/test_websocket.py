@@ -170,7 +170,7 @@ def test_closed_socket_expires_after_grace(server: RunningServer) -> None:
     with open_ws(server) as ws:
         cid = recv(ws)["connection_id"]
     time.sleep(0.2)
-    assert server.hub.connection(cid).state == "disconnected"
+    assert server.hub.state_of(cid) == "disconnected"
     deadline = time.monotonic() + 6
     while cid in server.hub and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -1,26 +1,84 @@
 """transport-demo: long polling, Server-Sent Events and WebSocket, live, for teaching.
 
-The public API; widgets live in :mod:`transport_demo.widgets` (imported on demand, so the server
-runs without ipywidgets).
+The public API. Names are imported when first used, so that ``import transport_demo.clients`` (or
+the protocol vocabulary) does not pull in FastAPI and uvicorn; widgets live in
+:mod:`transport_demo.widgets` (so the server runs without ipywidgets).
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
-from .app import create_app
-from .hub import Hub, Transport
-from .server import PortInUseError, RunningServer, start_server, stop_all
-from .settings import Settings
+try:
+    __version__ = version("transport-demo")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+if TYPE_CHECKING:
+    from .app import create_app
+    from .errors import (
+        InvalidText,
+        MessageTooLarge,
+        QueueFull,
+        ServerShuttingDown,
+        TooManyConnections,
+        TransportDemoError,
+        UnknownConnection,
+    )
+    from .hub import Hub
+    from .protocol import Transport
+    from .server import PortInUseError, RunningServer, start_server, stop_all
+    from .settings import Settings
+
+# name -> the module that defines it
+_LAZY = {
+    "create_app": "app",
+    "Hub": "hub",
+    "Transport": "protocol",
+    "PortInUseError": "server",
+    "RunningServer": "server",
+    "start_server": "server",
+    "stop_all": "server",
+    "Settings": "settings",
+    "InvalidText": "errors",
+    "MessageTooLarge": "errors",
+    "QueueFull": "errors",
+    "ServerShuttingDown": "errors",
+    "TooManyConnections": "errors",
+    "TransportDemoError": "errors",
+    "UnknownConnection": "errors",
+}
 
 __all__ = [
     "Hub",
+    "InvalidText",
+    "MessageTooLarge",
     "PortInUseError",
+    "QueueFull",
     "RunningServer",
+    "ServerShuttingDown",
     "Settings",
+    "TooManyConnections",
     "Transport",
+    "TransportDemoError",
+    "UnknownConnection",
     "__version__",
     "create_app",
     "start_server",
     "stop_all",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'transport_demo' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # the next lookup is a plain global
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,15 +1,31 @@
 """The errors the hub can raise, each with the short code that goes on the wire.
 
-The hub knows nothing about HTTP: the status codes for these live in ``http_errors.py``.
+The hub knows nothing about HTTP: the status codes for these live in ``http_errors.py``. A
+notebook that calls ``server.hub.publish`` catches these; the package exports them at the top level.
 """
 
 from __future__ import annotations
+
+from .protocol import ErrorCode
+
+__all__ = [
+    "InvalidJSON",
+    "InvalidRequest",
+    "InvalidText",
+    "MessageTooLarge",
+    "QueueFull",
+    "ServerShuttingDown",
+    "TooManyConnections",
+    "TransportDemoError",
+    "UnknownConnection",
+    "UnsupportedMediaType",
+]
 
 
 class TransportDemoError(Exception):
     """Base: ``code`` is the wire code (``"queue_full"``), ``detail`` a sentence for people."""
 
-    code = "error"
+    code: str = "error"
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -17,36 +33,54 @@ class TransportDemoError(Exception):
 
 
 class UnknownConnection(TransportDemoError):
-    code = "unknown_connection"
+    """No such connection: it expired, never existed, or belongs to another transport."""
+
+    code = ErrorCode.UNKNOWN_CONNECTION
 
 
 class MessageTooLarge(TransportDemoError):
-    code = "message_too_large"
+    """The text is over ``max_message_bytes`` (UTF-8)."""
+
+    code = ErrorCode.MESSAGE_TOO_LARGE
 
 
 class InvalidText(TransportDemoError):
-    code = "invalid_text"
+    """The text is not a string, or not valid Unicode."""
+
+    code = ErrorCode.INVALID_TEXT
 
 
 class QueueFull(TransportDemoError):
-    code = "queue_full"
+    """The connection has ``max_queue`` events pending: this one was refused, none dropped."""
+
+    code = ErrorCode.QUEUE_FULL
 
 
 class TooManyConnections(TransportDemoError):
-    code = "too_many_connections"
+    """The server holds ``max_connections`` connections."""
+
+    code = ErrorCode.TOO_MANY_CONNECTIONS
 
 
 class ServerShuttingDown(TransportDemoError):
-    code = "shutting_down"
+    """The server is stopping and takes nothing new."""
+
+    code = ErrorCode.SHUTTING_DOWN
 
 
 class InvalidJSON(TransportDemoError):
-    code = "invalid_json"
+    """A body or frame that is not JSON."""
+
+    code = ErrorCode.INVALID_JSON
 
 
 class InvalidRequest(TransportDemoError):
-    code = "invalid_request"
+    """JSON of the wrong shape."""
+
+    code = ErrorCode.INVALID_REQUEST
 
 
 class UnsupportedMediaType(TransportDemoError):
-    code = "unsupported_media_type"
+    """A body sent with a Content-Type other than JSON."""
+
+    code = ErrorCode.UNSUPPORTED_MEDIA_TYPE

@@ -14,6 +14,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import errors, events
+from .protocol import ErrorCode
 
 STATUS: dict[type[errors.TransportDemoError], int] = {
     errors.InvalidJSON: 400,
@@ -29,9 +30,9 @@ STATUS: dict[type[errors.TransportDemoError], int] = {
 
 # Starlette's own refusals (no route, wrong method, body over the limit), named for the wire.
 _HTTP_CODES = {
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "message_too_large",
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    413: ErrorCode.MESSAGE_TOO_LARGE,
 }
 
 
@@ -62,7 +63,9 @@ def install(app: FastAPI) -> None:
         return response
 
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
-        return error_response(422, "invalid_request", "The request's parameters are invalid.")
+        return error_response(
+            422, ErrorCode.INVALID_REQUEST, "The request's parameters are invalid."
+        )
 
     async def on_client_gone(request: Request, exc: Exception) -> Response:
         # The client hung up while sending its body (a cancelled poll): nobody to answer.

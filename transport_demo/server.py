@@ -29,6 +29,7 @@ from . import logs
 from .app import create_app
 from .hub import Hub
 from .settings import Settings
+from .ws_protocol import DrainingWebSocketProtocol
 
 __all__ = ["DemoServer", "PortInUseError", "RunningServer", "start_server", "stop_all"]
 
@@ -57,7 +58,7 @@ def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Co
         "host": settings.host,
         "port": settings.port,
         "loop": "asyncio",
-        "ws": "websockets-sansio",
+        "ws": DrainingWebSocketProtocol,  # websockets-sansio, closing cleanly after a 1009
         "ws_max_size": settings.max_envelope_bytes,
         "ws_per_message_deflate": settings.ws_compression,
         "timeout_graceful_shutdown": 1,

@@ -16,10 +16,12 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.sse import EventSourceResponse, format_sse_event
 
 from . import events
-from .hub import Hub, Stream, Transport
+from .hub import Hub
 from .longpoll import json_response
 from .models import SSEMessageRequest, check_json_content_type, openapi_body, parse_json
+from .protocol import EventType, Transport
 from .resume import resume_point
+from .stream import Stream
 
 router = APIRouter(tags=["server-sent events"])
 
@@ -82,4 +84,6 @@ async def sse_message(request: Request) -> Response:
     body = parse_json(SSEMessageRequest, await request.body())
     hub: Hub = request.app.state.hub
     seq = hub.receive(body.connection_id, body.text, Transport.SSE)
-    return json_response(events.encode(events.make_event("queued", body.connection_id, seq=seq)))
+    return json_response(
+        events.encode(events.make_event(EventType.QUEUED, body.connection_id, seq=seq))
+    )

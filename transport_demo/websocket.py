@@ -12,19 +12,14 @@ from starlette.websockets import WebSocketState
 from . import events
 from .errors import TransportDemoError
 from .http_errors import status_of
-from .hub import Hub, Stream, Transport
+from .hub import Hub
 from .models import WebSocketFrame, parse_json
 from .origins import OriginPolicy
+from .protocol import CloseCode, EndReason, ErrorCode, Transport
 from .resume import resume_point
+from .stream import Stream
 
 router = APIRouter()
-
-# Close codes (RFC 6455 and the 4000-4999 range for applications).
-NORMAL = 1000
-GOING_AWAY = 1001  # the server is shutting down: reconnect later
-POLICY_VIOLATION = 1008
-MESSAGE_TOO_BIG = 1009
-SUPERSEDED = 4000  # a newer socket resumed this connection: don't reconnect
 
 
 @router.websocket("/ws")
@@ -36,7 +31,9 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     policy: OriginPolicy = app.state.origins
     origin = websocket.headers.get("origin")
     if not policy.allows(origin, websocket.headers.get("host")):
-        await _deny(websocket, 403, "origin_not_allowed", f"Origin {origin!r} is not allowed.")
+        await _deny(
+            websocket, 403, ErrorCode.ORIGIN_NOT_ALLOWED, f"Origin {origin!r} is not allowed."
+        )
         return
     try:
         cid, seq = resume_point(
@@ -66,7 +63,8 @@ async def _serve(websocket: WebSocket, stream: Stream, max_frame: int) -> None:
         with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
             close_code = task.result() or close_code
     if close_code is None:  # the hub ended the stream
-        close_code = SUPERSEDED if stream.ended == "superseded" else GOING_AWAY
+        superseded = stream.ended is EndReason.SUPERSEDED
+        close_code = CloseCode.SUPERSEDED if superseded else CloseCode.GOING_AWAY
     if websocket.application_state is WebSocketState.CONNECTED:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
             await websocket.close(close_code, _reason(close_code))
@@ -87,9 +85,11 @@ async def _receive_frames(websocket: WebSocket, stream: Stream, max_frame: int) 
             return None
         text = message.get("text")
         if text is None:
-            queued = stream.send_error("binary_not_supported", "Send text frames with JSON.")
+            queued = stream.send_error(
+                ErrorCode.BINARY_NOT_SUPPORTED, "Send text frames with JSON."
+            )
         elif len(text) > max_frame:  # the server's frame limit normally catches this first
-            return MESSAGE_TOO_BIG
+            return CloseCode.MESSAGE_TOO_BIG
         else:
             try:
                 frame = parse_json(WebSocketFrame, text)
@@ -98,17 +98,17 @@ async def _receive_frames(websocket: WebSocket, stream: Stream, max_frame: int) 
             except TransportDemoError as exc:
                 queued = stream.send_error(exc.code, exc.detail)
         if not queued:  # bad frames faster than it reads its errors
-            return POLICY_VIOLATION
+            return CloseCode.POLICY_VIOLATION
 
 
 def _reason(code: int) -> str:
-    return {
-        NORMAL: "",
-        GOING_AWAY: "server shutting down",
-        POLICY_VIOLATION: "too many bad frames",
-        MESSAGE_TOO_BIG: "frame too large",
-        SUPERSEDED: "superseded by a resumed connection",
-    }.get(code, "")
+    reasons: dict[int, str] = {
+        CloseCode.GOING_AWAY: "server shutting down",
+        CloseCode.POLICY_VIOLATION: "too many bad frames",
+        CloseCode.MESSAGE_TOO_BIG: "message too big",
+        CloseCode.SUPERSEDED: "superseded by a resumed connection",
+    }
+    return reasons.get(code, "")
 
 
 async def _deny(websocket: WebSocket, status: int, code: str, detail: str) -> None:
@@ -117,4 +117,4 @@ async def _deny(websocket: WebSocket, status: int, code: str, detail: str) -> No
     try:
         await websocket.send_denial_response(JSONResponse(body, status_code=status))
     except RuntimeError:  # a server without the denial extension: a bare 403
-        await websocket.close(POLICY_VIOLATION)
+        await websocket.close(CloseCode.POLICY_VIOLATION)

@@ -437,7 +437,12 @@ def run(family: str, port: int) -> None:
         # cancelled at shutdown (they have no shutdown hook; that is what bare means).
         server = uvicorn.Server(
             uvicorn_config(
-                with_gc_route(app), Settings(), port=port, log_level="critical", access_log=False
+                with_gc_route(app),
+                Settings(),
+                port=port,
+                ws="websockets-sansio",  # uvicorn's own, without our drain after a 1009
+                log_level="critical",
+                access_log=False,
             )
         )
     print("ready", flush=True)

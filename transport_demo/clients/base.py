@@ -2,8 +2,10 @@
 
 Each client runs one background task (``_run``) that keeps its transport connected and turns what
 arrives into events. Server events are passed on as the server sent them (dicts); the client adds
-its own notes — ``reconnecting``, ``reconnected``, ``gap``, ``new_connection``, ``error`` — always
-with ``"client": True``, a key no server event has.
+its own notes (:class:`~transport_demo.protocol.ClientNote`: ``reconnecting``, ``reconnected``,
+``gap``, ``new_connection``, ``error``, ``closed``) always with ``"client": True``, a key no server
+event has. The three clients share one retry-or-give-up policy (:func:`should_retry`) and one URL
+helper (:func:`endpoint_url`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,23 @@ from typing import Any, ClassVar, TypeVar
 import httpx
 
 from ..events import timestamp
+from ..protocol import DURABLE_EVENT_TYPES, ClientNote, ClientState, ErrorCode, EventType
+
+__all__ = [
+    "RETRYABLE_ERRORS",
+    "Backoff",
+    "BaseClient",
+    "ClientError",
+    "ClientStats",
+    "DroppedByClient",
+    "Event",
+    "EventCallback",
+    "endpoint_url",
+    "error_from_response",
+    "http_client",
+    "http_timeout",
+    "should_retry",
+]
 
 T = TypeVar("T")
 Event = dict[str, Any]
@@ -78,6 +97,28 @@ class Backoff:
         self._step = self.initial
 
 
+RETRYABLE_ERRORS = frozenset(
+    {ErrorCode.QUEUE_FULL, ErrorCode.TOO_MANY_CONNECTIONS, ErrorCode.SHUTTING_DOWN}
+)
+"""Refusals that say "not now" rather than "never": worth a retry after a backoff."""
+
+
+def should_retry(status: int | None, code: str) -> bool:
+    """The clients' one policy: retry (with backoff) after a network error (``status`` None), a
+    5xx, or a refusal in :data:`RETRYABLE_ERRORS`; give up on any other 4xx, which retrying
+    cannot fix."""
+    return status is None or status >= 500 or code in RETRYABLE_ERRORS
+
+
+def endpoint_url(base_url: str, path: str, query: str = "", *, websocket: bool = False) -> str:
+    """``base_url`` + ``path`` (+ ``?query``); for a WebSocket, ``http``/``https`` become
+    ``ws``/``wss``."""
+    url = base_url.rstrip("/") + path
+    if websocket and url.startswith("http"):
+        url = "ws" + url[4:]
+    return f"{url}?{query}" if query else url
+
+
 class BaseClient:
     """The common shape: ``async with Client(url) as c``, ``await c.send(text)``,
     ``async for event in c``, ``c.connection_id``, ``c.last_seq``, ``c.stats``.
@@ -113,7 +154,7 @@ class BaseClient:
         self._task: asyncio.Task[None] | None = None
         self._reconnecting = False
         self._attempt_task: asyncio.Future[Any] | None = None
-        self.state = "idle"
+        self.state: ClientState = ClientState.IDLE
 
     # -- life cycle -----------------------------------------------------------------------------
 
@@ -122,7 +163,7 @@ class BaseClient:
         if self._task is not None:
             return
         self.closed = False
-        self.state = "connecting"
+        self.state = ClientState.CONNECTING
         self._task = asyncio.create_task(self._guarded_run(), name=f"{self.transport}-client")
 
     async def close(self) -> None:
@@ -136,7 +177,7 @@ class BaseClient:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self._release()
-        self.state = "closed"
+        self.state = ClientState.CLOSED
         self._readable.set()
 
     async def __aenter__(self) -> BaseClient:
@@ -149,11 +190,19 @@ class BaseClient:
     async def wait_connected(self, timeout: float = 5.0) -> str:
         """Wait until the client has a connection id (the first ``connected`` event)."""
         async with asyncio.timeout(timeout):
-            while self.connection_id is None or self.state not in ("open", "waiting"):
+            while self.connection_id is None or self.state not in (
+                ClientState.OPEN,
+                ClientState.WAITING,
+            ):
                 if self.closed:
                     raise ClientError("closed", "the client was closed")
                 await asyncio.sleep(0.01)
         return self.connection_id
+
+    def take_unread(self) -> list[Event]:
+        """Every event not read yet, in order, leaving none (for tests and notebooks)."""
+        events, self._unread = list(self._unread), deque(maxlen=self._unread.maxlen)
+        return events
 
     # -- iteration ------------------------------------------------------------------------------
 
@@ -189,23 +238,23 @@ class BaseClient:
         if self.on_event is not None:
             self.on_event(event)
 
-    def _note(self, event_type: str, **fields: Any) -> None:
+    def _note(self, event_type: ClientNote, **fields: Any) -> None:
         """A client-side event: marked ``"client": True``."""
         self._emit({"type": event_type, "client": True, "timestamp": timestamp(), **fields})
 
     def _error(self, code: str, detail: str) -> None:
         self.stats.errors += 1
-        self._note("error", error=code, detail=detail)
+        self._note(ClientNote.ERROR, error=code, detail=detail)
 
     def _handle(self, event: Event) -> None:
         """A server event: seq bookkeeping, counters, then on to the reader."""
         self.stats.received += 1
         kind = event.get("type")
-        if kind == "connected":
+        if kind == EventType.CONNECTED:
             new_id = event.get("connection_id")
             if self.connection_id is not None and new_id != self.connection_id:
                 self._note(
-                    "new_connection",
+                    ClientNote.NEW_CONNECTION,
                     detail="The server no longer knew the old connection: this is a new one, and "
                     "events for the old one cannot be replayed.",
                     previous=self.connection_id[:8],
@@ -215,46 +264,49 @@ class BaseClient:
             self.connection_id = new_id
             self._connected()
         seq = event.get("seq")
-        if isinstance(seq, int) and kind in ("message", "user_message"):
+        if isinstance(seq, int) and kind in DURABLE_EVENT_TYPES:
             if seq <= self.last_seq:
                 self.stats.duplicates += 1
                 return
             if seq > self.last_seq + 1:
                 self.stats.gaps += 1
                 self._note(
-                    "gap", expected=self.last_seq + 1, got=seq, missed=seq - self.last_seq - 1
+                    ClientNote.GAP,
+                    expected=self.last_seq + 1,
+                    got=seq,
+                    missed=seq - self.last_seq - 1,
                 )
             self.last_seq = seq
             self.stats.messages += 1
-        elif kind == "heartbeat":
+        elif kind == EventType.HEARTBEAT:
             self.stats.heartbeats += 1
-        elif kind == "timeout":
+        elif kind == EventType.TIMEOUT:
             self.stats.timeouts += 1
-        elif kind == "error":
+        elif kind == EventType.ERROR:
             self.stats.errors += 1
         self._emit(event)
 
     def _connected(self) -> None:
         """Called on every ``connected`` event: a reconnect has succeeded."""
-        self.state = "open"
+        self.state = ClientState.OPEN
         self.backoff.reset()
         if self._reconnecting:
             self._reconnecting = False
-            self._note("reconnected", connection_id=self.connection_id)
+            self._note(ClientNote.RECONNECTED, connection_id=self.connection_id)
 
     async def _retry_later(self, reason: str) -> None:
         """The transport failed in a way retrying can fix: note it, wait (backoff), return."""
         self.stats.reconnects += 1
         self._reconnecting = True
-        self.state = "reconnecting"
+        self.state = ClientState.RECONNECTING
         delay = self.backoff.next()
-        self._note("reconnecting", detail=reason, delay=round(delay, 3))
+        self._note(ClientNote.RECONNECTING, detail=reason, delay=round(delay, 3))
         await asyncio.sleep(delay)
 
     def _give_up(self, code: str, detail: str) -> None:
         """A 4xx that retrying can't fix: report it and stop."""
         self._error(code, detail)
-        self.state = "error"
+        self.state = ClientState.ERROR
 
     async def _guarded_run(self) -> None:
         try:

@@ -7,7 +7,16 @@ from typing import Any
 
 import httpx
 
-from .base import BaseClient, ClientError, Event, error_from_response, http_client, http_timeout
+from ..protocol import ClientNote, ClientState, EndReason, ErrorCode, EventType, Transport
+from .base import (
+    BaseClient,
+    ClientError,
+    Event,
+    error_from_response,
+    http_client,
+    http_timeout,
+    should_retry,
+)
 
 
 class LongPollClient(BaseClient):
@@ -17,24 +26,26 @@ class LongPollClient(BaseClient):
     ``new_connection`` event.
     """
 
-    transport = "long-polling"
+    transport = Transport.LONG_POLLING
 
     def __init__(self, base_url: str, *, read_margin: float = 10.0, **options: Any) -> None:
         super().__init__(base_url, **options)
         self.poll_timeout = 30.0
         self.read_margin = read_margin
-        self._http = http_client(self.base_url, http_timeout(self.poll_timeout + read_margin, 5.0))
+        self._http = http_client(self.base_url, self._timeout())
         self._send_idle = asyncio.Event()
         self._send_idle.set()
         self._send_lock = asyncio.Lock()
         self._poll: asyncio.Future[Event] | None = None
         self._dropping = False
 
+    def _timeout(self) -> httpx.Timeout:
+        # The read waits out the server's hold, which the connected event may have changed.
+        return http_timeout(self.poll_timeout + self.read_margin, self.connect_timeout)
+
     async def _post(self, body: dict[str, Any]) -> Event:
         self.stats.requests += 1
-        response = await self._http.post(
-            "/poll", json=body, timeout=http_timeout(self.poll_timeout + self.read_margin, 5.0)
-        )
+        response = await self._http.post("/poll", json=body, timeout=self._timeout())
         if response.status_code >= 500:
             raise httpx.HTTPStatusError("server error", request=response.request, response=response)
         if response.status_code >= 400:
@@ -54,7 +65,7 @@ class LongPollClient(BaseClient):
                     self._handle(answer)
                     continue
                 if not self._reconnecting:
-                    self.state = "waiting"
+                    self.state = ClientState.WAITING
                 self._poll = asyncio.ensure_future(
                     self._post({"connection_id": self.connection_id, "last_seq": self.last_seq})
                 )
@@ -69,31 +80,36 @@ class LongPollClient(BaseClient):
                         continue  # else a send took the poll's place: its answer has the events
                     raise
             except ClientError as exc:
-                if exc.code == "unknown_connection":
-                    self._note("new_connection", detail="The connection expired on the server.")
+                if exc.code == ErrorCode.UNKNOWN_CONNECTION:
+                    self._note(
+                        ClientNote.NEW_CONNECTION, detail="The connection expired on the server."
+                    )
                     self.connection_id = None
                     self.last_seq = 0
                     continue
-                if exc.code in ("queue_full", "too_many_connections", "shutting_down"):
-                    await self._retry_later(exc.code)
-                    continue
-                self._give_up(exc.code, exc.detail)
-                return
+                if not should_retry(exc.status, exc.code):
+                    self._give_up(exc.code, exc.detail)
+                    return
+                await self._retry_later(exc.code)
+                continue
             except (httpx.TransportError, httpx.HTTPStatusError, ValueError) as exc:
                 await self._retry_later(f"{type(exc).__name__}: {exc}")
                 continue
             self._take(answer)
-            if answer.get("type") == "timeout" and answer.get("reason") == "shutdown":
+            if (
+                answer.get("type") == EventType.TIMEOUT
+                and answer.get("reason") == EndReason.SHUTDOWN
+            ):
                 await self._retry_later("server shutting down")
 
     def _take(self, answer: Event) -> None:
-        if self._reconnecting or self.state != "open":
-            self.state = "open"
+        if self._reconnecting or self.state != ClientState.OPEN:
+            self.state = ClientState.OPEN
             if self._reconnecting:
                 self._reconnecting = False
                 self.backoff.reset()
-                self._note("reconnected", connection_id=self.connection_id)
-        if answer.get("type") == "message":
+                self._note(ClientNote.RECONNECTED, connection_id=self.connection_id)
+        if answer.get("type") == EventType.MESSAGE:
             for event in answer.get("messages", []):
                 self._handle(event)
         else:

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 from httpx_sse import SSEError, aconnect_sse
 
+from ..protocol import Transport
 from .base import (
     BaseClient,
     ClientError,
@@ -15,6 +16,7 @@ from .base import (
     error_from_response,
     http_client,
     http_timeout,
+    should_retry,
 )
 
 
@@ -25,7 +27,7 @@ class SSEClient(BaseClient):
     interval. Sending is ``POST /sse/message``.
     """
 
-    transport = "sse"
+    transport = Transport.SSE
 
     def __init__(self, base_url: str, *, heartbeat_timeout: float = 45.0, **options: Any) -> None:
         super().__init__(base_url, **options)
@@ -54,7 +56,7 @@ class SSEClient(BaseClient):
             response = source.response
             if response.status_code != 200:
                 error = error_from_response(response.status_code, await response.aread())
-                if response.status_code < 500 and error.code != "too_many_connections":
+                if not should_retry(response.status_code, error.code):
                     self._give_up(error.code, error.detail)
                     return None
                 return f"{error.code}: {error.detail}"

@@ -9,10 +9,8 @@ from urllib.parse import urlencode
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from .base import BaseClient, ClientError, error_from_response
-
-# Close codes after which reconnecting is wrong: a normal close, and "another socket took over".
-FINAL_CLOSE_CODES = {1000, 4000}
+from ..protocol import FINAL_CLOSE_CODES, ClientNote, ClientState, CloseCode, Transport
+from .base import BaseClient, ClientError, endpoint_url, error_from_response, should_retry
 
 
 class WebSocketClient(BaseClient):
@@ -21,7 +19,7 @@ class WebSocketClient(BaseClient):
     as the handshake's Origin header (a browser always sends one; the server checks it).
     """
 
-    transport = "websocket"
+    transport = Transport.WEBSOCKET
 
     def __init__(
         self,
@@ -34,9 +32,6 @@ class WebSocketClient(BaseClient):
         **options: Any,
     ) -> None:
         super().__init__(base_url, **options)
-        self.ws_url = (
-            "ws" + self.base_url[4:] if self.base_url.startswith("http") else self.base_url
-        )
         self.origin = origin
         self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
         self.max_frame = max_frame
@@ -44,10 +39,10 @@ class WebSocketClient(BaseClient):
         self.close_code: int | None = None  # the code of the last closing handshake we sent/saw
 
     def _url(self) -> str:
-        if self.connection_id is None:
-            return f"{self.ws_url}/ws"
-        query = urlencode({"connection_id": self.connection_id, "last_seq": self.last_seq})
-        return f"{self.ws_url}/ws?{query}"
+        query = ""
+        if self.connection_id is not None:
+            query = urlencode({"connection_id": self.connection_id, "last_seq": self.last_seq})
+        return endpoint_url(self.base_url, "/ws", query, websocket=True)
 
     async def _run(self) -> None:
         while not self.closed:
@@ -70,14 +65,14 @@ class WebSocketClient(BaseClient):
             except InvalidStatus as exc:
                 status = exc.response.status_code
                 error = error_from_response(status, bytes(exc.response.body or b""))
-                if status < 500:
+                if not should_retry(status, error.code):
                     self._give_up(error.code, error.detail)
                     return
                 code, reason = None, f"{error.code}: {error.detail}"
             except ConnectionClosed as exc:
                 code = exc.rcvd.code if exc.rcvd is not None else None
                 reason = f"connection lost ({code})"
-                if code in (1008, 1009):
+                if code in (CloseCode.POLICY_VIOLATION, CloseCode.MESSAGE_TOO_BIG):
                     self._error(f"close_{code}", exc.rcvd.reason if exc.rcvd else "")
             except (OSError, InvalidHandshake, TimeoutError, ValueError) as exc:
                 code, reason = None, f"{type(exc).__name__}: {exc}"
@@ -86,8 +81,8 @@ class WebSocketClient(BaseClient):
             if self.closed:
                 return
             if code in FINAL_CLOSE_CODES:
-                self.state = "closed"
-                self._note("closed", code=code, detail=reason)
+                self.state = ClientState.CLOSED
+                self._note(ClientNote.CLOSED, code=code, detail=reason)
                 return
             await self._retry_later(reason)
 
@@ -110,5 +105,5 @@ class WebSocketClient(BaseClient):
     async def _close_socket(self) -> None:
         ws = self._ws
         if ws is not None:
-            await ws.close(1000, "client closed")
+            await ws.close(CloseCode.NORMAL, "client closed")
             self.close_code = ws.close_code

@@ -10,6 +10,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from ..protocol import ClientNote, ClientState, EventType
+
 COLOURS = {
     "message": "#2f7de1",
     "user_message": "#2f7de1",
@@ -24,22 +26,15 @@ COLOURS = {
     "closed": "#888888",
 }
 
-STATUS_TEXT = {
-    "idle": "idle",
-    "connecting": "connecting",
-    "open": "open",
-    "waiting": "waiting for a poll",
-    "reconnecting": "reconnecting",
-    "closed": "closed",
-    "error": "error",
-}
+STATUS_TEXT: dict[str, str] = {state: state.value for state in ClientState}
+STATUS_TEXT[ClientState.WAITING] = "waiting for a poll"
 
-STATUS_COLOURS = {
-    "open": "#d3f3dc",
-    "waiting": "#d3f3dc",
-    "connecting": "#fff0c7",
-    "reconnecting": "#fff0c7",
-    "error": "#ffd9d6",
+STATUS_COLOURS: dict[str, str] = {
+    ClientState.OPEN: "#d3f3dc",
+    ClientState.WAITING: "#d3f3dc",
+    ClientState.CONNECTING: "#fff0c7",
+    ClientState.RECONNECTING: "#fff0c7",
+    ClientState.ERROR: "#ffd9d6",
 }
 
 
@@ -52,17 +47,17 @@ def received_at() -> str:
 def event_text(event: dict[str, Any]) -> str:
     """What a log line says after its type and seq."""
     kind = event.get("type")
-    if kind == "error":
+    if kind == EventType.ERROR:
         return f"{event.get('error')}: {event.get('detail', '')}"
-    if kind == "timeout":
+    if kind == EventType.TIMEOUT:
         return str(event.get("reason", ""))
-    if kind == "connected":
+    if kind == EventType.CONNECTED:
         if event.get("resumed"):
             return "resumed"
         return "new connection" + (" (the old one was gone)" if event.get("resume_failed") else "")
-    if kind in ("reconnecting", "new_connection", "closed"):
+    if kind in (ClientNote.RECONNECTING, ClientNote.NEW_CONNECTION, ClientNote.CLOSED):
         return str(event.get("detail", ""))
-    if kind == "gap":
+    if kind == ClientNote.GAP:
         return f"expected seq {event.get('expected')}, got {event.get('got')}"
     return str(event.get("message", ""))
 

@@ -1,0 +1,310 @@
+"""The sans-I/O connection core: one connection's delivery rules, with no asyncio, no threads and
+no clock of its own (every time is passed in). Tested synchronously (tests/test_connection.py).
+
+Delivery invariants, per connection:
+
+* Durable events get ``seq`` 1, 2, 3, ... with no gaps, and are stored encoded in ``buffer``: a
+  replay sends exactly the bytes of the first delivery.
+* ``acked`` is the client's resume point: everything up to it was received, and may be freed.
+* ``released`` is how far the replay window may forget: for streams (SSE, WebSocket) the highest
+  seq handed to a socket, for long polling the same as ``acked``. An event is freed when
+  ``seq <= acked``, or when it is older than the last ``replay_window`` events *and* already
+  released. So nothing accepted is dropped before it was at least written once.
+* Pending (written to nobody yet, or for long polling not yet acknowledged) is
+  ``last_seq - released``; it never exceeds ``max_queue``: a new event past that is refused with
+  :class:`~transport_demo.errors.QueueFull`, never silently dropped.
+
+The storage seam
+----------------
+The :class:`~transport_demo.hub.Hub` keeps its connections in a :class:`ConnectionStore`;
+:class:`MemoryStore` is the one there is today. A second storage (Redis, for several server
+processes acting as one) plugs in here, and must keep this contract:
+
+* ``create(transport, now)`` makes a connection with a fresh unguessable id and seq 0;
+  ``get(id)`` finds it (``None`` if expired or unknown); ``remove(id)`` forgets it; ``len()`` and
+  iteration cover every connection the server knows.
+* What a :class:`Connection` does to its durable events is the contract of the data: ``append``
+  assigns the next seq and stores the encoded event *before it returns* (atomically: two appends
+  never get the same seq, and none is skipped); ``after(seq)`` returns what is stored after
+  ``seq`` in seq order; ``ack``/``resume`` move the resume point forward only; trimming never
+  frees what the first two invariants above keep.
+* Waking the waiters (a held poll, an attached stream) is not the store's business: the hub
+  does that, on its own event loop, after a successful append.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from . import events
+from .errors import InvalidText, MessageTooLarge, QueueFull
+from .protocol import ConnectionState, EventType, Transport
+
+__all__ = [
+    "Connection",
+    "ConnectionStore",
+    "Limits",
+    "MemoryStore",
+    "check_text",
+    "new_connection_id",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The bounds every connection keeps (from :class:`~transport_demo.settings.Settings`)."""
+
+    max_queue: int = 1000
+    replay_window: int = 1000
+    max_message_bytes: int = 64 * 1024
+
+
+def check_text(text: object, max_bytes: int) -> str:
+    """``text`` if it is a string of valid Unicode within ``max_bytes`` of UTF-8; else raises
+    :class:`InvalidText` or :class:`MessageTooLarge`."""
+    if not isinstance(text, str):
+        raise InvalidText("The text must be a string.")
+    if len(text) * 4 > max_bytes:  # only then can the UTF-8 form be over the limit
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise InvalidText("The text is not valid Unicode (a lone surrogate).") from None
+        if size > max_bytes:
+            raise MessageTooLarge(
+                f"The text is {size} bytes; the limit is {max_bytes} bytes (UTF-8)."
+            )
+    elif not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidText("The text is not valid Unicode (a lone surrogate).") from None
+    return text
+
+
+def new_connection_id() -> str:
+    """A fresh id: uuid4, 122 random bits from ``os.urandom``, so ids can't be guessed."""
+    return str(uuid.uuid4())
+
+
+class Connection:
+    """One client connection's delivery state; see the module docstring for the invariants.
+
+    ``now`` arguments are the caller's monotonic clock (expiry); ``wall`` arguments are Unix time
+    (the timestamps events carry). Whether a poll or stream is attached is the hub's business:
+    methods that depend on it take ``attached``.
+    """
+
+    __slots__ = (
+        "acked",
+        "buffer",
+        "created",
+        "delivered",
+        "detached_at",
+        "heartbeats",
+        "id",
+        "last_seen",
+        "limits",
+        "next_seq",
+        "received",
+        "released",
+        "transport",
+    )
+
+    def __init__(
+        self,
+        connection_id: str,
+        transport: Transport,
+        now: float,
+        *,
+        wall: float,
+        limits: Limits | None = None,
+    ) -> None:
+        self.id = connection_id
+        self.transport = transport
+        self.limits = limits if limits is not None else Limits()
+        self.created = wall
+        self.last_seen = now
+        self.next_seq = 1
+        self.buffer: deque[tuple[int, str]] = deque()
+        self.acked = 0
+        self.released = 0
+        self.heartbeats = 0
+        self.received = 0
+        self.delivered = 0
+        self.detached_at: float | None = None  # streams only: when the socket went away
+
+    @property
+    def short_id(self) -> str:
+        """The first 8 characters: enough to tell connections apart, useless as a key."""
+        return self.id[:8]
+
+    @property
+    def last_seq(self) -> int:
+        """The seq of the newest durable event (0 before the first)."""
+        return self.next_seq - 1
+
+    @property
+    def pending(self) -> int:
+        """Durable events not yet written (streams) or not yet acknowledged (long polling)."""
+        return self.next_seq - 1 - self.released
+
+    # -- durable events -------------------------------------------------------------------------
+
+    def append(self, event_type: EventType, text: str, *, wall: float) -> int:
+        """Store a durable event with the next seq and return the seq; raises
+        :class:`QueueFull` (and changes nothing) when ``max_queue`` events are pending."""
+        if self.pending >= self.limits.max_queue:
+            raise QueueFull(
+                f"{self.pending} events are waiting for this connection (the limit is "
+                f"{self.limits.max_queue}); this one was refused, none were dropped."
+            )
+        seq = self.next_seq
+        self.next_seq = seq + 1
+        self.buffer.append((seq, events.durable_event(event_type, self.id, seq, text, wall)))
+        return seq
+
+    def ack(self, last_seq: int) -> None:
+        """The client has everything up to ``last_seq``: move the resume point, free what it can.
+
+        A resume point past the newest seq (a forged or confused client) acknowledges everything.
+        """
+        point = min(last_seq, self.last_seq)
+        if point > self.acked:
+            self.acked = point
+        if self.transport is Transport.LONG_POLLING:
+            self.released = self.acked
+        self._trim()
+
+    def after(self, seq: int) -> list[tuple[int, str]]:
+        """Stored events with a seq above ``seq``, in order, as ``(seq, encoded)``."""
+        buffer = self.buffer
+        if not buffer or buffer[-1][0] <= seq:
+            return []
+        start = max(0, seq + 1 - buffer[0][0])
+        return list(itertools.islice(buffer, start, None))
+
+    def _trim(self) -> None:
+        buffer, window = self.buffer, self.limits.replay_window
+        while buffer and (
+            buffer[0][0] <= self.acked or (len(buffer) > window and buffer[0][0] <= self.released)
+        ):
+            buffer.popleft()
+
+    # -- what a poll or a stream writes ---------------------------------------------------------
+
+    def poll_batch(self, last_seq: int | None) -> list[str]:
+        """The encoded events a long poll answers with (empty: nothing to send yet).
+
+        With ``last_seq`` they stay stored until a later poll acknowledges them; without it (a
+        client that does not resume) sending them counts as delivering them.
+        """
+        if last_seq is not None:
+            self.ack(last_seq)
+        batch = self.after(self.acked)
+        if not batch:
+            return []
+        if last_seq is None:
+            self.ack(batch[-1][0])
+        self.delivered += len(batch)
+        return [data for _, data in batch]
+
+    def resume(self, last_seq: int | None) -> int:
+        """A stream attaches: acknowledge ``last_seq`` if given, and send again everything after
+        the resume point. Returns the resume point."""
+        if last_seq is not None:
+            self.ack(last_seq)
+        self.released = self.acked
+        return self.acked
+
+    def take_unsent(self) -> list[tuple[int, str]]:
+        """For a stream: the stored events not yet handed to its socket, now marked as handed."""
+        batch = self.after(self.released)
+        if batch:
+            self.released = batch[-1][0]
+            self.delivered += len(batch)
+            self._trim()
+        return batch
+
+    def beat(self) -> int:
+        """Count a heartbeat; returns its number."""
+        self.heartbeats += 1
+        return self.heartbeats
+
+    # -- life cycle -----------------------------------------------------------------------------
+
+    def state(self, *, attached: bool) -> ConnectionState:
+        """``live`` (a poll or stream attached), ``waiting`` (long polling between polls) or
+        ``disconnected`` (a stream was cut; in resume grace)."""
+        if attached:
+            return ConnectionState.LIVE
+        if self.transport is Transport.LONG_POLLING:
+            return ConnectionState.WAITING
+        return ConnectionState.DISCONNECTED
+
+    def expired(self, now: float, *, attached: bool, poll_expiry: float, grace: float) -> bool:
+        """Past its expiry: a long-polling connection unseen for ``poll_expiry`` seconds, or a
+        stream's connection detached for longer than ``grace``. Never while attached."""
+        if attached:
+            return False
+        if self.transport is Transport.LONG_POLLING:
+            return now - self.last_seen > poll_expiry
+        return self.detached_at is not None and now - self.detached_at > grace
+
+    def summary(self, *, attached: bool, now: float, wall: float) -> dict[str, Any]:
+        """The row /stats shows: short id only, never message text."""
+        return {
+            "id": self.short_id,
+            "transport": self.transport.value,
+            "state": self.state(attached=attached).value,
+            "queued": self.pending,
+            "delivered": self.delivered,
+            "received": self.received,
+            "last_seq": self.last_seq,
+            "created": events.timestamp(self.created),
+            "last_seen": events.timestamp(wall - (now - self.last_seen)),
+        }
+
+
+class ConnectionStore(Protocol):
+    """Where the hub keeps its connections: the storage seam (module docstring)."""
+
+    def create(self, transport: Transport, now: float, *, wall: float) -> Connection: ...
+
+    def get(self, connection_id: str) -> Connection | None: ...
+
+    def remove(self, connection_id: str) -> None: ...
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Connection]: ...
+
+
+class MemoryStore:
+    """Connections in a dict, in this process: the default store and the fast path."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self._conns: dict[str, Connection] = {}
+
+    def create(self, transport: Transport, now: float, *, wall: float) -> Connection:
+        conn = Connection(new_connection_id(), transport, now, wall=wall, limits=self.limits)
+        self._conns[conn.id] = conn
+        return conn
+
+    def get(self, connection_id: str) -> Connection | None:
+        return self._conns.get(connection_id)
+
+    def remove(self, connection_id: str) -> None:
+        self._conns.pop(connection_id, None)
+
+    def __len__(self) -> int:
+        return len(self._conns)
+
+    def __iter__(self) -> Iterator[Connection]:
+        # A live view: callers hold the hub's lock and never remove while iterating.
+        return iter(self._conns.values())

@@ -1,0 +1,202 @@
+"""Streams (SSE and WebSocket) attached to a connection, and the waiter both streams and held
+polls are.
+
+A router calls :func:`open_stream` (through :meth:`Hub.open_stream`), iterates
+:meth:`Stream.batches` and writes each batch, and calls :meth:`Stream.close` when its socket is
+gone. The stream uses the hub's small waiter interface (``lock``, ``find``, ``attach``,
+``release``, ``wake``, ``count``), never its private state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from . import events
+from .errors import UnknownConnection
+from .protocol import EndReason, EventType, Transport
+
+if TYPE_CHECKING:
+    from .connection import Connection
+    from .hub import Hub
+
+__all__ = ["MAX_UNSENT_ERRORS", "Outgoing", "Stream", "Waiter", "open_stream"]
+
+MAX_UNSENT_ERRORS = 64
+"""Error events one stream may have waiting; past that the client is not reading, and the router
+closes the socket."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One event for a stream: its encoded JSON and, where a client can resume after it,
+    ``resume_id`` (``"<connection_id>:<seq>"``, the SSE ``id:`` field)."""
+
+    data: str
+    resume_id: str | None = None
+
+
+class Waiter:
+    """Whatever currently waits on a connection: a held long poll, or (subclass) a stream.
+
+    ``wakeup`` is set by the hub (on the hub's loop) when there is something to take or when the
+    waiter must stop; ``ended`` then says why.
+    """
+
+    __slots__ = ("conn", "ended", "wakeup")
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.wakeup = asyncio.Event()
+        self.ended: EndReason | None = None
+
+
+class Stream(Waiter):
+    """A stream (SSE or WebSocket) attached to a connection; made by :meth:`Hub.open_stream`.
+
+    Iterate :meth:`batches` (or :meth:`events`) and write each item; call :meth:`close` when the
+    socket is gone (in a ``finally``). The iteration ends by itself when another stream takes over
+    (``ended == "superseded"``) or the server shuts down (``"shutdown"``).
+    """
+
+    __slots__ = ("connected", "hub", "outbox")
+
+    def __init__(self, hub: Hub, conn: Connection) -> None:
+        super().__init__(conn)
+        self.hub = hub
+        self.connected = Outgoing("")
+        self.outbox: list[Outgoing] = []  # non-durable events for this stream only (errors)
+
+    @property
+    def connection_id(self) -> str:
+        """The id of the connection this stream is attached to."""
+        return self.conn.id
+
+    async def events(self) -> AsyncIterator[Outgoing]:
+        """``connected``, then durable events in seq order, with heartbeats when due."""
+        async for batch in self.batches():
+            for item in batch:
+                yield item
+
+    async def batches(self) -> AsyncIterator[list[Outgoing]]:
+        """:meth:`events`, a batch at a time: all that is ready, so that a writer can send a
+        burst in one write (one system call instead of one per event)."""
+        hub = self.hub
+        loop = asyncio.get_running_loop()
+        interval = hub.settings.heartbeat_interval
+        yield [self.connected]
+        next_beat = loop.time() + interval
+        # One timer per heartbeat, not one armed and cancelled around every wait: that timer
+        # (and the heap work behind it) was a visible share of each push (docs/benchmarks.md).
+        timer = loop.call_at(next_beat, self.wakeup.set)
+        try:
+            while True:
+                # Clear before taking: a publish after the take sets it again, so none is missed.
+                self.wakeup.clear()
+                batch = self._take()
+                if batch is None:
+                    return
+                now = loop.time()
+                if now >= next_beat:
+                    beat = self._heartbeat()
+                    if beat is None:
+                        return
+                    batch.append(beat)
+                    next_beat += interval
+                    if next_beat <= now:  # fell behind (a blocked writer): don't send a burst
+                        next_beat = now + interval
+                    timer.cancel()
+                    timer = loop.call_at(next_beat, self.wakeup.set)
+                if batch:
+                    yield batch
+                    continue
+                await self.wakeup.wait()
+        finally:
+            timer.cancel()
+
+    def receive(self, text: str) -> int:
+        """The client sent ``text`` on this stream: queue its echo, return the seq."""
+        return self.hub.receive(self.conn.id, text, self.conn.transport)
+
+    def send_error(self, code: str, detail: str) -> bool:
+        """Queue an ``error`` event for this stream only (not durable, never replayed).
+
+        Returns ``False`` when ``MAX_UNSENT_ERRORS`` are already waiting: a client that keeps
+        sending bad frames without reading is not worth more memory, and the caller should close.
+        """
+        event = events.encode(events.error_event(self.conn.id, code, detail))
+        with self.hub.lock:
+            if len(self.outbox) >= MAX_UNSENT_ERRORS:
+                return False
+            self.outbox.append(Outgoing(event))
+            self.hub.wake(self)
+            return True
+
+    def close(self) -> None:
+        """The socket is gone: detach, so the connection waits out its resume grace."""
+        hub = self.hub
+        with hub.lock:
+            if self.ended is None:
+                self.ended = EndReason.CLOSED
+            if hub.release(self):
+                self.conn.detached_at = self.conn.last_seen = hub.now()
+
+    def _take(self) -> list[Outgoing] | None:
+        """What to write now, marked as written; ``None`` when the stream must end."""
+        with self.hub.lock:
+            if self.ended is not None:
+                return None
+            out, self.outbox = self.outbox, []
+            batch = self.conn.take_unsent()
+            if batch:
+                self.hub.count("events_sent", len(batch))
+                prefix = self.conn.id + ":"
+                out.extend(Outgoing(data, prefix + str(seq)) for seq, data in batch)
+            return out
+
+    def _heartbeat(self) -> Outgoing | None:
+        with self.hub.lock:
+            if self.ended is not None:
+                return None
+            self.hub.count("heartbeats_sent")
+            return Outgoing(events.heartbeat_event(self.conn.id, self.conn.beat()))
+
+
+def open_stream(
+    hub: Hub, transport: Transport, connection_id: str | None = None, last_seq: int | None = None
+) -> Stream:
+    """Attach a stream: resume ``connection_id`` after ``last_seq``, or start a new connection.
+
+    An unknown or expired id (or another transport's) starts a new connection, and its
+    ``connected`` event says ``"resumed": false`` and ``"resume_failed": "unknown_connection"``.
+    A stream still attached to the resumed connection is ended (``superseded``): the new one takes
+    over and replays everything after ``last_seq`` (everything unacknowledged if absent).
+    """
+    with hub.lock:
+        conn = hub.lookup(connection_id, transport)
+        extra: dict[str, Any] = {}
+        resumed = conn is not None
+        if conn is None:
+            if connection_id is not None:
+                extra["resume_failed"] = UnknownConnection.code
+            conn = hub.create(transport)
+        stream = Stream(hub, conn)
+        hub.attach(conn, stream)
+        point = conn.resume(last_seq if resumed else None)
+        conn.detached_at = None
+        conn.last_seen = hub.now()
+        settings = hub.settings
+        connected = events.make_event(
+            EventType.CONNECTED,
+            conn.id,
+            resumed=resumed,
+            transport=transport.value,
+            last_seq=point,
+            heartbeat_interval=settings.heartbeat_interval,
+            resume_grace=settings.resume_grace,
+            **extra,
+        )
+        stream.connected = Outgoing(events.encode(connected), f"{conn.id}:{point}")
+        return stream

@@ -1,0 +1,92 @@
+"""uvicorn's WebSocket protocol (websockets-sansio), with a clean close after a message too big.
+
+When a client sends a message over ``ws_max_size``, the websockets library fails the connection
+with close code 1009, and uvicorn then closes the TCP connection at once, while the rest of the
+message may still be arriving. Closing a socket with unread data makes the kernel send a reset
+(RST), and a reset can overtake the close frame: the client then sees "connection reset" (or 1006)
+instead of 1009 (reported under load with a 2 MiB message).
+
+RFC 6455 §7.1.1 has the server close TCP only after the closing handshake. So here, after such a
+failure, the server keeps *reading and discarding* what the client still sends (it does not process
+it: §7.1.7) until the client's close frame has arrived, and only then closes — bounded in bytes and
+in time, so a client that never stops sending cannot hold the connection open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+__all__ = [
+    "DRAIN_QUIET_SECONDS",
+    "DRAIN_SECONDS",
+    "DrainingWebSocketProtocol",
+    "ends_with_client_close",
+]
+
+DRAIN_SECONDS = 2.0
+"""The longest the server keeps reading after failing a connection."""
+DRAIN_QUIET_SECONDS = 0.25
+"""Silence after which the client is taken to have sent everything it will send."""
+
+
+def ends_with_client_close(data: bytes) -> bool:
+    """Whether ``data`` ends with what looks like a client's close frame (FIN + opcode 8, masked,
+    a payload of at most 125 bytes). A false "no" only costs the quiet period."""
+    for length in range(126):
+        start = len(data) - 6 - length
+        if start < 0:
+            return False
+        if data[start] == 0x88 and data[start + 1] == 0x80 | length:
+            return True
+    return False
+
+
+class DrainingWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets-sansio protocol; after a failed connection (1009, a protocol error)
+    it drains the client's remaining bytes before closing, so the close frame arrives intact."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._draining = False
+        self._drain_budget = 0
+        self._quiet: asyncio.TimerHandle | None = None
+
+    def handle_parser_exception(self) -> None:
+        assert self.conn.close_sent is not None
+        code, reason = self.conn.close_sent.code, self.conn.close_sent.reason
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        # The close frame, without the end-of-stream websockets asks for: the client may still be
+        # sending, and we keep reading until it is done.
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self._draining = True
+        # Four times the largest message, plus room for its close: what an honest client that
+        # was mid-message can still have in flight.
+        self._drain_budget = 4 * (self.config.ws_max_size or 1 << 20) + 1024
+        loop = asyncio.get_running_loop()
+        # uvicorn closes the transport when the app ends unless close_timer is set: it is ours now.
+        self.close_timer = loop.call_later(DRAIN_SECONDS, self._end_drain)
+        self._quiet = loop.call_later(DRAIN_QUIET_SECONDS, self._end_drain)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._draining:
+            super().data_received(data)
+            return
+        self._drain_budget -= len(data)
+        if self._drain_budget < 0 or ends_with_client_close(data):
+            self._end_drain()
+            return
+        if self._quiet is not None:
+            self._quiet.cancel()
+        self._quiet = asyncio.get_running_loop().call_later(DRAIN_QUIET_SECONDS, self._end_drain)
+
+    def _end_drain(self) -> None:
+        for timer in (self._quiet, self.close_timer):
+            if timer is not None:
+                timer.cancel()
+        self._quiet = self.close_timer = None
+        self._draining = False
+        self.transport.close()
