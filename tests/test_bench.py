@@ -15,7 +15,7 @@ import pytest
 from transport_demo.bench import OURS, TARGETS, Sizes, report
 from transport_demo.bench.probes import Probe
 
-pytestmark = pytest.mark.timeout(400)
+pytestmark = [pytest.mark.timeout(400), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 from transport_demo import RunningServer, start_server
 
 from .browser import CHROMIUM, launch
+from .waiting import until
 
 pytestmark = [
     pytest.mark.browser,
@@ -117,7 +118,7 @@ def test_multiple_clients_are_isolated(
     expect(entries(first, transport, ECHO[transport])).to_have_count(1, timeout=5000)
     page_server.hub.publish(b, "only for the second page")
     expect(entries(second, transport, "message")).to_have_count(1, timeout=5000)
-    time.sleep(0.5)
+    time.sleep(0.5)  # an absence: give a wrongly routed event time to show up
     assert "only for the first page" not in section(second, transport).inner_text()
     assert "only for the second page" not in section(first, transport).inner_text()
 
@@ -243,8 +244,7 @@ def test_stop_closes_cleanly(page_server: RunningServer, new_page: Any) -> None:
         expect(section(page, transport).locator('[data-role="status"]')).to_have_text(
             re.compile("closed")
         )
-    time.sleep(0.3)
     for transport in ("sse", "websocket"):
-        assert page_server.hub.state_of(ids[transport]) == "disconnected"
+        until(lambda t=transport: page_server.hub.state_of(ids[t]) == "disconnected")
     section(page, "websocket").locator('[data-action="clear"]').click()
     expect(section(page, "websocket").locator('[data-role="log"] .entry')).to_have_count(0)

@@ -19,7 +19,7 @@ from transport_demo.errors import QueueFull
 from .figures import record
 from .proxy import FaultyProxy
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 CLIENTS = [LongPollClient, SSEClient, WebSocketClient]
 

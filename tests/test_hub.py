@@ -21,6 +21,8 @@ from transport_demo.errors import (
 from transport_demo.hub import Hub, Stream, Transport
 from transport_demo.settings import Settings
 
+from .waiting import until_async
+
 pytestmark = pytest.mark.anyio
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -113,7 +115,7 @@ async def test_held_poll_returns_when_data_arrives() -> None:
     hub, _ = await started()
     cid = connect_lp(hub)
     poll = asyncio.create_task(hub.poll(cid, last_seq=0, hold=5))
-    await asyncio.sleep(0.05)
+    await until_async(lambda: hub.state_of(cid) == "live", what="poll held")
     assert not poll.done()
     hub.publish(cid, "now")
     answer = json.loads(await asyncio.wait_for(poll, 1))
@@ -125,7 +127,7 @@ async def test_new_poll_supersedes_held_one_without_loss_or_duplicate() -> None:
     hub, _ = await started()
     cid = connect_lp(hub)
     old = asyncio.create_task(hub.poll(cid, last_seq=0, hold=5))
-    await asyncio.sleep(0.02)
+    await until_async(lambda: hub.state_of(cid) == "live", what="poll held")
     new = asyncio.create_task(hub.poll(cid, last_seq=0, hold=5))
     old_answer = json.loads(await asyncio.wait_for(old, 1))
     assert old_answer == {**old_answer, "type": "timeout", "reason": "superseded"}
@@ -139,7 +141,7 @@ async def test_send_and_poll_answers_at_once_and_ends_the_held_poll() -> None:
     hub, _ = await started()
     cid = connect_lp(hub)
     held = asyncio.create_task(hub.poll(cid, last_seq=0, hold=5))
-    await asyncio.sleep(0.02)
+    await until_async(lambda: hub.state_of(cid) == "live", what="poll held")
     answer = json.loads(await hub.send_and_poll(cid, "hello", last_seq=0))
     assert answer["queued_seq"] == 1
     assert [(m["seq"], m["message"]) for m in answer["messages"]] == [(1, "hello")]
@@ -323,8 +325,7 @@ async def test_publish_from_another_thread_wakes_the_stream() -> None:
     def notebook_thread() -> None:
         seqs.extend(hub.publish(stream.connection_id, f"t{i}") for i in range(100))
 
-    reader = asyncio.create_task(drain(stream, 101))
-    await asyncio.sleep(0.02)
+    reader = asyncio.create_task(drain(stream, 101))  # publishes before it reads are kept
     thread = threading.Thread(target=notebook_thread)
     thread.start()
     events = await asyncio.wait_for(reader, 2)
@@ -340,7 +341,7 @@ async def test_close_ends_streams_and_polls_and_refuses_new_work() -> None:
     cid = connect_lp(hub)
     poll = asyncio.create_task(hub.poll(cid, last_seq=0, hold=30))
     reader = asyncio.create_task(drain(stream, 100))
-    await asyncio.sleep(0.02)
+    await until_async(lambda: hub.state_of(cid) == "live", what="poll held")
     await hub.close()
     assert json.loads(await asyncio.wait_for(poll, 1))["reason"] == "shutdown"
     assert len(await asyncio.wait_for(reader, 1)) == 1  # connected, then the end

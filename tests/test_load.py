@@ -23,7 +23,7 @@ from transport_demo.errors import QueueFull
 
 from .figures import record
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 CYCLES = 10_000
 CONCURRENCY = 40

@@ -12,6 +12,8 @@ import httpx
 
 from transport_demo import RunningServer
 
+from .waiting import until
+
 
 def connect(http: httpx.Client) -> str:
     response = http.post("/poll", json={})
@@ -108,7 +110,7 @@ def test_new_poll_ends_the_held_one_empty(server: RunningServer) -> None:
         result: dict[str, Any] = {}
         held = threading.Thread(target=lambda: result.update(poll(a, cid, last_seq=0)))
         held.start()
-        time.sleep(0.2)
+        until(lambda: server.hub.state_of(cid) == "live", what="poll held")
         second = threading.Thread(target=lambda: result.update(second=poll(b, cid, last_seq=0)))
         second.start()
         held.join(3)

@@ -216,6 +216,7 @@ KERNEL_READY = """() => {
 
 
 @pytest.mark.browser
+@pytest.mark.slow
 def test_long_polling_notebook_in_jupyterlab(jupyterlab: str) -> None:
     from playwright.sync_api import expect, sync_playwright
 

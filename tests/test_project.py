@@ -142,6 +142,7 @@ def test_the_clients_do_not_import_the_server() -> None:
     assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_lab_command_sets_up_and_reaches_jupyterlab() -> None:
     """The README's first command, short of serving: set up, register the kernel, run jupyter lab
     (``--version`` makes it print and exit instead of serving)."""

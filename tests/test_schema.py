@@ -16,9 +16,12 @@ schema = schemathesis.openapi.from_dict(create_app(Settings()).openapi()).exclud
 )
 CALLS: dict[str, int] = {}
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Do not use the `random` module:hypothesis.errors.HypothesisDeprecationWarning"
-)
+pytestmark = [
+    pytest.mark.filterwarnings(
+        "ignore:Do not use the `random` module:hypothesis.errors.HypothesisDeprecationWarning"
+    ),
+    pytest.mark.slow,
+]
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,8 @@ from websockets.sync.client import ClientConnection, connect
 
 from transport_demo import RunningServer
 
+from .waiting import until
+
 
 def open_ws(server: RunningServer, query: str = "", **kwargs: Any) -> ClientConnection:
     return connect(f"{server.ws_url}/ws{query}", open_timeout=5, **kwargs)
@@ -140,7 +142,7 @@ def test_cut_mid_frame_then_resume(server: RunningServer) -> None:
         while len(received) < 5000:
             received += sock.recv(4096)
         assert received.startswith(b"HTTP/1.1 101")
-    time.sleep(0.1)
+    until(lambda: server.hub.state_of(cid) == "disconnected", what="socket detached")
     with open_ws(server, f"?connection_id={cid}&last_seq=0") as ws:
         assert recv(ws)["resumed"] is True
         event = recv_type(ws, "message")
@@ -169,8 +171,7 @@ def test_configured_origin_list(make_server: Any) -> None:
 def test_closed_socket_expires_after_grace(server: RunningServer) -> None:
     with open_ws(server) as ws:
         cid = recv(ws)["connection_id"]
-    time.sleep(0.2)
-    assert server.hub.state_of(cid) == "disconnected"
+    until(lambda: server.hub.state_of(cid) == "disconnected", what="socket detached")
     deadline = time.monotonic() + 6
     while cid in server.hub and time.monotonic() < deadline:
         time.sleep(0.1)
