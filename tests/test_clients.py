@@ -113,10 +113,7 @@ async def test_resume_after_cuts_loses_and_doubles_nothing(
 
 
 def drain(client: BaseClient) -> list[Any]:
-    out = []
-    while client._unread:
-        out.append(client._unread.popleft())
-    return out
+    return client.take_unread()
 
 
 @pytest.mark.parametrize("cls", CLIENTS, ids=lambda c: c.transport)

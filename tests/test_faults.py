@@ -46,12 +46,7 @@ async def wait_for(predicate: Callable[[], bool], timeout: float) -> None:
 
 
 def received_messages(client: BaseClient) -> list[tuple[int, str]]:
-    out = []
-    while client._unread:
-        event = client._unread.popleft()
-        if event["type"] == "message":
-            out.append((event["seq"], event["message"]))
-    return out
+    return [(e["seq"], e["message"]) for e in client.take_unread() if e["type"] == "message"]
 
 
 @pytest.mark.parametrize("cls", CLIENTS, ids=lambda c: c.transport)

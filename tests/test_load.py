@@ -196,7 +196,7 @@ async def test_500_clients_100_messages_each_exactly_once(make_server: Any) -> N
             assert time.monotonic() < deadline, "not all messages arrived"
             await asyncio.sleep(0.1)
         for i, client in enumerate(clients):
-            got = [e["message"] for e in client._unread if e["type"] == "message"]
+            got = [e["message"] for e in client.take_unread() if e["type"] == "message"]
             assert got == [f"{i}:{n}" for n in range(100)]
             assert client.stats.duplicates == 0 and client.stats.gaps == 0
     finally:

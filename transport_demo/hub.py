@@ -29,7 +29,10 @@ from .settings import Settings
 from .stream import Outgoing, Stream, Waiter, open_stream
 from .wakeups import Wakeups
 
-__all__ = ["Hub", "Outgoing", "Stream", "Transport"]
+__all__ = ["STATS_LIST_LIMIT", "Hub", "Outgoing", "Stream", "Transport"]
+
+STATS_LIST_LIMIT = 1000
+"""/stats lists at most this many connections (``connection_list_truncated`` says when more)."""
 
 
 class Hub:
@@ -302,7 +305,7 @@ class Hub:
             conn = self._get(connection_id)
             return conn.state(attached=conn.id in self._waiters)
 
-    def stats(self, *, list_limit: int = 1000) -> dict[str, Any]:
+    def stats(self) -> dict[str, Any]:
         """Counts and a per-connection list for ``/stats``: short ids only, never message text."""
         now, wall = self._clock(), time.time()
         with self.lock:
@@ -313,7 +316,7 @@ class Hub:
                 attached = conn.id in self._waiters
                 by_transport[conn.transport.value] += 1
                 by_state[conn.state(attached=attached).value] += 1
-                if len(listed) < list_limit:
+                if len(listed) < STATS_LIST_LIMIT:
                     listed.append(conn.summary(attached=attached, now=now, wall=wall))
             total = len(self._store)
             return {

@@ -54,8 +54,8 @@ class DropSpuriousDenialError(logging.Filter):
 
     uvicorn's websockets-sansio protocol does not mark the handshake complete when the app refuses
     it with an HTTP response (our 403 for a foreign Origin), and logs this error although the
-    refusal went out correctly (Kludex/uvicorn pull request #3138). Our endpoint always accepts or
-    refuses, so the message never means anything else here.
+    refusal went out correctly (tests/test_websocket.py refuses a foreign Origin). Our endpoint
+    always accepts or refuses, so the message never means anything else here.
     """
 
     MESSAGE = "ASGI callable returned without completing handshake."

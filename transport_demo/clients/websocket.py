@@ -73,7 +73,9 @@ class WebSocketClient(BaseClient):
                 code = exc.rcvd.code if exc.rcvd is not None else None
                 reason = f"connection lost ({code})"
                 if code in (CloseCode.POLICY_VIOLATION, CloseCode.MESSAGE_TOO_BIG):
-                    self._error(f"close_{code}", exc.rcvd.reason if exc.rcvd else "")
+                    # The server refused what this client sent: reconnecting would not fix it.
+                    self._give_up(f"close_{code}", exc.rcvd.reason if exc.rcvd else "")
+                    return
             except (OSError, InvalidHandshake, TimeoutError, ValueError) as exc:
                 code, reason = None, f"{type(exc).__name__}: {exc}"
             finally:

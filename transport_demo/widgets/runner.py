@@ -2,8 +2,9 @@
 
 Why not the kernel's own loop: a client must keep running while the kernel sits idle (a student
 presses Start and then only watches), whatever the ipykernel version does with tasks between cells
-(ipykernel #1510), and the widgets must work the same from a plain script or test. Widget traits
-may be set from this thread; nothing here prints (output from a thread lands in the wrong cell).
+(some versions stop running them while idle), and the widgets must work the same from a plain
+script or test. Widget traits may be set from this thread; nothing here prints (output from a
+thread lands in the wrong cell).
 """
 
 from __future__ import annotations
@@ -35,8 +36,3 @@ def loop() -> asyncio.AbstractEventLoop:
 def run(coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
     """Run ``coro`` on the widgets' loop and wait for its result (from any other thread)."""
     return asyncio.run_coroutine_threadsafe(coro, loop()).result(timeout)
-
-
-def spawn(coro: Coroutine[Any, Any, Any]) -> None:
-    """Start ``coro`` on the widgets' loop without waiting for it."""
-    asyncio.run_coroutine_threadsafe(coro, loop())
