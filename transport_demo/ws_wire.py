@@ -190,7 +190,10 @@ def mask(data: bytes, key: bytes) -> bytes:
 def decode(data: bytes) -> WireFrame:
     """Decode the frame at the start of ``data`` (more bytes after it are ignored).
 
-    Raises :class:`IncompleteFrame` if ``data`` ends before the frame does.
+    Raises :class:`IncompleteFrame` if ``data`` ends before the frame does. It reads, it doesn't
+    judge: the RFC's rules (control frames ≤ 125 bytes and never fragmented, reserved bits and
+    opcodes unused, the top bit of a 64-bit length 0) are a real parser's job, as in
+    ``websockets.frames.Frame.parse``.
     """
     if len(data) < 2:
         raise IncompleteFrame(None)
