@@ -6,6 +6,9 @@ closing handshake, permessage-deflate, and the close codes a client library repo
 from __future__ import annotations
 
 import json
+import re
+import socket
+import threading
 from collections.abc import Callable, Iterator, Sequence
 
 import pytest
@@ -232,13 +235,13 @@ def raw(server: RunningServer) -> Iterator[Callable[..., RawWebSocket]]:
     opened: list[RawWebSocket] = []
 
     def open_raw(**options: object) -> RawWebSocket:
-        socket = RawWebSocket(server.url, **options)  # type: ignore[arg-type]
-        opened.append(socket)
-        return socket
+        ws = RawWebSocket(server.url, **options)  # type: ignore[arg-type]
+        opened.append(ws)
+        return ws
 
     yield open_raw
-    for socket in opened:
-        socket.close()
+    for ws in opened:
+        ws.close()
 
 
 def test_real_handshake_and_first_server_frame(raw: Callable[..., RawWebSocket]) -> None:
@@ -387,3 +390,42 @@ def test_shown_leaves_out_heartbeats(raw: Callable[..., RawWebSocket]) -> None:
     assert any('"type":"heartbeat"' in (c.text or "") for c in ws.frames)
     assert not any('"type":"heartbeat"' in (c.text or "") for c in ws.shown())
     assert [c.frame.opcode_name for c in ws.shown()] == ["text", "ping", "pong"]
+
+
+def test_the_raw_client_answers_the_servers_pings() -> None:
+    """uvicorn pings every 20 s; a stand-in server pings at once, and a pong must come back."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    answered: list[WireFrame] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(4096)
+            key = re.search(rb"Sec-WebSocket-Key: (\S+)", request)
+            assert key is not None
+            conn.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                + f"Sec-WebSocket-Accept: {accept_key(key.group(1).decode())}\r\n\r\n".encode()
+                + encode(b"keepalive", 0x9)
+            )
+            data = b""
+            while True:
+                try:
+                    answered.append(decode(data))
+                    return
+                except IncompleteFrame:
+                    data += conn.recv(4096)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    with RawWebSocket(f"http://127.0.0.1:{port}") as ws:
+        assert ws.accept_is_right
+        assert ws.read().frame.opcode_name == "ping"
+        thread.join(5)
+    listener.close()
+    (pong,) = answered
+    assert (pong.opcode_name, pong.masked, pong.payload) == ("pong", True, b"keepalive")
+    assert [c.frame.opcode_name for c in ws.frames] == ["ping", "pong"]

@@ -413,8 +413,8 @@ class RawWebSocket:
         data = encode(payload, opcode, fin=fin, rsv1=rsv1, mask_key=os.urandom(4))
         capture = Capture(CLIENT, decode(data))
         with self._send_lock:
-            self.sock.sendall(data)
             self.frames.append(capture)
+            self.sock.sendall(data)
         return capture
 
     def send_text(self, text: str, *, compress: bool | None = None) -> Capture:
