@@ -102,7 +102,14 @@ EXPECTED = {
     "03_websocket.ipynb": [
         r"101 Switching Protocols",
         r"403 Forbidden",
-        r"server closed with 1009",
+        r"MASK    1      masked",  # a real client frame, decoded
+        r"FIN, 656\d\d bytes \(64-bit\)>",  # the 64-bit length form, from the server
+        r"opcode  1010   0xA = pong",
+        r"close code 1000 \(normal closure\), reason 'bye'",
+        r"Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits",
+        r"RSV1    1      compressed",
+        r"client sees close code 1009 \(message too big\)",
+        r"client sees close code 1006 .*\n  no close frame arrived",
         r"\(3, 'sent while the socket was down'\)",
     ],
     "04_comparison.ipynb": [
