@@ -10,10 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from typing import Protocol
 
-from .stream import Waiter
+__all__ = ["Wakeable", "Wakeups"]
 
-__all__ = ["Wakeups"]
+
+class Wakeable(Protocol):
+    """Anything with a ``wakeup`` event: a held poll or a stream."""
+
+    wakeup: asyncio.Event
 
 
 class Wakeups:
@@ -27,7 +32,7 @@ class Wakeups:
         self._lock = lock
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
-        self._pending: set[Waiter] = set()
+        self._pending: set[Wakeable] = set()
         self._scheduled = False
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -35,7 +40,7 @@ class Wakeups:
         self._loop = loop
         self._loop_thread = threading.get_ident()
 
-    def notify(self, waiter: Waiter) -> None:
+    def notify(self, waiter: Wakeable) -> None:
         """Wake ``waiter``: at once on the loop's own thread, else in the next batch."""
         if self._loop is None or threading.get_ident() == self._loop_thread:
             waiter.wakeup.set()
