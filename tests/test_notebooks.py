@@ -116,6 +116,9 @@ EXPECTED = {
         r"\| fastapi sse \|",
         r"\| socketio websocket \|",
         r"\| sse-starlette \|",
+        # like with like: WebSocket bytes per message compressed and not; SSE framing per event
+        r"'ours websocket': \{'bytes/msg': \([\d.]+, [\d.]+\)",
+        r"'SSE framing': \d+",
     ],
 }
 
