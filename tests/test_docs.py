@@ -1,5 +1,6 @@
-"""The docs hold together: the glossary has the agreed entries, and every link into it — from any
-notebook, any page under docs/ or the README — lands on one of its headings."""
+"""The docs hold together: the glossary has the agreed entries, every link into it — from any
+notebook, any page under docs/ or the README — lands on one of its headings, and every relative link
+points at a file that exists."""
 
 from __future__ import annotations
 
@@ -129,3 +130,25 @@ def test_links_inside_the_glossary_resolve() -> None:
     anchors = glossary_anchors()
     for name in re.findall(r"\]\(#([^)\s]+)\)", GLOSSARY.read_text()):
         assert name in anchors, f"#{name} has no heading"
+
+
+def without_code(text: str) -> str:
+    """Markdown without fenced blocks and inline code spans, where a link is only an example."""
+    text = re.sub(r"```.*?```", "", text, flags=re.DOTALL)
+    return re.sub(r"`[^`\n]*`", "", text)
+
+
+@pytest.mark.parametrize(("path", "text"), TEXTS, ids=[str(p.relative_to(ROOT)) for p, _ in TEXTS])
+def test_every_relative_link_resolves(path: Path, text: str) -> None:
+    """Links to other notebooks, pages and pictures point at files that exist."""
+    for target in re.findall(r"\]\(([^)\s]+)\)", without_code(text)):
+        file = target.split("#", 1)[0]
+        if not file or re.match(r"^[a-z]+:", file):  # an anchor on the page, or a URL
+            continue
+        assert (path.parent / file).exists(), f"{path.name}: {target} does not exist"
+
+
+def test_the_link_checker_sees_a_missing_file() -> None:
+    links = re.findall(r"\]\(([^)\s]+)\)", without_code("[a](nowhere.md) `[b](in-code.md)`"))
+    assert links == ["nowhere.md"]
+    assert not (ROOT / "docs" / links[0]).exists()
