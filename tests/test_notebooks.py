@@ -89,6 +89,11 @@ EXPECTED = {
     "00_start_here.ipynb": [
         r"RunningServer http://127\.0\.0\.1:8000 running",
         r"'long-polling': 0",
+        # CORS withholds the answer from a foreign page; it does not keep the request out.
+        r"'server opened a connection': True,\s+'Access-Control-Allow-Origin': None",
+        r"https://evil\.example\s+→ 400, allow-origin: None",
+        r"\(200, 'connected', None\)",
+        r"(?m)^'null'$",  # the loopback default allows Origin: null (any sandboxed iframe)
     ],
     "01_long_polling.ipynb": [
         r"→ 200 after [3-9]\.\d\d s",  # the held poll that times out (3 s hold)
@@ -118,6 +123,9 @@ EXPECTED = {
         r"\| fastapi sse \|",
         r"\| socketio websocket \|",
         r"\| sse-starlette \|",
+        # like with like: WebSocket bytes per message compressed and not; SSE framing per event
+        r"'ours websocket': \{'bytes/msg': \([\d.]+, [\d.]+\)",
+        r"'SSE framing': \d+",
     ],
 }
 
