@@ -6,10 +6,11 @@ message may still be arriving. Closing a socket with unread data makes the kerne
 (RST), and a reset can overtake the close frame: the client then sees "connection reset" (or 1006)
 instead of 1009 (reported under load with a 2 MiB message).
 
-RFC 6455 §7.1.1 has the server close TCP only after the closing handshake. So here, after such a
-failure, the server keeps *reading and discarding* what the client still sends (it does not process
-it: §7.1.7) until the client's close frame has arrived, and only then closes — bounded in bytes and
-in time, so a client that never stops sending cannot hold the connection open.
+RFC 6455 would let a failing endpoint close at once (§7.1.7; §7.1.1 only says the server should
+close TCP first). So here, after such a failure, the server keeps *reading and discarding* what the
+client still sends (it does not process it) until the client's close frame has arrived, and only
+then closes (HTTP/1.1's "lingering close", RFC 9112 §9.6, applied to WebSocket), bounded in bytes
+and in time, so a client that never stops sending cannot hold the connection open.
 """
 
 from __future__ import annotations

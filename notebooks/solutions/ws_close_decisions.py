@@ -1,7 +1,7 @@
 decisions = {
     1000: "give up",  # normal closure: someone ended it on purpose
     1001: "back off",  # going away: the server is shutting down; come back later, jittered
-    1006: "reconnect",  # nobody closed it, the connection was cut: resume at once
+    1006: "reconnect",  # cut, nobody closed it: soon, after a short random delay, and resume
     1008: "give up",  # policy violation: the same client would be refused again
     1009: "give up",  # message too big: resending it loops; split it or tell the user
     1011: "back off",  # internal error: don't hammer a failing server

@@ -118,7 +118,7 @@ DECISIONS = ("reconnect", "back off", "give up")
 CLOSE_DECISIONS = {
     1000: "give up",  # a deliberate, normal end: reconnecting would undo it
     1001: "back off",  # the server is going away (shutting down): come back later, jittered
-    1006: "reconnect",  # the connection was cut, nobody closed it: resume at once
+    1006: "reconnect",  # cut, nobody closed it: soon, after a short random delay (§7.2.3)
     1008: "give up",  # policy violation: the same client would be refused again
     1009: "give up",  # message too big: sending it again gets the same answer
     1011: "back off",  # the server hit an internal error: don't hammer it
@@ -129,7 +129,8 @@ _WHY = {
     1000: "1000 is a normal closure: someone ended the conversation on purpose",
     1001: "1001: the server is shutting down; every client reconnecting at once finds it down "
     "(or swamps its replacement)",
-    1006: "1006: the connection was cut and nobody chose to close it, so resume right away",
+    1006: "1006: the connection was cut and nobody chose to close it: reconnect soon (after a "
+    "short random delay, RFC 6455 §7.2.3) and resume",
     1008: "1008: the server refused what this client does; it will refuse it again",
     1009: "1009: the message was too big; a client that reconnects and resends it gets the "
     "same close, in a loop: split the message or tell the user",
