@@ -259,3 +259,22 @@ def test_http_through_the_network_pays_its_round_trips() -> None:
     assert answer.status_code == 200
     assert 0.100 <= first <= 0.100 + 0.05  # handshake + request: two round trips
     assert 0.050 <= again <= 0.050 + 0.04  # kept alive: one
+
+
+def test_an_outage_resets_and_refuses_then_ends(echo: int) -> None:
+    with network(echo) as net:
+        sock = socket.create_connection(("127.0.0.1", net.port), timeout=5)
+        sock.sendall(b"x")
+        sock.recv(1)
+        assert net.outage(0.5) == 1
+        with contextlib.suppress(ConnectionResetError):
+            assert sock.recv(1) == b""
+        sock.close()
+        with (
+            socket.create_connection(("127.0.0.1", net.port), timeout=5) as during,
+            contextlib.suppress(ConnectionResetError),
+        ):
+            assert during.recv(1) == b""  # reset at once: nothing listens
+        until(lambda: net.refused == 1, timeout=5)
+        time.sleep(0.5)
+        assert _round_trips(net.port, 1)  # and back

@@ -171,9 +171,10 @@ class Network:
         self.buffer_bytes = buffer_bytes
         self.port = 0
         self.connections = 0  # accepted since the start
-        self.refused = 0  # closed at once: max_connections reached
+        self.refused = 0  # reset at once: max_connections reached, or during an outage
         self.cuts = 0
         self._live = 0
+        self._down_until = 0.0
         self._random = random.Random(seed)
         self._links: dict[Direction, _Link] = {}
         self._open: set[asyncio.StreamWriter] = set()
@@ -259,14 +260,19 @@ class Network:
         """Reset every connection through the relay now (both sides, no goodbye); returns how
         many there were."""
 
-        def cut_all() -> int:
-            live = self._live
-            for writer in list(self._open):
-                writer.transport.abort()
-            self.cuts += live
-            return live
+        return self._call(self._cut_all)
 
-        return self._call(cut_all)
+    def outage(self, seconds: float) -> int:
+        """The server becomes unreachable for ``seconds``: every connection is reset now, and
+        every new one is reset at once until the time is up — to a client, as if the server
+        had stopped and come back (but its state, and so every resume, survives). Returns how
+        many connections were cut."""
+
+        def down_and_cut() -> int:
+            self._down_until = self._loop.time() + seconds
+            return self._cut_all()
+
+        return self._call(down_and_cut)
 
     def close(self) -> None:
         """Stop: reset every connection, cancel every task, close the listening socket and the
@@ -310,6 +316,13 @@ class Network:
         if direction is Direction.BOTH:
             return list(self._links.values())
         return [self._links[direction]]
+
+    def _cut_all(self) -> int:
+        live = self._live
+        for writer in list(self._open):
+            writer.transport.abort()
+        self.cuts += live
+        return live
 
     def _resume(self, direction: Direction) -> None:
         for link in self._chosen(direction):
@@ -355,6 +368,10 @@ class Network:
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         accepted = self._loop.time()
+        if accepted < self._down_until:  # an outage: as if nothing listened here
+            self.refused += 1
+            writer.transport.abort()
+            return
         if self._live >= self.max_connections:
             self.refused += 1
             writer.transport.abort()

@@ -63,8 +63,8 @@ class Sizes:
     def network(cls) -> Sizes:
         """The comparison notebook's runs through a slow network: few round trips (each costs
         the network's round-trip time), a short burst; seconds per network."""
-        return replace(cls.quick(), messages=40, rate=100, round_trips=10, burst=300,
-                       counted=60, warmup=3, cuts=3)  # fmt: skip
+        return replace(cls.quick(), messages=40, rate=100, round_trips=6, burst=300,
+                       counted=60, warmup=2, cuts=2)  # fmt: skip
 
 
 @dataclass
