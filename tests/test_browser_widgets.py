@@ -1,0 +1,204 @@
+"""The browser-side widgets in real JupyterLab in Chromium: each transport starts, sees heartbeats
+or timeouts, sends and gets its echo; EventSource comes back by itself after the server was gone
+for a few seconds and resumes with nothing lost or doubled, while the WebSocket stays closed; the
+seventh EventSource to one server waits, and seven WebSockets do not.
+
+The server and a shaped network in front of it run in this test process; the notebook's widgets
+point the page at them, so the test can take the server away (``Network.outage``) and publish.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from transport_demo.network import Network, network
+from transport_demo.server import RunningServer, start_server
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
+
+KERNEL_READY = """() => {
+    const panel = window.jupyterapp.shell.currentWidget;
+    const kernel = panel && panel.sessionContext && panel.sessionContext.session
+        && panel.sessionContext.session.kernel;
+    return kernel && kernel.connectionStatus === "connected" && kernel.status === "idle";
+}"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _notebook(widgets_url: str, limit_url: str) -> dict[str, Any]:
+    cells = [
+        "from transport_demo.widgets.browser import (BrowserLongPollWidget, BrowserSSEWidget,\n"
+        "    BrowserWebSocketWidget, ConnectionLimitDemo)",
+        f'sse = BrowserSSEWidget("{widgets_url}"); sse.start(); sse',
+        f'ws = BrowserWebSocketWidget("{widgets_url}"); ws.start(); ws',
+        f'lp = BrowserLongPollWidget("{widgets_url}"); lp.start(); lp',
+        f'streams = ConnectionLimitDemo("{limit_url}", count=7); streams.start(); streams',
+        f'sockets = ConnectionLimitDemo("{limit_url}", kind="websocket"); sockets.start(); sockets',
+    ]
+    return {
+        "cells": [
+            {"cell_type": "code", "metadata": {}, "source": s, "outputs": [],
+             "execution_count": None}
+            for s in cells
+        ],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                    "language": "python"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }  # fmt: skip
+
+
+@pytest.fixture
+def servers() -> Iterator[tuple[RunningServer, Network, Network]]:
+    server = start_server(
+        port=0, heartbeat_interval=1, poll_timeout=1, poll_expiry=30, resume_grace=30
+    )
+    with network(server) as widgets_net, network(server) as limit_net:
+        yield server, widgets_net, limit_net
+    server.stop()
+
+
+@pytest.fixture
+def lab(tmp_path: Path, servers: tuple[RunningServer, Network, Network]) -> Iterator[str]:
+    _, widgets_net, limit_net = servers
+    (tmp_path / "browser.ipynb").write_text(
+        json.dumps(_notebook(widgets_net.url, limit_net.url)), encoding="utf-8"
+    )
+    port, token = _free_port(), "transport-demo-test"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
+         f"--port={port}", "--ip=127.0.0.1", f"--IdentityProvider.token={token}",
+         f"--ServerApp.root_dir={tmp_path}", "--LabApp.expose_app_in_browser=True"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "JUPYTER_PLATFORM_DIRS": "1"},
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/api/status?token={token}").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "JupyterLab did not start"
+            time.sleep(0.3)
+        yield f"{url}/lab/tree/browser.ipynb?token={token}"
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+def _panel(page: Any, title: str) -> Any:
+    return page.locator(".tdb").filter(has_text=title)
+
+
+def _counter(panel: Any, name: str) -> int:
+    text = panel.locator(".tdb-counter").filter(has_text=re.compile(f"^{name} ")).inner_text()
+    return int(text.split()[-1])
+
+
+def _wait(predicate: Any, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what} not seen within {timeout} s"
+        time.sleep(0.2)
+
+
+def _connection_id(panel: Any) -> str:
+    found = re.search(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+        panel.locator(".tdb-status").inner_text(),
+    )
+    assert found, panel.locator(".tdb-status").inner_text()
+    return found.group(0)
+
+
+def test_browser_clients_in_jupyterlab(
+    lab: str, servers: tuple[RunningServer, Network, Network]
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from .browser import launch
+
+    server, widgets_net, _ = servers
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        page = browser.new_page(viewport={"width": 1400, "height": 2400})
+        page.goto(lab)
+        page.wait_for_function("window.jupyterapp && window.jupyterapp.shell", timeout=60_000)
+        page.wait_for_function(KERNEL_READY, timeout=60_000)
+        page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+
+        sse, ws = _panel(page, "EventSource"), _panel(page, "WebSocket —")
+        lp = _panel(page, "Long polling")
+        for panel in (sse, ws, lp):  # each starts: open, with a connection id
+            expect(panel.locator(".tdb-status")).to_contain_text(
+                re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-"), timeout=90_000
+            )
+        _wait(lambda: _counter(sse, "heartbeats") >= 2, "SSE heartbeats")
+        _wait(lambda: _counter(ws, "heartbeats") >= 2, "WebSocket heartbeats")
+        _wait(lambda: _counter(lp, "timeouts") >= 2, "long-poll timeouts")
+        expect(sse.locator(".tdb-status")).to_contain_text("readyState OPEN")
+        expect(ws.locator(".tdb-status")).to_contain_text("bufferedAmount 0")
+
+        for name, panel in (("sse", sse), ("ws", ws), ("lp", lp)):  # send, see the echo
+            panel.locator("input").fill(f"hello from {name}")
+            panel.locator("input").press("Enter")
+            expect(panel.locator(".tdb-entry").filter(has_text=f"hello from {name}")).to_be_visible(
+                timeout=15_000
+            )
+
+        # The server goes away for 3 s, with messages published meanwhile.
+        sse_id, lp_id = _connection_id(sse), _connection_id(lp)
+        before = _counter(sse, "messages")
+        widgets_net.outage(3)
+        for i in range(5):
+            server.hub.publish(sse_id, f"while away {i}")
+            server.hub.publish(lp_id, f"while away {i}")
+        expect(ws.locator(".tdb-status")).to_contain_text("closed", timeout=15_000)
+        expect(sse.locator(".tdb-entry").filter(has_text="while away 4")).to_be_visible(
+            timeout=30_000
+        )
+        expect(lp.locator(".tdb-entry").filter(has_text="while away 4")).to_be_visible(
+            timeout=30_000
+        )
+        # EventSource came back by itself, on the same connection (Last-Event-ID): all five, once.
+        assert _connection_id(sse) == sse_id
+        assert _counter(sse, "messages") == before + 5
+        assert _counter(sse, "duplicates") == 0 and _counter(sse, "gaps") == 0
+        assert _counter(sse, "reconnects") >= 1
+        expect(sse.locator(".tdb-entry").filter(has_text="resumed")).to_be_visible()
+        assert _counter(lp, "duplicates") == 0 and _counter(lp, "gaps") == 0
+        # The WebSocket did not: it stays closed until the page's code opens a new one.
+        time.sleep(2)
+        expect(ws.locator(".tdb-status")).to_contain_text("readyState CLOSED")
+        expect(ws.locator(".tdb-entry").filter(has_text="does not reconnect")).to_be_visible()
+
+        # Seven EventSources to one HTTP/1.1 server: six open, the seventh waits.
+        grids = page.locator(".tdl-grid")
+        streams, sockets = grids.nth(0), grids.nth(1)
+        expect(streams.locator("td[data-state='OPEN']")).to_have_count(6, timeout=30_000)
+        time.sleep(2)
+        expect(streams.locator("td[data-state='OPEN']")).to_have_count(6)
+        expect(streams.locator("tr").nth(7)).to_contain_text("waiting")
+        # Seven WebSockets to the same server: all open (WebSockets have their own pool).
+        expect(sockets.locator("td[data-state='OPEN']")).to_have_count(7, timeout=30_000)
+        browser.close()
