@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from transport_demo.network import Network, network
+from transport_demo.no_content import NoContentServer
 from transport_demo.server import RunningServer, start_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -49,6 +50,7 @@ def _notebook(widgets_url: str, limit_url: str) -> dict[str, Any]:
         f'sse = BrowserSSEWidget("{widgets_url}"); sse.start(); sse',
         f'ws = BrowserWebSocketWidget("{widgets_url}"); ws.start(); ws',
         f'lp = BrowserLongPollWidget("{widgets_url}"); lp.start(); lp',
+        f'wsr = BrowserWebSocketWidget("{widgets_url}", reconnect=True); wsr.start(); wsr',
         f'streams = ConnectionLimitDemo("{limit_url}", count=7); streams.start(); streams',
         f'sockets = ConnectionLimitDemo("{limit_url}", kind="websocket"); sockets.start(); sockets',
     ]
@@ -149,7 +151,8 @@ def test_browser_clients_in_jupyterlab(
 
         sse, ws = _panel(page, "EventSource"), _panel(page, "WebSocket —")
         lp = _panel(page, "Long polling")
-        for panel in (sse, ws, lp):  # each starts: open, with a connection id
+        wsr = _panel(page, "reconnected by the page")
+        for panel in (sse, ws, lp, wsr):  # each starts: open, with a connection id
             expect(panel.locator(".tdb-status")).to_contain_text(
                 re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-"), timeout=90_000
             )
@@ -167,12 +170,13 @@ def test_browser_clients_in_jupyterlab(
             )
 
         # The server goes away for 3 s, with messages published meanwhile.
-        sse_id, lp_id = _connection_id(sse), _connection_id(lp)
+        sse_id, lp_id, wsr_id = _connection_id(sse), _connection_id(lp), _connection_id(wsr)
         before = _counter(sse, "messages")
         widgets_net.outage(3)
         for i in range(5):
             server.hub.publish(sse_id, f"while away {i}")
             server.hub.publish(lp_id, f"while away {i}")
+            server.hub.publish(wsr_id, f"while away {i}")
         expect(ws.locator(".tdb-status")).to_contain_text("closed", timeout=15_000)
         expect(sse.locator(".tdb-entry").filter(has_text="while away 4")).to_be_visible(
             timeout=30_000
@@ -187,6 +191,12 @@ def test_browser_clients_in_jupyterlab(
         assert _counter(sse, "reconnects") >= 1
         expect(sse.locator(".tdb-entry").filter(has_text="resumed")).to_be_visible()
         assert _counter(lp, "duplicates") == 0 and _counter(lp, "gaps") == 0
+        # A WebSocket the page's code reconnects resumes too (?connection_id=…&last_seq=…).
+        expect(wsr.locator(".tdb-entry").filter(has_text="while away 4")).to_be_visible(
+            timeout=30_000
+        )
+        assert _connection_id(wsr) == wsr_id
+        assert _counter(wsr, "duplicates") == 0 and _counter(wsr, "gaps") == 0
         # The WebSocket did not: it stays closed until the page's code opens a new one.
         time.sleep(2)
         expect(ws.locator(".tdb-status")).to_contain_text("readyState CLOSED")
@@ -201,4 +211,20 @@ def test_browser_clients_in_jupyterlab(
         expect(streams.locator("tr").nth(7)).to_contain_text("waiting")
         # Seven WebSockets to the same server: all open (WebSockets have their own pool).
         expect(sockets.locator("td[data-state='OPEN']")).to_have_count(7, timeout=30_000)
+
+        # A server that answers 204 stops EventSource for good: it stays closed after the
+        # real server is back.
+        port = server.port
+        server.stop()
+        with NoContentServer(port) as stand_in:
+            expect(sse.locator(".tdb-entry").filter(has_text="gave up for good")).to_be_visible(
+                timeout=30_000
+            )
+            assert stand_in.answered >= 1
+        back = start_server(port=port, heartbeat_interval=1, poll_timeout=1)
+        try:
+            time.sleep(3)  # three times the stream's retry: 1000
+            expect(sse.locator(".tdb-status")).to_contain_text("readyState CLOSED")
+        finally:
+            back.stop()
         browser.close()

@@ -116,7 +116,9 @@ class BrowserWidget(anywidget.AnyWidget):
         super().__init__(
             url=page_url(server),
             transport=self.transport_name,
-            title=f"{self.title_text} — in this browser page",
+            title=self.title_text
+            + (", reconnected by the page's code" if options.get("reconnect") else "")
+            + " — in this browser page",
             widget_id=uuid.uuid4().hex,
             **options,
         )
