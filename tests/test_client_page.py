@@ -225,7 +225,7 @@ def test_reconnects_after_a_server_restart(new_page: Any, transport: str) -> Non
         expect(cid).not_to_have_text(first, timeout=20_000)
         expect(cid).to_have_text(UUID)
         # The page says it is a new connection: nothing is silently lost.
-        expect(entries(page, transport, "notice").first).to_be_visible()
+        expect(entries(page, transport, "new_connection").first).to_be_visible()
         assert int(section(page, transport).locator('[data-role="reconnects"]').inner_text()) >= 1
         send(page, transport, "after the restart")
         expect(

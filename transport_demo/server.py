@@ -25,7 +25,7 @@ from typing import Any
 
 import uvicorn
 
-from . import logs
+from . import logs, urls
 from .app import create_app
 from .hub import Hub
 from .settings import Settings
@@ -93,7 +93,8 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 class RunningServer:
-    """A server running in a background thread: ``url``, ``hub``, ``settings`` and ``stop()``."""
+    """A server running in a background thread: ``url``, ``browser_url``, ``hub``, ``settings``
+    and ``stop()``."""
 
     def __init__(self, settings: Settings, sock: socket.socket) -> None:
         self.settings = settings
@@ -101,11 +102,8 @@ class RunningServer:
         self.app = create_app(settings, hub=self.hub)
         self.host = settings.host
         self.port: int = sock.getsockname()[1]
-        shown_host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        if ":" in shown_host:
-            shown_host = f"[{shown_host}]"
-        self.url = f"http://{shown_host}:{self.port}"
-        self.ws_url = "ws" + self.url[4:]
+        self.url = urls.server_url(self.host, self.port)
+        self.ws_url = urls.server_url(self.host, self.port, scheme="ws")
         config = uvicorn_config(
             self.app,
             settings,
@@ -143,6 +141,17 @@ class RunningServer:
                 self.stop()
                 raise TimeoutError(f"The server on port {self.port} did not start in time.")
             time.sleep(0.01)
+
+    @property
+    def browser_url(self) -> str:
+        """The link to client.html for a person's browser, right where this code runs.
+
+        ``http://127.0.0.1:8000/`` when Python runs on its own; inside a Jupyter server with
+        jupyter-server-proxy (JupyterHub, Binder, JupyterLab) the proxied URL, e.g.
+        ``/user/NAME/proxy/8000/``, because there the browser reaches only the Jupyter server.
+        See :mod:`transport_demo.urls`.
+        """
+        return urls.browser_url(self.host, self.port)
 
     @property
     def running(self) -> bool:
