@@ -77,7 +77,7 @@ def test_null_is_dropped_from_the_default_list_off_loopback() -> None:
 
 def test_null_listed_explicitly_off_loopback_is_an_error(monkeypatch: Any) -> None:
     with pytest.raises(ValidationError, match="sandboxed iframe"):
-        Settings(host="0.0.0.0", allowed_origins=["http://10.0.0.5:8000", "null"])
+        Settings(host="0.0.0.0", allowed_origins=("http://10.0.0.5:8000", "null"))
     monkeypatch.setenv("TRANSPORT_DEMO_ALLOWED_ORIGINS", "null")
     with pytest.raises(ValidationError, match="sandboxed iframe"):
         Settings(host="10.0.0.5")
