@@ -136,7 +136,9 @@ def test_two_users_on_a_real_jupyterhub(hub: str) -> None:
                 # JUPYTERHUB_SERVICE_PREFIX gave the kernel its user's proxy path.
                 assert link.startswith(f"/user/{user}/proxy/") and link.endswith("/"), link
                 links[user] = link
-                page.goto(hub + link)
+                # The link to give a whole class: the hub sends each student to their own server.
+                page.goto(f"{hub}/hub/user-redirect/{link.split('/', 3)[3]}")
+                page.wait_for_url(hub + link)
                 for transport in TRANSPORTS:
                     start(page, transport)
                     expect(entries(page, transport, IDLE_EVENT[transport]).first).to_be_visible(
