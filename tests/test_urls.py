@@ -70,6 +70,15 @@ def test_browser_url_on_jupyterhub_and_binder(monkeypatch: Any) -> None:
     assert urls.browser_url("10.0.0.5", 8000) == "http://10.0.0.5:8000/"
 
 
+def test_notebook_display_is_the_browser_link(make_server: Any, monkeypatch: Any) -> None:
+    monkeypatch.delenv("JUPYTERHUB_PUBLIC_URL", raising=False)
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/user/ada/")
+    server = make_server()
+    shown = server._repr_html_()
+    assert f'<a href="/user/ada/proxy/{server.port}/" target="_blank"' in shown
+    assert "running" in shown
+
+
 def test_browser_url_without_jupyter_server_proxy(monkeypatch: Any) -> None:
     monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/user/ada/")
     monkeypatch.setattr(urls, "_has_server_proxy", lambda: False)

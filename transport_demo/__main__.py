@@ -33,7 +33,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         dest="allowed_origins",
         metavar="ORIGIN",
         help="an allowed Origin, e.g. http://10.0.0.5:8000 or http://localhost:* (repeatable; "
-        "replaces the default list)",
+        "replaces the default list; null only with a loopback --host)",
     )
     return parser.parse_args(argv)
 

@@ -1,6 +1,6 @@
 """The launcher notebooks use: ``start_server()`` runs uvicorn in a daemon thread with its own loop.
 
-Known pitfalls handled here (see ../shared/GUIDE.md):
+Known pitfalls handled here:
 
 * We bind the socket ourselves, so a busy port is a clear :class:`PortInUseError` at once, and
   ``port=0`` gives a free port we can read back; uvicorn's own failed bind calls ``sys.exit``,
@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import errno
+import html
 import socket
 import threading
 import time
@@ -182,6 +183,17 @@ class RunningServer:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<RunningServer {self.url} {state}>"
+
+    def _repr_html_(self) -> str:
+        """In a notebook, ``server`` alone shows the link to client.html (``browser_url``): a
+        relative link (on a hub) is clickable there, where printed text would not be."""
+        link = html.escape(self.browser_url, quote=True)
+        state = "running" if self.running else "stopped"
+        return (
+            f'<a href="{link}" target="_blank" rel="noopener">open client.html</a> '
+            f"(<code>{link}</code>) · transport-demo at <code>{html.escape(self.url)}</code>, "
+            f"{state}"
+        )
 
 
 _servers: dict[tuple[str, int], RunningServer] = {}
