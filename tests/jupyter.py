@@ -96,3 +96,17 @@ def run_notebook_in_lab(page: Page, url: str) -> str:
     match = re.search(r"BROWSER_URL=(\S+)", printed.first.inner_text())
     assert match, printed.first.inner_text()
     return match.group(1)
+
+
+def wait_for_entries(
+    page: Page, transport: str, kind: str, count: int, timeout: float = 10_000
+) -> None:
+    """Wait until client.html's ``transport`` log holds at least ``count`` entries of ``kind``
+    (heartbeats keep coming, so an exact count could be overtaken)."""
+    page.wait_for_function(
+        """([transport, kind, count]) => document.querySelectorAll(
+            `[data-transport="${transport}"] [data-role="log"] [data-type="${kind}"]`
+        ).length >= count""",
+        arg=[transport, kind, count],
+        timeout=timeout,
+    )

@@ -25,7 +25,14 @@ import pytest
 from playwright.sync_api import BrowserContext, expect, sync_playwright
 
 from .browser import CHROMIUM, launch
-from .jupyter import WIDGET_NOTEBOOK, free_port, run_notebook_in_lab, wait_for_url, write_notebook
+from .jupyter import (
+    WIDGET_NOTEBOOK,
+    free_port,
+    run_notebook_in_lab,
+    wait_for_entries,
+    wait_for_url,
+    write_notebook,
+)
 from .test_client_page import ECHO, IDLE_EVENT, TRANSPORTS, entries, send, start
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,8 +156,7 @@ def test_two_users_on_a_real_jupyterhub(hub: str) -> None:
                         entries(page, transport, ECHO[transport]).filter(has_text=user)
                     ).to_have_count(1, timeout=5000)
                     if transport != "long-polling":  # heartbeats keep coming, one by one
-                        heartbeats = entries(page, transport, "heartbeat")
-                        expect(heartbeats).to_have_count(3, timeout=10_000)
+                        wait_for_entries(page, transport, "heartbeat", 3)
                 context.close()
             assert links[USERS[0]] != links[USERS[1]]
             # Isolation: one user's login opens neither the other's JupyterLab nor their proxy.

@@ -26,7 +26,14 @@ from transport_demo import RunningServer
 
 from .browser import CHROMIUM, launch
 from .figures import record
-from .jupyter import WIDGET_NOTEBOOK, free_port, run_notebook_in_lab, wait_for_url, write_notebook
+from .jupyter import (
+    WIDGET_NOTEBOOK,
+    free_port,
+    run_notebook_in_lab,
+    wait_for_entries,
+    wait_for_url,
+    write_notebook,
+)
 from .test_client_page import ECHO, IDLE_EVENT, TRANSPORTS, entries, section, send, start
 
 pytestmark = [
@@ -127,7 +134,7 @@ def test_client_page_through_the_proxy(
         idle = entries(page, transport, IDLE_EVENT[transport])
         expect(idle.first).to_be_visible(timeout=10_000)
         if transport != "long-polling":
-            expect(idle).to_have_count(3, timeout=10_000)
+            wait_for_entries(page, transport, "heartbeat", 3)
         send(page, transport, f"through the proxy via {transport}")
         echo = entries(page, transport, ECHO[transport]).filter(has_text="through the proxy")
         expect(echo).to_have_count(1, timeout=5000)
