@@ -73,6 +73,7 @@ WIDGET_NOTEBOOK = [
     "server = start_server(port=0, heartbeat_interval=0.5, poll_timeout=1.0,\n"
     "                      allowed_origins=['http://classroom.invalid:8000'])\n"
     "print('BROWSER_URL=' + server.browser_url)",
+    "server  # shows the link to client.html",
     "from transport_demo.widgets import SSEWidget\nw = SSEWidget(server.url)\nw.start()\nw",
     "w.wait_until(lambda w: w.connection_id is not None)\n"
     "server.hub.publish(w.connection_id, 'from the kernel')",
@@ -81,7 +82,7 @@ WIDGET_NOTEBOOK = [
 
 def run_notebook_in_lab(page: Page, url: str) -> str:
     """Open the notebook at ``url`` in JupyterLab, run all cells, wait until the widget shows a
-    message; the printed ``browser_url``."""
+    message; the printed ``browser_url``, also shown as a link."""
     page.goto(url)
     page.wait_for_function("window.jupyterapp && window.jupyterapp.shell", timeout=90_000)
     page.wait_for_function(KERNEL_READY, timeout=90_000)  # Run All before that runs nothing
@@ -95,7 +96,18 @@ def run_notebook_in_lab(page: Page, url: str) -> str:
     ).to_have_count(1, timeout=30_000)
     match = re.search(r"BROWSER_URL=(\S+)", printed.first.inner_text())
     assert match, printed.first.inner_text()
+    link = page.locator(f'.jp-OutputArea-output a[href="{match.group(1)}"]')
+    expect(link).to_have_text("open client.html")
     return match.group(1)
+
+
+def open_notebook_link(page: Page, link: str) -> Page:
+    """Click the notebook's link to client.html (it opens a new tab); the new page."""
+    with page.context.expect_page() as opened:
+        page.locator(f'.jp-OutputArea-output a[href="{link}"]').click()
+    client = opened.value
+    client.wait_for_load_state()
+    return client
 
 
 def wait_for_entries(

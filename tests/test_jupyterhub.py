@@ -28,6 +28,7 @@ from .browser import CHROMIUM, launch
 from .jupyter import (
     WIDGET_NOTEBOOK,
     free_port,
+    open_notebook_link,
     run_notebook_in_lab,
     wait_for_entries,
     wait_for_url,
@@ -143,6 +144,9 @@ def test_two_users_on_a_real_jupyterhub(hub: str) -> None:
                 # JUPYTERHUB_SERVICE_PREFIX gave the kernel its user's proxy path.
                 assert link.startswith(f"/user/{user}/proxy/") and link.endswith("/"), link
                 links[user] = link
+                notebook = page
+                page = open_notebook_link(notebook, link)  # the link the notebook shows
+                assert page.url == hub + link
                 # The link to give a whole class: the hub sends each student to their own server.
                 page.goto(f"{hub}/hub/user-redirect/{link.split('/', 3)[3]}")
                 page.wait_for_url(hub + link)

@@ -29,6 +29,7 @@ from .figures import record
 from .jupyter import (
     WIDGET_NOTEBOOK,
     free_port,
+    open_notebook_link,
     run_notebook_in_lab,
     wait_for_entries,
     wait_for_url,
@@ -235,9 +236,11 @@ def test_browser_url_and_a_widget_in_a_real_kernel(lab: Lab, browser: Browser) -
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     link = run_notebook_in_lab(page, f"{lab.url}/lab/tree/widget.ipynb?token={TOKEN}")
-    # The kernel found its Jupyter server (its parent process) and built the proxied link.
-    assert link.startswith(f"{lab.url}/proxy/") and link.endswith("/"), link
-    page.goto(link)
+    # The kernel found its Jupyter server (its parent process) and built the proxied link,
+    # relative to JupyterLab's page; the notebook shows it as a link (RunningServer._repr_html_).
+    assert link.startswith("/proxy/") and link.endswith("/"), link
+    page = open_notebook_link(page, link)
+    assert page.url == lab.url + link
     cid = start(page, "websocket")
     send(page, "websocket", "hello through the link")
     expect(entries(page, "websocket", "user_message")).to_have_count(1, timeout=5000)

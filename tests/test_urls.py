@@ -91,13 +91,13 @@ def test_jupyter_base_url_from_the_running_servers() -> None:
     here = os.getpid()
     parent = os.getppid()
     servers = [
-        {"pid": 999_999_999, "url": "http://localhost:9999/other/"},
-        {"pid": parent, "url": "http://localhost:8888/lab-base/"},
+        {"pid": 999_999_999, "url": "http://localhost:9999/other/", "base_url": "/other/"},
+        {"pid": parent, "url": "http://localhost:8888/lab-base/", "base_url": "/lab-base/"},
     ]
-    assert urls.jupyter_base_url(env, servers, here) == "http://localhost:8888/lab-base/"
-    assert urls.proxied_url("http://localhost:8888/lab-base/", 8000) == (
-        "http://localhost:8888/lab-base/proxy/8000/"
-    )
+    # Root-relative: the address the server knows for itself may not be the browser's.
+    assert urls.jupyter_base_url(env, servers, here) == "/lab-base/"
+    assert urls.proxied_url("/lab-base/", 8000) == "/lab-base/proxy/8000/"
+    assert urls.proxied_url("/", 8000) == "/proxy/8000/"
     assert urls.jupyter_base_url(env, servers[:1], here) is None  # another user's server
     # The hub's variables come first: a single-user server's own URL is internal to the hub.
     hub = {"JUPYTERHUB_SERVICE_PREFIX": "/user/ada/"}

@@ -148,9 +148,10 @@ class RunningServer:
         """The link to client.html for a person's browser, right where this code runs.
 
         ``http://127.0.0.1:8000/`` when Python runs on its own; inside a Jupyter server with
-        jupyter-server-proxy (JupyterHub, Binder, JupyterLab) the proxied URL, e.g.
-        ``/user/NAME/proxy/8000/``, because there the browser reaches only the Jupyter server.
-        See :mod:`transport_demo.urls`.
+        jupyter-server-proxy (JupyterHub, Binder, JupyterLab) the proxied URL relative to the
+        Jupyter server's root, ``/user/NAME/proxy/8000/`` or ``/proxy/8000/``, because there the
+        browser may reach only the Jupyter server. A notebook cell ending in ``server`` shows it
+        as a link. See :mod:`transport_demo.urls`.
         """
         return urls.browser_url(self.host, self.port)
 

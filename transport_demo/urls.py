@@ -17,7 +17,12 @@ How the Jupyter server's address is found, first that answers:
 2. A plain Jupyter server: the running servers it lists (``jupyter_server.serverapp.
    list_running_servers()``, the ``jpserver-PID.json`` files in the runtime directory) matched by
    process id to this process or one of its ancestors (a kernel is its server's child; a terminal's
-   shell too).
+   shell too). Its ``base_url`` gives a root-relative link (``/proxy/8000/``), not its ``url``: the
+   address a server knows for itself is not always the one the browser uses (an SSH tunnel, a
+   reverse proxy in front), and the link is opened from JupyterLab's own page anyway.
+
+A relative link is not clickable as printed text: ``RunningServer._repr_html_`` shows it as a link
+in a notebook.
 """
 
 from __future__ import annotations
@@ -105,7 +110,7 @@ def jupyter_base_url(
     }
     for ancestor in chain:
         if ancestor in found:
-            return str(found[ancestor]["url"])
+            return str(found[ancestor].get("base_url") or "/")
     return None
 
 
