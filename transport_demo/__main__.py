@@ -14,6 +14,7 @@ from .app import create_app
 from .hub import Hub
 from .server import DemoServer, PortInUseError, bind_socket, uvicorn_config
 from .settings import Settings
+from .urls import server_url
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -32,7 +33,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         dest="allowed_origins",
         metavar="ORIGIN",
         help="an allowed Origin, e.g. http://10.0.0.5:8000 or http://localhost:* (repeatable; "
-        "replaces the default list)",
+        "replaces the default list; null only with a loopback --host)",
     )
     return parser.parse_args(argv)
 
@@ -49,8 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     hub = Hub(settings)
     port = sock.getsockname()[1]
     server = DemoServer(uvicorn_config(create_app(settings, hub=hub), settings, port=port), hub)
-    shown = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
-    print(f"transport-demo: open http://{shown}:{port}/ in a browser (Ctrl+C stops)", flush=True)
+    url = server_url(settings.host, port, "/")
+    print(f"transport-demo: open {url} in a browser (Ctrl+C stops)", flush=True)
     logs.install_filters()
     try:
         server.run(sockets=[sock])

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .origins import check_null_origin
 
 DEFAULT_ALLOWED_ORIGINS = ("http://localhost:*", "http://127.0.0.1:*", "null")
 
@@ -17,6 +19,9 @@ class Settings(BaseSettings):
     intervals (``heartbeat_interval=2``) so that things visibly happen. Every field can also be set
     from the environment, e.g. ``TRANSPORT_DEMO_POLL_TIMEOUT=10`` or
     ``TRANSPORT_DEMO_ALLOWED_ORIGINS=http://10.0.0.5:8000,http://localhost:*``.
+
+    ``allowed_origins`` keeps ``null`` (a page opened from a file) only while ``host`` is a
+    loopback address; see :mod:`transport_demo.origins`.
     """
 
     model_config = SettingsConfigDict(env_prefix="TRANSPORT_DEMO_", frozen=True, extra="forbid")
@@ -53,6 +58,17 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @model_validator(mode="after")
+    def _null_origin_only_on_loopback(self) -> Settings:
+        # ``null`` (a page opened from a file, or any site's sandboxed iframe) only on loopback:
+        # dropped from the default list on another bind, an error when listed (origins.py).
+        allowed = check_null_origin(
+            self.host, self.allowed_origins, "allowed_origins" in self.model_fields_set
+        )
+        if allowed != self.allowed_origins:
+            object.__setattr__(self, "allowed_origins", allowed)  # frozen: set once, here
+        return self
 
     @property
     def effective_poll_expiry(self) -> float:
