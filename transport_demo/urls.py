@@ -3,6 +3,8 @@
 * :func:`server_url` — the server's own address (``http://127.0.0.1:8000``): what code on this
   machine connects to. A wildcard bind (``0.0.0.0``, ``::``) is shown as the loopback address of
   its family, and an IPv6 literal is put in brackets (RFC 3986, section 3.2.2).
+* :func:`endpoint_url` — one endpoint under a base URL (``…/poll``, ``ws://…/ws?…``): what the
+  clients connect to; ``http``/``https`` become ``ws``/``wss`` for a WebSocket.
 * :func:`browser_url` — the link a person should open: the same address when Python runs on its
   own, but the Jupyter server's proxy (jupyter-server-proxy's ``<base>/proxy/<port>/``) when the
   code runs inside a Jupyter server that has it. There the browser can reach only the Jupyter
@@ -34,7 +36,14 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["browser_url", "display_host", "jupyter_base_url", "proxied_url", "server_url"]
+__all__ = [
+    "browser_url",
+    "display_host",
+    "endpoint_url",
+    "jupyter_base_url",
+    "proxied_url",
+    "server_url",
+]
 
 
 def display_host(host: str) -> str:
@@ -55,6 +64,15 @@ def server_url(host: str, port: int, path: str = "", scheme: str = "http") -> st
     except ValueError:  # a name, not a literal
         pass
     return f"{scheme}://{shown}:{port}{path}"
+
+
+def endpoint_url(base_url: str, path: str, query: str = "", *, websocket: bool = False) -> str:
+    """``base_url`` + ``path`` (+ ``?query``); for a WebSocket, ``http``/``https`` become
+    ``ws``/``wss``."""
+    url = base_url.rstrip("/") + path
+    if websocket and url.startswith("http"):
+        url = "ws" + url[4:]
+    return f"{url}?{query}" if query else url
 
 
 def proxied_url(base: str, port: int) -> str:
