@@ -209,6 +209,10 @@ def test_errors_show_in_the_section(make_server: Any, new_page: Any) -> None:
     expect(entries(page, "websocket", "error")).to_contain_text("message_too_large")
     send(page, "websocket", "x" * 5000)  # over the frame limit: the server closes with 1009
     expect(entries(page, "websocket", "error")).to_contain_text(["close_1009"], timeout=5000)
+    # Like the Python client, the page gives up: resending would be refused again.
+    expect(section(page, "websocket").locator('[data-role="status"]')).to_have_text(
+        re.compile("closed \\(1009\\)")
+    )
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
