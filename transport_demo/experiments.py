@@ -259,8 +259,8 @@ class PushDelay:
 
     def __repr__(self) -> str:
         return (
-            f"{self.url}: connected event after {self.connected * 1000:,.1f} ms, "
-            f"a push after {self.push * 1000:,.1f} ms"
+            f"<connected event after {self.connected * 1000:,.1f} ms, "
+            f"a push after {self.push * 1000:,.1f} ms>"
         )
 
 

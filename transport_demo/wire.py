@@ -55,13 +55,16 @@ class Exchange:
         )
 
 
-def poll(url: str, body: dict[str, Any] | None = None, *, timeout: float = 120) -> Exchange:
-    """``POST /poll`` with ``body``; the answer, and how long the server held the request."""
+def poll(
+    url: str, body: dict[str, Any] | None = None, *, path: str = "/poll", timeout: float = 120
+) -> Exchange:
+    """``POST /poll`` (or ``path``) with ``body``; the answer, and how long the server held the
+    request."""
     started = time.monotonic()
-    response = httpx.post(f"{url}/poll", json=body or {}, timeout=timeout)
+    response = httpx.post(f"{url}{path}", json=body or {}, timeout=timeout)
     return Exchange(
         "POST",
-        "/poll",
+        path,
         body or {},
         response.status_code,
         response.json(),
