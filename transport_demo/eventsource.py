@@ -17,9 +17,6 @@ Everything is synchronous, so it runs in a notebook cell without an event loop.
 from __future__ import annotations
 
 import codecs
-import contextlib
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +24,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+
+from .wire import stop_reading_after
 
 __all__ = [
     "DEFAULT_RECONNECTION_MS",
@@ -260,19 +259,8 @@ def _fetch(
                 for chunk in response.iter_bytes():
                     yield from parser.feed(chunk)
 
-            # Our watch ends at the deadline even while the stream is quiet: a timer shuts the
-            # socket down, which wakes the blocked read (closing it from another thread does not).
-            sock = response.extensions["network_stream"].get_extra_info("socket")
-            watch = threading.Timer(max(0.0, left), _shut, (sock,))
-            watch.start()
-            try:
+            with stop_reading_after(response, left):  # our watch ends even on a quiet stream
                 state.read(lines())
-            except (httpx.TransportError, httpx.StreamError):
-                if time.monotonic() - state.started < seconds:
-                    raise
-                return "time"
-            finally:
-                watch.cancel()
             if time.monotonic() - state.started >= seconds:
                 return "time"
             state.note("  the response ended (any unfinished event is discarded)")
@@ -280,9 +268,3 @@ def _fetch(
     except httpx.TransportError as exc:
         state.note(f"network error ({type(exc).__name__})")
         return "reconnect"
-
-
-def _shut(sock: socket.socket | None) -> None:
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)

@@ -201,8 +201,9 @@ def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 
 def gap_latency(server: RunningServer, *, delay: float = 0.05, rounds: int = 3) -> GapLatency:
     """Measure, through a proxy that adds ``delay`` seconds each way, how long a push takes
-    when it is published (a) while a poll is held at the server and (b) just after the server
-    answered, before the client's next poll has arrived: the gap long polling always has."""
+    when it is published (a) while a poll is held at the server and (b) in the gap: the client
+    has just received an answer and its next poll is on its way, so nothing is held. (b) waits
+    for that poll to arrive and for the answer's way back: two one-way delays, not one."""
     result = GapLatency(delay)
     arrived: dict[str, float] = {}
     with (
@@ -235,9 +236,11 @@ def gap_latency(server: RunningServer, *, delay: float = 0.05, rounds: int = 3) 
                 _wait(lambda: _state(server, cid) == "live", 10, "a held poll")
                 result.held.append(push(f"held {n}"))
                 _wait(lambda: _state(server, cid) == "live", 10, "a held poll")
-                server.hub.publish(cid, f"answer {n}")  # the server answers at once...
-                _wait(lambda: _state(server, cid) == "waiting", 10, "the answer")
-                result.gap.append(push(f"gap {n}"))  # ...and this one waits for the next poll
+                answer = f"answer {n}"
+                server.hub.publish(cid, answer)  # the server answers at once...
+                _wait(lambda: answer in arrived, 10, "the answer")  # noqa: B023 (called here)
+                # ...the client has it and its next poll is on the way: nothing is held now
+                result.gap.append(push(f"gap {n}"))
         finally:
             stop.set()
             server.hub.publish(cid, "stop")  # ends the last held poll

@@ -130,6 +130,11 @@ class FaultyProxy:
                 self._pipe(pair, reader, up_writer, downstream=False),
                 self._pipe(pair, up_reader, writer, downstream=True),
             )
+        except asyncio.CancelledError:
+            # close() cancels relays still running. This task belongs to asyncio.start_server,
+            # whose done-callback asks a cancelled task for its exception and logs the
+            # CancelledError that raises (Python 3.11): end quietly instead.
+            pass
         finally:
             self._pairs.discard(pair)
             for w in (writer, up_writer):

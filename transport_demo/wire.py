@@ -7,11 +7,13 @@ Everything here is synchronous (no event loop to manage in a cell) and returns s
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +33,7 @@ __all__ = [
     "request_bytes",
     "response_length",
     "sse_bytes",
+    "stop_reading_after",
     "websocket_frames",
     "websocket_handshake",
 ]
@@ -268,11 +271,34 @@ def sse_bytes(
         ) as response,
     ):
         stream = RawStream(response.status_code, dict(response.headers))
-        for text in response.iter_text():
-            stream.chunks.append(Chunk(round(time.monotonic() - started, 3), text))
-            if time.monotonic() - started > seconds:
-                break
+        with stop_reading_after(response, seconds - (time.monotonic() - started)):
+            for text in response.iter_text():
+                stream.chunks.append(Chunk(round(time.monotonic() - started, 3), text))
     return stream
+
+
+@contextlib.contextmanager
+def stop_reading_after(response: httpx.Response, seconds: float) -> Iterator[None]:
+    """Stop reading a streamed response after ``seconds``, even while it is quiet: a timer shuts
+    the socket down, which wakes a blocked read (closing it from another thread would not). The
+    read's error then ends the ``with`` block quietly; any other error passes."""
+    sock = response.extensions["network_stream"].get_extra_info("socket")
+
+    def shut() -> None:
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    deadline = time.monotonic() + seconds
+    timer = threading.Timer(max(0.0, seconds), shut)
+    timer.start()
+    try:
+        yield
+    except (httpx.TransportError, httpx.StreamError):
+        if time.monotonic() < deadline:
+            raise
+    finally:
+        timer.cancel()
 
 
 def websocket_handshake(url: str, *, origin: str | None = None, path: str = "/ws") -> str:
