@@ -176,3 +176,14 @@ def test_parser_handles_split_lines_crlf_and_bom() -> None:
         ("field", "id", "1"),
         ("blank", "", ""),
     ]
+
+
+def test_odd_inputs_are_refused_not_crashed(http: httpx.Client) -> None:
+    bad_type = http.get("/lessons/sse/answer", params={"content_type": "text/html\r\nX-Evil: 1"})
+    assert bad_type.status_code == 422 and bad_type.json()["type"] == "error"
+    assert http.get("/lessons/sse/answer", params={"status": 302}).status_code == 422
+    # "²" (latin-1 on the wire) is a digit to str.isdigit, but no number: start over, no crash
+    odd_id = http.get("/lessons/sse/countdown?interval=0", headers={"Last-Event-ID": b"\xb2"})
+    assert odd_id.status_code == 200 and "event 1 of 5" in odd_id.text
+    assert http.post("/lessons/login", json={"user": "a b"}).status_code == 422
+    assert http.post("/lessons/reply", json={"prompt": ""}).status_code == 422

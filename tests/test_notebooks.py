@@ -97,6 +97,7 @@ EXPECTED = {
         r'"reason": "superseded"',
         r"published between an answer and the next: median +\d+ ms",  # the gap
         r'\{"user":"ada","via":"header"\}',
+        r"'via': 'cookie'",
         r"\(3, 'sent while the poll was cut'\)",
         r"\(4, 'ada: hello, everyone'\)",  # broadcast, with w's own seq
         r"accepted 1000, then refused: queue_full",

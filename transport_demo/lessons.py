@@ -106,7 +106,8 @@ async def countdown(
     ends; a reconnection with ``Last-Event-ID: n`` continues at ``n + 1``. Once all were sent the
     answer is ``204 No Content``, which stops a browser's ``EventSource`` for good. Each response
     starts with ``retry: <retry>`` (milliseconds)."""
-    done = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+    digits = last_event_id is not None and last_event_id.isascii() and last_event_id.isdigit()
+    done = int(last_event_id) if digits and last_event_id else 0
     if done >= total:
         return Response(status_code=204)
 
@@ -122,7 +123,9 @@ async def countdown(
 @router.get("/sse/answer", summary="Any status and Content-Type: which ones a browser gives up on")
 async def answer(
     status: Annotated[int, Query(ge=200, le=599)] = 200,
-    content_type: str = "text/event-stream",
+    content_type: Annotated[
+        str, Query(max_length=100, pattern=r"^[\w.+-]+/[\w.+-]+(; ?[\w-]+=[\w.-]+)?$")
+    ] = "text/event-stream",
 ) -> Response:
     """Answers ``status`` with ``content_type`` and one event in the body. A browser's
     ``EventSource`` dispatches it only for ``200`` with ``text/event-stream``; anything else fails
