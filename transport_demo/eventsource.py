@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_RECONNECTION_MS",
     "Dispatched",
     "EventStreamParser",
+    "Line",
     "Timeline",
     "blocks",
     "run",
@@ -163,6 +164,10 @@ class _Connection:
         """Interpret lines (§9.2.6) until they run out; dispatch complete events."""
         data: list[str] = []
         event_type = ""
+        # §9.2.6 gives each stream a last event ID buffer "initialized to the empty string", and
+        # each dispatch copies it into the last event ID string. Started empty, the first event of
+        # a reconnection without an id would wipe the string; browsers carry it over (as the note
+        # after the dispatch steps describes for events without an id), and so does this.
         id_buffer = self.last_event_id
         for line in lines:
             if line.kind == "comment":
