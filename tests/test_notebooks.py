@@ -96,13 +96,31 @@ EXPECTED = {
         r"(?m)^'null'$",  # the loopback default allows Origin: null (any sandboxed iframe)
     ],
     "01_long_polling.ipynb": [
-        r"→ 200 after [3-9]\.\d\d s",  # the held poll that times out (3 s hold)
+        r"received \d+ bytes: head \d+ \+ body \d+, after [3-9]\.\d\d s",  # held, timed out
+        r'"type": "empty"',  # a short poll
+        r"short polling, every 1 s +\d",  # idle cost, measured
+        r'"reason": "superseded"',
+        r"published between an answer and the next: median +\d+ ms",  # the gap
+        r'\{"user":"ada","via":"header"\}',
+        r"'via': 'cookie'",
         r"\(3, 'sent while the poll was cut'\)",
+        r"\(4, 'ada: hello, everyone'\)",  # broadcast, with w's own seq
+        r"accepted 1000, then refused: queue_full",
+        r"→ 429 after",
+        r"\(1000, 'update 1000'\)",
     ],
     "02_server_sent_events.ipynb": [
         r"retry: 1000",
         r"\(4, 'while cut \(2\)'\)",
         r"x-accel-buffering",
+        r"GET /lessons/sse/countdown\?retry=300  Last-Event-ID: 4",
+        r"← 204 \(no Content-Type\)\n.*fail the connection",
+        r"← 503 .*\n.*fail the connection",
+        r"addEventListener\('chat'\)",
+        r"comment : keep-alive \(nothing dispatched\)",
+        r"← 401 application/json\n.*fail the connection",  # the one-use ticket, reused
+        r"'buffering': <connected event after [\d,.]+ ms, a push after (?:[1-9],)?\d{3}\.\d ms>",
+        r"event: token\\ndata: \{",  # the streamed POST's chunks
     ],
     "03_websocket.ipynb": [
         r"101 Switching Protocols",
