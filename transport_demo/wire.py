@@ -23,6 +23,8 @@ import httpx
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from .urls import endpoint_url
+
 __all__ = [
     "Exchange",
     "Frame",
@@ -350,7 +352,7 @@ def websocket_frames(
 
     The last record is the close: who closed, with which code.
     """
-    ws_url = "ws" + url[4:] + "/ws" + (f"?{query}" if query else "")
+    ws_url = endpoint_url(url, "/ws", query, websocket=True)
     frames: list[Frame] = []
     started = time.monotonic()
 
