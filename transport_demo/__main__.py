@@ -4,6 +4,7 @@ foreground, with uvicorn's usual logging."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -14,6 +15,7 @@ from .app import create_app
 from .hub import Hub
 from .server import DemoServer, PortInUseError, bind_socket, uvicorn_config
 from .settings import Settings
+from .urls import server_url
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -27,12 +29,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--poll-timeout", type=float, metavar="SECONDS")
     parser.add_argument("--resume-grace", type=float, metavar="SECONDS")
     parser.add_argument(
+        "--poll-hold-jitter",
+        type=float,
+        metavar="FRACTION",
+        help="hold each long poll between (1 - FRACTION) and 1 x the poll timeout, so that polls "
+        "opened together drift apart (e.g. 0.2; default 0: every hold is the poll timeout)",
+    )
+    parser.add_argument(
+        "--gc-freeze",
+        action=argparse.BooleanOptionalAction,
+        help="freeze what survived into the garbage collector's permanent generation after "
+        "start-up and every minute, against full-collection pauses with thousands of "
+        "connections (default: on; see transport_demo/gc_policy.py)",
+    )
+    parser.add_argument(
         "--allow-origin",
         action="append",
         dest="allowed_origins",
         metavar="ORIGIN",
         help="an allowed Origin, e.g. http://10.0.0.5:8000 or http://localhost:* (repeatable; "
-        "replaces the default list)",
+        "replaces the default list; null only with a loopback --host)",
     )
     return parser.parse_args(argv)
 
@@ -40,6 +56,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     options = {key: value for key, value in vars(args).items() if value is not None}
+    # This process is the server's own, so the GC policy for thousands of connections is the
+    # default here (not in Settings: inside a notebook kernel it would freeze the kernel's objects).
+    if "gc_freeze" not in options and "TRANSPORT_DEMO_GC_FREEZE" not in os.environ:
+        options["gc_freeze"] = True
     try:
         settings = Settings(**options)
         sock = bind_socket(settings.host, settings.port)
@@ -49,8 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     hub = Hub(settings)
     port = sock.getsockname()[1]
     server = DemoServer(uvicorn_config(create_app(settings, hub=hub), settings, port=port), hub)
-    shown = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
-    print(f"transport-demo: open http://{shown}:{port}/ in a browser (Ctrl+C stops)", flush=True)
+    url = server_url(settings.host, port, "/")
+    print(f"transport-demo: open {url} in a browser (Ctrl+C stops)", flush=True)
     logs.install_filters()
     try:
         server.run(sockets=[sock])

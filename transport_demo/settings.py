@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .origins import check_null_origin
 
 DEFAULT_ALLOWED_ORIGINS = ("http://localhost:*", "http://127.0.0.1:*", "null")
 
@@ -17,6 +19,9 @@ class Settings(BaseSettings):
     intervals (``heartbeat_interval=2``) so that things visibly happen. Every field can also be set
     from the environment, e.g. ``TRANSPORT_DEMO_POLL_TIMEOUT=10`` or
     ``TRANSPORT_DEMO_ALLOWED_ORIGINS=http://10.0.0.5:8000,http://localhost:*``.
+
+    ``allowed_origins`` keeps ``null`` (a page opened from a file) only while ``host`` is a
+    loopback address; see :mod:`transport_demo.origins`.
     """
 
     model_config = SettingsConfigDict(env_prefix="TRANSPORT_DEMO_", frozen=True, extra="forbid")
@@ -25,7 +30,17 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
 
     heartbeat_interval: float = Field(default=15.0, gt=0, description="Seconds between heartbeats.")
-    poll_timeout: float = Field(default=30.0, gt=0, description="Seconds a long poll is held.")
+    poll_timeout: float = Field(
+        default=30.0, gt=0, description="Longest a long poll is held, in seconds."
+    )
+    poll_hold_jitter: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="Hold each poll a random time between (1 - jitter) x poll_timeout and "
+        "poll_timeout, so that polls opened together (a class, a restart) drift apart instead of "
+        "expiring together for ever; 0.2 is a good value for a server with thousands of clients.",
+    )
     poll_expiry: float | None = Field(
         default=None, gt=0, description="Seconds without a poll before removal; 2 x poll_timeout."
     )
@@ -44,6 +59,14 @@ class Settings(BaseSettings):
         "for ~38 KiB more memory per WebSocket (docs/benchmarks.md).",
     )
 
+    gc_freeze: bool = Field(
+        default=False,
+        description="Move what has survived into the garbage collector's permanent generation "
+        "after start-up and every minute, so that full collections no longer walk thousands of "
+        "connections (seconds of pause); what is frozen is freed by reference counting only. The "
+        "command line turns it on: it owns its process; in a notebook kernel it is an opt-in.",
+    )
+
     allowed_origins: Annotated[tuple[str, ...], NoDecode] = DEFAULT_ALLOWED_ORIGINS
 
     @field_validator("allowed_origins", mode="before")
@@ -53,6 +76,17 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @model_validator(mode="after")
+    def _null_origin_only_on_loopback(self) -> Settings:
+        # ``null`` (a page opened from a file, or any site's sandboxed iframe) only on loopback:
+        # dropped from the default list on another bind, an error when listed (origins.py).
+        allowed = check_null_origin(
+            self.host, self.allowed_origins, "allowed_origins" in self.model_fields_set
+        )
+        if allowed != self.allowed_origins:
+            object.__setattr__(self, "allowed_origins", allowed)  # frozen: set once, here
+        return self
 
     @property
     def effective_poll_expiry(self) -> float:

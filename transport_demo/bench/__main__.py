@@ -77,6 +77,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--jitter-ms", type=float, default=0.0, help="± this, per segment")
     parser.add_argument("--bandwidth-kbit", type=float, help="link rate each way, kbit/s")
+    parser.add_argument(
+        "--arrival",
+        type=float,
+        metavar="SECONDS",
+        help="open each capacity step's connections within SECONDS (default: one heartbeat "
+        "interval, a class arriving; e.g. 3 for a thundering herd)",
+    )
     parser.add_argument("--json", type=Path, default=Path("artifacts/bench.json"))
     parser.add_argument("--markdown", type=Path, help="also write the tables here")
     parser.add_argument("--plots", type=Path, help="write bench-*.svg plots into this folder")
@@ -96,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         network = Conditions(
             delay_ms=args.delay_ms, jitter_ms=args.jitter_ms, bandwidth_kbit=args.bandwidth_kbit
         )
+    if args.arrival:
+        sizes = replace(sizes, arrival=args.arrival)
     steps = plan(args.only, args.targets, sizes)
     from tqdm import tqdm
 

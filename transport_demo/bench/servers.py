@@ -141,7 +141,11 @@ def ours_app() -> Any:
     from ..hub import Hub
     from ..settings import Settings
 
+    # As `python -m transport_demo` runs: the GC policy on unless the environment says otherwise
+    # (TRANSPORT_DEMO_* variables reach this process, e.g. TRANSPORT_DEMO_POLL_HOLD_JITTER=0.2).
     settings = Settings(heartbeat_interval=HEARTBEAT, poll_timeout=HEARTBEAT)
+    if "TRANSPORT_DEMO_GC_FREEZE" not in os.environ:
+        settings = settings.model_copy(update={"gc_freeze": True})
     hub = Hub(settings)
     app = create_app(settings, hub=hub)
 
