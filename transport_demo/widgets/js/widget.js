@@ -197,6 +197,10 @@ function render({ model, el }) {
       const seq = entry.seq !== undefined && entry.seq !== null ? ` #${entry.seq}` : "";
       line.append(element("span", "tdb-t", entry.t + " "), element("b", "", entry.type + seq),
                   element("span", "", entry.text ? "  " + entry.text : ""));
+      if (entry.last_event_id) {               // what EventSource will send as Last-Event-ID
+        const [id, lastSeq] = entry.last_event_id.split(":");
+        line.append(element("span", "tdb-t", `  id ${id.slice(0, 8)}…:${lastSeq}`));
+      }
       return line;
     }));
     if (atBottom) log.scrollTop = log.scrollHeight;
