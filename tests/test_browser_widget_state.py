@@ -75,3 +75,11 @@ def test_connection_limit_demo() -> None:
     assert demo.opened == 1
     with pytest.raises(ValueError):
         ConnectionLimitDemo("http://127.0.0.1:8000", kind="carrier pigeon")
+
+
+def test_a_network_gives_the_page_its_browser_url() -> None:
+    from transport_demo.network import network
+
+    with network(8000) as link:
+        assert page_url(link) == link.browser_url
+        assert link.browser_url.rstrip("/") == link.url  # no Jupyter proxy here

@@ -203,6 +203,15 @@ class Network:
         return urlunsplit(self._parts._replace(netloc=netloc)).rstrip("/")
 
     @property
+    def browser_url(self) -> str:
+        """The relay's address for the notebook's browser page: :attr:`url`, or, when this code
+        runs inside a Jupyter server with jupyter-server-proxy (JupyterHub, Binder), the proxied
+        path to the relay's port (see :mod:`transport_demo.urls`)."""
+        from .urls import browser_url
+
+        return browser_url("127.0.0.1", self.port)
+
+    @property
     def active(self) -> int:
         """Connections open through the relay now."""
         return self._live

@@ -52,12 +52,14 @@ class _HasUrl(Protocol):
 
 
 def page_url(server: str | _HasUrl) -> str:
-    """The server's address as the notebook's page must use it.
+    """The server's address as the notebook's page must use it: the one place to change.
 
-    The one place to change when the notebook runs behind a proxy. A server with a
-    ``browser_url`` (a path relative to Jupyter's base URL, such as ``proxy/8000``, for
-    jupyter-server-proxy) gives that; otherwise its ``url``. A string is used as it is:
-    absolute (``http://127.0.0.1:8000``) or relative to Jupyter's base URL (``proxy/8000``).
+    A server (or a :class:`~transport_demo.network.Network`) gives its ``browser_url``: its own
+    address when Python runs on its own, or, inside a Jupyter server with jupyter-server-proxy
+    (JupyterHub, Binder), the proxied path (``/user/NAME/proxy/8000/``), because there the page
+    can reach only the Jupyter server. Without one, its ``url``. A string is used as it is. The
+    page resolves a relative address against Jupyter's base URL (``widget.js``, ``resolveBase``),
+    so ``/proxy/8000/`` and ``proxy/8000`` both work.
     """
     if isinstance(server, str):
         return server
