@@ -1,5 +1,6 @@
 """The browser-side widgets in real JupyterLab in Chromium: each transport starts, sees heartbeats
-or timeouts, sends and gets its echo; EventSource comes back by itself after the server was gone
+or timeouts, sends and gets its echo; what the page learns while a cell runs reaches the kernel
+after it, all of it; EventSource comes back by itself after the server was gone
 for a few seconds and resumes with nothing lost or doubled, while the WebSocket stays closed; the
 seventh EventSource to one server waits, and seven WebSockets do not.
 
@@ -27,7 +28,7 @@ from transport_demo.network import Network, network
 from transport_demo.no_content import NoContentServer
 from transport_demo.server import RunningServer, start_server
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(180)]
 
 KERNEL_READY = """() => {
     const panel = window.jupyterapp.shell.currentWidget;
@@ -124,6 +125,20 @@ def _wait(predicate: Any, what: str, timeout: float = 30) -> None:
         time.sleep(0.2)
 
 
+RUN_IN_KERNEL = """async (code) => {
+    const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+    const future = kernel.requestExecute({ code, store_history: false });
+    let out = "";
+    future.onIOPub = (msg) => {
+        const type = msg.header.msg_type;
+        if (type === "stream") out += msg.content.text;
+        if (type === "error") out += msg.content.ename + ": " + msg.content.evalue;
+    };
+    await future.done;
+    return out;
+}"""
+
+
 def _connection_id(panel: Any) -> str:
     found = re.search(
         r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
@@ -168,6 +183,26 @@ def test_browser_clients_in_jupyterlab(
             expect(panel.locator(".tdb-entry").filter(has_text=f"hello from {name}")).to_be_visible(
                 timeout=15_000
             )
+
+        # While a cell runs, the page's updates wait for the kernel; none is lost.
+        sse_id = _connection_id(sse)
+        page.evaluate(
+            "([run, code]) => { window.tdBusy = eval(run)(code); }",
+            [RUN_IN_KERNEL, "import time; time.sleep(3)"],
+        )
+        for i in range(5):
+            server.hub.publish(sse_id, f"during a busy cell {i}")
+        expect(sse.locator(".tdb-entry").filter(has_text="during a busy cell 4")).to_be_visible(
+            timeout=15_000
+        )
+        page.evaluate("() => window.tdBusy")  # the busy cell is over
+        shown = _counter(sse, "messages")
+        kernel_sees = page.evaluate(
+            RUN_IN_KERNEL,
+            "print(sse.stats['messages'],"
+            " [e['text'] for e in sse.events if e['type'] == 'message'][-1])",
+        )
+        assert kernel_sees.split(" ", 1) == [str(shown), "during a busy cell 4\n"], kernel_sees
 
         # The server goes away for 3 s, with messages published meanwhile.
         sse_id, lp_id, wsr_id = _connection_id(sse), _connection_id(lp), _connection_id(wsr)
