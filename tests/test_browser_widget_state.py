@@ -37,6 +37,8 @@ def test_commands_are_state_the_page_reads_when_it_comes(cls: type[BrowserSSEWid
     w.send("two")
     w.clear()
     assert w.running and w.outbox == [[1, "one"], [2, "two"]] and w.clear_count == 1
+    w.start()  # again: the page starts a new client if its old one gave up
+    assert w.start_count == 2
     w.stop()
     assert not w.running
     assert w.transport == cls.transport_name

@@ -206,12 +206,14 @@ def test_browser_clients_in_jupyterlab(
 
         # The server goes away for 3 s, with messages published meanwhile.
         sse_id, lp_id, wsr_id = _connection_id(sse), _connection_id(lp), _connection_id(wsr)
+        ws_id = _connection_id(ws)
         before = _counter(sse, "messages")
         widgets_net.outage(3)
         for i in range(5):
             server.hub.publish(sse_id, f"while away {i}")
             server.hub.publish(lp_id, f"while away {i}")
             server.hub.publish(wsr_id, f"while away {i}")
+            server.hub.publish(ws_id, f"while away {i}")
         expect(ws.locator(".tdb-status")).to_contain_text("closed", timeout=15_000)
         expect(sse.locator(".tdb-entry").filter(has_text="while away 4")).to_be_visible(
             timeout=30_000
@@ -236,6 +238,12 @@ def test_browser_clients_in_jupyterlab(
         time.sleep(2)
         expect(ws.locator(".tdb-status")).to_contain_text("readyState CLOSED")
         expect(ws.locator(".tdb-entry").filter(has_text="does not reconnect")).to_be_visible()
+        ws.locator(".tdb-start").click()  # the page's code opens a new socket, resuming
+        expect(ws.locator(".tdb-entry").filter(has_text="while away 4")).to_be_visible(
+            timeout=15_000
+        )
+        assert _connection_id(ws) == ws_id
+        assert _counter(ws, "duplicates") == 0 and _counter(ws, "gaps") == 0
 
         # Seven EventSources to one HTTP/1.1 server: six open, the seventh waits.
         grids = page.locator(".tdl-grid")

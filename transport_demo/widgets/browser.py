@@ -95,6 +95,7 @@ class BrowserWidget(anywidget.AnyWidget):
     reconnect = traitlets.Bool(False).tag(sync=True)
     # kernel -> page: what to do
     running = traitlets.Bool(False).tag(sync=True)
+    start_count = traitlets.Int(0).tag(sync=True)  # Start again after the client gave up
     outbox: traitlets.List[list[Any]] = traitlets.List().tag(sync=True)
     clear_count = traitlets.Int(0).tag(sync=True)
     # page -> kernel: what happened
@@ -134,8 +135,10 @@ class BrowserWidget(anywidget.AnyWidget):
         return code
 
     def start(self) -> None:
-        """Connect (resuming the previous connection, if there was one)."""
+        """Connect, resuming the previous connection if there was one; after the client gave
+        up (an ``EventSource`` failed for good, a WebSocket closed), a new one."""
         self.running = True
+        self.start_count += 1
 
     def stop(self) -> None:
         """Close: ``EventSource.close()``, a WebSocket close 1000, the held poll aborted."""

@@ -67,7 +67,12 @@ function initialize({ model }) {
         c.lost = true;
         c.status = "reconnecting";
       }
-      if (type === "closed") c.status = "closed";
+      if (type === "closed") {                   // given up: Start makes a new one
+        c.status = "closed";
+        const handle = c.handle;
+        c.handle = null;
+        if (handle) c.readyState = handle.readyState ? handle.readyState() : "";
+      }
       if (type === "error") c.counters.errors += 1;
       log({ type, text, client: true });
     },
@@ -121,6 +126,7 @@ function initialize({ model }) {
   const onRunning = () => (model.get("running") ? start() : stop());
   const onClear = () => c.clear();
   model.on("change:running", onRunning);
+  model.on("change:start_count", start);
   model.on("change:outbox", sendPending);
   model.on("change:clear_count", onClear);
   const flush = () => {                          // to the kernel (and to every view), batched
@@ -142,6 +148,7 @@ function initialize({ model }) {
     clearInterval(timer);
     stop();
     model.off("change:running", onRunning);
+    model.off("change:start_count", start);
     model.off("change:outbox", sendPending);
     model.off("change:clear_count", onClear);
     clients.delete(model.get("widget_id"));
@@ -173,7 +180,7 @@ function render({ model, el }) {
   root.append(title, status, buttons, counters, log);
   el.append(root);
 
-  startButton.onclick = () => c() && c().setRunning(true);
+  startButton.onclick = () => { if (c()) { c().setRunning(true); c().start(); } };
   stopButton.onclick = () => c() && c().setRunning(false);
   clearButton.onclick = () => c() && c().clear();
   const sendField = () => { if (c() && input.value) { c().send(input.value); input.value = ""; } };
