@@ -22,6 +22,10 @@ How the kernel and the page talk, and what that means for a class:
   finishes: nothing is lost, but a cell cannot wait for the page (``time.sleep`` in a cell
   sees no change). Read ``stats`` and ``events`` in the next cell.
 * Without a browser (a headless run) nothing connects: the widget's state stays idle.
+
+Behind jupyter-server-proxy (JupyterHub, Binder) the page uses the server's ``browser_url``
+(:func:`page_url`): streams need jupyter-server-proxy 4.4 or later, and pass unbuffered only
+because the browser's ``EventSource`` asks with ``Accept: text/event-stream`` exactly.
 """
 
 from __future__ import annotations
