@@ -69,9 +69,7 @@ function initialize({ model }) {
       }
       if (type === "closed") {                   // given up: Start makes a new one
         c.status = "closed";
-        const handle = c.handle;
         c.handle = null;
-        if (handle) c.readyState = handle.readyState ? handle.readyState() : "";
       }
       if (type === "error") c.counters.errors += 1;
       log({ type, text, client: true });
@@ -87,7 +85,7 @@ function initialize({ model }) {
     if (c.handle) return;
     c.status = "connecting";
     try {
-      c.handle = connect(resolveBase(model.get("url")), show, {
+      c.handle = c.last = connect(resolveBase(model.get("url")), show, {
         connectionId: c.connectionId, lastSeq: c.lastSeq, reconnect: model.get("reconnect"),
       });
     } catch (error) { show.note("error", String(error)); }
@@ -130,9 +128,10 @@ function initialize({ model }) {
   model.on("change:outbox", sendPending);
   model.on("change:clear_count", onClear);
   const flush = () => {                          // to the kernel (and to every view), batched
-    if (c.handle) {
-      c.readyState = c.handle.readyState ? c.handle.readyState() : "";
-      c.bufferedAmount = c.handle.bufferedAmount ? c.handle.bufferedAmount() : 0;
+    const handle = c.handle || c.last;           // the last client too: it shows CLOSED
+    if (handle) {
+      c.readyState = handle.readyState ? handle.readyState() : "";
+      c.bufferedAmount = handle.bufferedAmount ? handle.bufferedAmount() : 0;
     }
     const shown = { ready_state: c.readyState || "", buffered_amount: c.bufferedAmount || 0 };
     if (!c.dirty && shown.ready_state === model.get("ready_state")
