@@ -285,7 +285,8 @@ def test_jupyterlab_notebook_metadata_uses_python3() -> None:
 
 RUN_STATE = """() => {
     const panel = window.jupyterapp.shell.currentWidget;
-    const kernel = panel.sessionContext.session.kernel;
+    const session = panel && panel.sessionContext && panel.sessionContext.session;
+    const kernel = session && session.kernel;
     const cells = Array.from(panel.content.model.cells).filter(c => c.type === "code");
     const errors = [];
     for (const cell of cells) {
@@ -295,7 +296,7 @@ RUN_STATE = """() => {
         }
     }
     return {
-        idle: kernel.status === "idle",
+        idle: Boolean(kernel) && kernel.status === "idle",
         run: cells.filter(c => c.executionCount !== null).length,
         cells: cells.length,
         errors,
@@ -317,7 +318,8 @@ def test_every_notebook_survives_restart_and_run_all_in_jupyterlab(jupyterlab_ro
         browser = launch(playwright)
         for path in NOTEBOOKS:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(jupyterlab_root.format(name=path.name))
+            # ?reset: a fresh workspace, so the notebook opened is the current widget.
+            page.goto(jupyterlab_root.format(name=path.name) + "&reset")
             page.wait_for_function("window.jupyterapp && window.jupyterapp.shell", timeout=60_000)
             for restart in (False, True):
                 page.wait_for_function(KERNEL_READY, timeout=60_000)
@@ -332,13 +334,13 @@ def test_every_notebook_survives_restart_and_run_all_in_jupyterlab(jupyterlab_ro
                     "window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')"
                     ".then(() => window.jupyterapp.commands.execute('notebook:run-all-cells'))"
                 )
-                page.wait_for_function(
-                    f"(() => {{ const s = ({RUN_STATE})(); return s.errors.length > 0"
-                    " || (s.idle && s.run === s.cells); })()",
-                    timeout=120_000,
-                    polling=500,
-                )
-                state = page.evaluate(f"({RUN_STATE})()")
+                deadline = time.monotonic() + 120
+                while True:
+                    state = page.evaluate(f"({RUN_STATE})()")
+                    if state["errors"] or (state["idle"] and state["run"] == state["cells"]):
+                        break
+                    assert time.monotonic() < deadline, (path.name, restart, state)
+                    page.wait_for_timeout(500)
                 assert state["errors"] == [], (path.name, restart, state["errors"])
                 assert state["run"] == state["cells"], (path.name, restart, state)
             page.close()
