@@ -145,6 +145,31 @@ class RunningServer:
                 raise TimeoutError(f"The server on port {self.port} did not start in time.")
             time.sleep(0.01)
 
+    def restart(self, timeout: float = 2.0) -> None:
+        """Stop the server and start it again on the same port with the same hub: its
+        connections, replay buffers and counters survive, so every client reconnects (with
+        backoff) and resumes with nothing lost. A real restart loses them unless they are kept
+        outside the process (the storage seam, :mod:`transport_demo.connection`)."""
+        self.stop(timeout)
+        sock = bind_socket(self.host, self.port)
+        config = uvicorn_config(
+            self.app,
+            self.settings,
+            port=self.port,
+            log_config=None,
+            log_level="info",
+            access_log=False,
+        )
+        self._server = DemoServer(config, self.hub)
+        self._sock = sock
+        self._error = None
+        self._thread = threading.Thread(
+            target=self._run, name=f"transport-demo:{self.port}", daemon=True
+        )
+        self._start()
+        with _registry_lock:
+            _servers[(self.settings.host, self.port)] = self
+
     @property
     def running(self) -> bool:
         return self._thread.is_alive() and not self._server.should_exit
