@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
+import subprocess
+import sys
+import textwrap
+import time
 from typing import Any
 
 import httpx
 import pytest
+from jupyter_client.manager import KernelManager
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
@@ -21,6 +27,7 @@ from transport_demo.protocol import ErrorCode, Transport
 from transport_demo.settings import CLASSROOM_DEFAULTS
 from transport_demo.widgets import ClassroomView
 
+from .test_widgets import execute
 from .waiting import until, until_async
 
 CLIENTS = [LongPollClient, SSEClient, WebSocketClient]
@@ -295,3 +302,98 @@ def test_class_view_shows_callback_errors() -> None:
     finally:
         view.stop()
         server.stop()
+
+
+# -- the command line ------------------------------------------------------------------------
+
+
+def test_command_line_classroom_prints_the_join_url_and_serves_join() -> None:
+    command = [sys.executable, "-m", "transport_demo", "--classroom", "--host", "127.0.0.1"]
+    with subprocess.Popen(
+        [*command, "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    ) as process:
+        serve_join_and_stop(process)
+
+
+def serve_join_and_stop(process: subprocess.Popen[str]) -> None:
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        match = re.search(r"students open (http://127\.0\.0\.1:\d+/)", first)
+        assert match, first
+        url = match.group(1)
+        page = httpx.get(url + "join", timeout=5)
+        assert page.status_code == 200 and url in page.text and "<svg" in page.text
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+# -- the class view with a room of 200 clients, while the kernel is idle ------------------------
+
+ROOM_SETUP = """
+from transport_demo import start_server
+from transport_demo.clients import LongPollClient, SSEClient, WebSocketClient
+from transport_demo.widgets import ClassroomView, runner
+server = start_server(port=0, classroom=True, host="127.0.0.1", max_connections_per_address=None,
+                      heartbeat_interval=2, poll_timeout=3)
+view = ClassroomView(server, interval=0.25, show_qr=False)
+kinds = [LongPollClient] * 60 + [SSEClient] * 70 + [WebSocketClient] * 70
+clients = [cls(server.url, backoff_initial=0.2, backoff_max=2) for cls in kinds]
+async def start_all():
+    for client in clients:
+        await client.start()
+runner.run(start_all())
+before_idle = len(view.samples)
+"""
+
+ROOM_CUT = """
+import json
+print(json.dumps({"sampled_while_idle": len(view.samples) - before_idle,
+                  "connections": view.latest.connections}))
+view.broadcast_text.value = "hello room"
+view.cut_buttons["websocket"].click()
+view.cut_buttons["sse"].click()
+before_idle = len(view.samples)
+"""
+
+ROOM_CHECK = """
+print(json.dumps({"sampled_while_idle": len(view.samples) - before_idle,
+                  "connections": view.latest.connections, "reconnects": view.latest.reconnects,
+                  "messages": sorted({c.stats.messages for c in clients}),
+                  "gaps": sum(c.stats.gaps for c in clients),
+                  "ids_kept": sum(c.connection_id is not None for c in clients),
+                  "plot": view.plot_html.value.count("<polyline")}))
+async def close_all():
+    await asyncio.gather(*(c.close() for c in clients))
+runner.run(close_all(), timeout=30)
+view.stop()
+server.stop()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+def test_class_view_follows_200_clients_while_the_kernel_is_idle() -> None:
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel()
+    client = km.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+        assert execute(client, textwrap.dedent(ROOM_SETUP)) == ""  # nothing printed
+        time.sleep(6)  # the kernel executes nothing: the clients connect, the view samples
+        first = json.loads(execute(client, textwrap.dedent(ROOM_CUT)))
+        time.sleep(6)  # idle again: 140 streams come back with backoff and resume
+        last = json.loads(execute(client, "import asyncio\n" + textwrap.dedent(ROOM_CHECK)))
+    finally:
+        client.stop_channels()
+        km.shutdown_kernel(now=True)
+    room = {"long-polling": 60, "sse": 70, "websocket": 70}
+    assert first["sampled_while_idle"] >= 10  # 0.25 s over 6 s is 24: leave room for a busy CPU
+    assert first["connections"] == room
+    assert last["sampled_while_idle"] >= 10
+    assert last["connections"] == room  # every cut client resumed its own connection
+    assert last["reconnects"] >= 140
+    assert last["messages"] == [1] and last["gaps"] == 0  # the broadcast reached all, once
+    assert last["ids_kept"] == 200 and last["plot"] == 3
