@@ -100,6 +100,7 @@ class Classroom:
 
     def __init__(self, server: RunningServer) -> None:
         self.server = server
+        self._views: list[ClassroomView] = []
 
     @property
     def join_url(self) -> str:
@@ -129,13 +130,18 @@ class Classroom:
         self.server.restart()
 
     def stop(self) -> None:
+        """Stop the class views' sampling and the server."""
+        for view in self._views:
+            view.stop()
         self.server.stop()
 
     def view(self, **options: Any) -> ClassroomView:
         """The live class view widget (ipywidgets)."""
         from .widgets.classroom import ClassroomView
 
-        return ClassroomView(self.server, **options)
+        view = ClassroomView(self.server, **options)
+        self._views.append(view)
+        return view
 
     def _repr_html_(self) -> str:
         url = html.escape(self.join_url)
