@@ -107,9 +107,14 @@ class RunningServer:
             shown_host = f"[{shown_host}]"
         self.url = f"http://{shown_host}:{self.port}"
         self.ws_url = "ws" + self.url[4:]
+        self._error: BaseException | None = None
+        self._prepare(sock)
+
+    def _prepare(self, sock: socket.socket) -> None:
+        """A uvicorn server and its thread for ``sock`` (used again by :meth:`restart`)."""
         config = uvicorn_config(
             self.app,
-            settings,
+            self.settings,
             port=self.port,
             log_config=None,
             log_level="info",
@@ -117,7 +122,7 @@ class RunningServer:
         )
         self._server = DemoServer(config, self.hub)
         self._sock = sock
-        self._error: BaseException | None = None
+        self._error = None
         self._thread = threading.Thread(
             target=self._run, name=f"transport-demo:{self.port}", daemon=True
         )
@@ -151,21 +156,7 @@ class RunningServer:
         backoff) and resumes with nothing lost. A real restart loses them unless they are kept
         outside the process (the storage seam, :mod:`transport_demo.connection`)."""
         self.stop(timeout)
-        sock = bind_socket(self.host, self.port)
-        config = uvicorn_config(
-            self.app,
-            self.settings,
-            port=self.port,
-            log_config=None,
-            log_level="info",
-            access_log=False,
-        )
-        self._server = DemoServer(config, self.hub)
-        self._sock = sock
-        self._error = None
-        self._thread = threading.Thread(
-            target=self._run, name=f"transport-demo:{self.port}", daemon=True
-        )
+        self._prepare(bind_socket(self.host, self.port))
         self._start()
         with _registry_lock:
             _servers[(self.settings.host, self.port)] = self
