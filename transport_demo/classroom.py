@@ -26,15 +26,16 @@ if TYPE_CHECKING:
 __all__ = ["Classroom", "join_page", "limits_text", "qr_svg", "qr_text", "start_classroom"]
 
 
-def qr_svg(url: str, *, scale: int = 8) -> str | None:
+def qr_svg(url: str, *, scale: int = 8, fit: bool = False) -> str | None:
     """A QR code of ``url`` as inline SVG (error correction M: readable from the back of a room
-    off a projector), or ``None`` without segno."""
+    off a projector), or ``None`` without segno. ``fit``: no fixed size, only a ``viewBox``, so
+    that CSS can size it (the projector page)."""
     try:
         import segno
     except ImportError:
         return None
     code = segno.make(url, error="m", micro=False)
-    return str(code.svg_inline(scale=scale, border=2, dark="#000", light="#fff"))
+    return str(code.svg_inline(scale=scale, border=2, dark="#000", light="#fff", omitsize=fit))
 
 
 def qr_text(url: str) -> str | None:
@@ -67,7 +68,7 @@ def limits_text(settings: Settings) -> list[str]:
 
 def join_page(url: str, settings: Settings) -> str:
     """``/join``: the URL in large type and its QR code, for a projector."""
-    svg = qr_svg(url, scale=10)
+    svg = qr_svg(url, scale=10, fit=True)
     shown = html.escape(url)
     qr = (
         f'<div class="qr">{svg}</div>'
@@ -81,7 +82,7 @@ def join_page(url: str, settings: Settings) -> str:
 <style>
 body {{ font-family: system-ui, sans-serif; text-align: center; margin: 2vh 2vw; }}
 .url {{ font: 600 clamp(24px, 5vw, 72px)/1.2 ui-monospace, monospace; word-break: break-all; }}
-.qr svg {{ width: min(60vh, 80vw); height: auto; image-rendering: pixelated; }}
+.qr svg {{ width: min(60vh, 80vw); height: auto; shape-rendering: crispEdges; }}
 .limits {{ color: #5d6677; font-size: 14px; display: inline-block; text-align: left; }}
 </style></head>
 <body>
