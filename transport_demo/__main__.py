@@ -14,6 +14,7 @@ from .app import create_app
 from .hub import Hub
 from .server import DemoServer, PortInUseError, bind_socket, uvicorn_config
 from .settings import Settings
+from .urls import server_url
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -42,7 +43,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         dest="allowed_origins",
         metavar="ORIGIN",
         help="an allowed Origin, e.g. http://10.0.0.5:8000 or http://localhost:* (repeatable; "
-        "replaces the default list)",
+        "replaces the default list; null only with a loopback --host)",
     )
     return parser.parse_args(argv)
 
@@ -62,8 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.classroom:
         print_classroom(settings, port)
     else:
-        shown = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
-        print(f"transport-demo: open http://{shown}:{port}/ in a browser (Ctrl+C stops)")
+        url = server_url(settings.host, port, "/")
+        print(f"transport-demo: open {url} in a browser (Ctrl+C stops)")
     sys.stdout.flush()
     logs.install_filters()
     try:

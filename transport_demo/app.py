@@ -13,7 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse
 from fastapi.telemetry import TelemetryConfig
 
-from . import __version__, classroom, http_errors, longpoll, sse, websocket
+from . import __version__, classroom, http_errors, lessons, longpoll, sse, websocket
 from .hub import Hub
 from .origins import OriginPolicy
 from .settings import Settings
@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     app.include_router(longpoll.router)
     app.include_router(sse.router)
     app.include_router(websocket.router)
+    app.include_router(lessons.router)  # teaching demos under /lessons, not the contract
 
     @app.get("/stats", tags=["monitoring"], summary="Connection counts and per-connection state")
     async def stats(request: Request) -> dict[str, Any]:

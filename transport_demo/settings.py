@@ -8,6 +8,8 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .lan import is_wildcard, lan_address
+from .origins import check_null_origin
+from .urls import server_url
 
 DEFAULT_ALLOWED_ORIGINS = ("http://localhost:*", "http://127.0.0.1:*", "null")
 
@@ -30,6 +32,9 @@ class Settings(BaseSettings):
     intervals (``heartbeat_interval=2``) so that things visibly happen. Every field can also be set
     from the environment, e.g. ``TRANSPORT_DEMO_POLL_TIMEOUT=10`` or
     ``TRANSPORT_DEMO_ALLOWED_ORIGINS=http://10.0.0.5:8000,http://localhost:*``.
+
+    ``allowed_origins`` keeps ``null`` (a page opened from a file) only while ``host`` is a
+    loopback address; see :mod:`transport_demo.origins`.
     """
 
     model_config = SettingsConfigDict(env_prefix="TRANSPORT_DEMO_", frozen=True, extra="forbid")
@@ -115,14 +120,22 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    @model_validator(mode="after")
+    def _null_origin_only_on_loopback(self) -> Settings:
+        # ``null`` (a page opened from a file, or any site's sandboxed iframe) only on loopback:
+        # dropped from the default list on another bind, an error when listed (origins.py).
+        allowed = check_null_origin(
+            self.host, self.allowed_origins, "allowed_origins" in self.model_fields_set
+        )
+        if allowed != self.allowed_origins:
+            object.__setattr__(self, "allowed_origins", allowed)  # frozen: set once, here
+        return self
+
     def join_url(self, port: int | None = None) -> str:
         """The address to give students: ``join_host`` (or the bound host; loopback for a server
         that listens on every interface without one) and ``port`` (default: the setting; pass the
         bound one when the setting is 0)."""
-        host = self.join_host or ("127.0.0.1" if is_wildcard(self.host) else self.host)
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{self.port if port is None else port}/"
+        return server_url(self.join_host or self.host, self.port if port is None else port, "/")
 
     @property
     def effective_poll_expiry(self) -> float:

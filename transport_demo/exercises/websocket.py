@@ -142,7 +142,7 @@ _WHY = {
 
 
 def check_close_decisions(decisions: dict[int, str]) -> bool:
-    """``decisions``: close code → "reconnect" (at once, resuming), "back off" (reconnect later,
+    """``decisions``: close code → "reconnect" (soon, resuming), "back off" (reconnect later,
     after a growing, randomized delay) or "give up" (don't reconnect by yourself; tell the user)
     — for 1000, 1001, 1006, 1008, 1009, 1011, 1012 and 4000."""
     problems = []
