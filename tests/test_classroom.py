@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from jupyter_client.manager import KernelManager
+from playwright.sync_api import expect, sync_playwright
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
@@ -27,6 +29,7 @@ from transport_demo.protocol import ErrorCode, Transport
 from transport_demo.settings import CLASSROOM_DEFAULTS
 from transport_demo.widgets import ClassroomView
 
+from .browser import CHROMIUM, launch
 from .test_widgets import execute
 from .waiting import until, until_async
 
@@ -397,3 +400,59 @@ def test_class_view_follows_200_clients_while_the_kernel_is_idle() -> None:
     assert last["reconnects"] >= 140
     assert last["messages"] == [1] and last["gaps"] == 0  # the broadcast reached all, once
     assert last["ids_kept"] == 200 and last["plot"] == 3
+
+
+# -- the students' page: cut, restart, and nothing lost, in a real browser -----------------------
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+@pytest.mark.skipif(
+    not CHROMIUM.exists() and not os.environ.get("CI"),
+    reason="Debian's chromium is not installed (scripts/setup.sh installs it as root)",
+)
+def test_the_page_at_the_join_url_resumes_after_cuts_and_a_restart(make_server: Any) -> None:
+    server = make_server(**LOOPBACK_ROOM, heartbeat_interval=0.5, poll_timeout=1.0)
+    view = ClassroomView(server, interval=0.2, show_qr=False)
+    transports = [t.value for t in Transport]
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            page = browser.new_page()
+            page.goto(server.settings.join_url(server.port))
+            ids = {t: start_page_client(page, t) for t in transports}
+            for transport in Transport:
+                view.cut(transport)
+                view.broadcast(f"after cutting {transport.value}")
+            arrived_once(page, ids, [f"after cutting {t}" for t in transports], reconnects=1)
+            view.restart()
+            view.broadcast("after the restart")
+            arrived_once(page, ids, ["after the restart"], reconnects=2)
+            assert view.latest is not None and view.latest.total == 3
+        finally:
+            view.stop()
+            browser.close()
+
+
+def arrived_once(page: Any, ids: dict[str, str], texts: list[str], reconnects: int) -> None:
+    """Every text arrived exactly once in every section, on the same connection, no gap; the
+    streams (SSE, WebSocket) came back at least ``reconnects`` times."""
+    for transport, cid in ids.items():
+        part = page.locator(f'[data-transport="{transport}"]')
+        log = part.locator('[data-role="log"]')
+        for text in texts:
+            durable = log.locator('[data-type="message"]').filter(has_text=text)
+            expect(durable).to_have_count(1, timeout=15_000)
+        assert part.locator('[data-role="connection-id"]').inner_text() == cid
+        assert part.locator('[data-role="gaps"]').inner_text() == "0"
+        assert part.locator('[data-role="duplicates"]').inner_text() == "0"
+        if transport != "long-polling":  # a long poll's cut is an answer, not a reconnect
+            assert int(part.locator('[data-role="reconnects"]').inner_text()) >= reconnects
+
+
+def start_page_client(page: Any, transport: str) -> str:
+    part = page.locator(f'[data-transport="{transport}"]')
+    part.locator('[data-action="start"]').click()
+    cid = part.locator('[data-role="connection-id"]')
+    expect(cid).to_have_text(re.compile(r"^[0-9a-f-]{36}$"), timeout=10_000)
+    return str(cid.inner_text())
