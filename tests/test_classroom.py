@@ -4,6 +4,7 @@ limits over real sockets, cutting a transport and restarting with nothing lost, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -21,7 +22,7 @@ from playwright.sync_api import expect, sync_playwright
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from transport_demo import RunningServer, Settings, start_classroom
+from transport_demo import RateLimited, RunningServer, Settings, start_classroom
 from transport_demo.__main__ import parse_args, print_classroom
 from transport_demo.clients import BaseClient, LongPollClient, SSEClient, WebSocketClient
 from transport_demo.lan import lan_address
@@ -301,6 +302,14 @@ def test_class_view_shows_callback_errors() -> None:
     try:
         view.broadcast_text.value = "x" * 5000  # over the classroom's 4096 bytes
         assert "MessageTooLarge" in view.status_html.value
+        server.hub.connect_long_poll("10.0.0.7")
+        cid = json.loads(server.hub.connect_long_poll("10.0.0.8"))["connection_id"]
+        for _ in range(21):  # a burst of 20, then refused
+            with contextlib.suppress(RateLimited):
+                server.hub.receive(cid, "hi", Transport.LONG_POLLING)
+        until(lambda: view.latest is not None and view.latest.rate_limited == 1, what="counted")
+        assert view.latest is not None and view.latest.addresses == 2
+        assert "rate limited <b>1</b>" in view.numbers_html.value
         until(lambda: view.redraws >= 3, what="sampling")
     finally:
         view.stop()

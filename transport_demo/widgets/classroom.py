@@ -54,6 +54,8 @@ class Sample:
     resumes_failed: int = 0
     cut: int = 0
     addresses: int = 0
+    refused_per_address: int = 0  # new connections refused: the address held its maximum
+    rate_limited: int = 0  # texts refused: sent too fast
 
     @property
     def total(self) -> int:
@@ -112,6 +114,8 @@ def render_numbers(sample: Sample | None) -> str:
         ("reconnects", str(sample.reconnects)),
         ("resumes failed", str(sample.resumes_failed)),
         ("cut", str(sample.cut)),
+        ("refused (per address)", str(sample.refused_per_address)),
+        ("rate limited", str(sample.rate_limited)),
     ]
     cells = "".join(
         f'<span style="margin-right:14px">{html.escape(name)} <b>{value}</b></span>'
@@ -248,6 +252,8 @@ class ClassroomView(widgets.VBox):
             resumes_failed=stats["resumes_failed"],
             cut=stats["waiters_cut"],
             addresses=stats["client_addresses"],
+            refused_per_address=stats["refused_per_address"],
+            rate_limited=stats["rate_limited"],
         )
         with self._lock:
             self.samples.append(sample)
