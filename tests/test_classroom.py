@@ -116,6 +116,7 @@ def test_start_classroom_gives_the_join_url_qr_and_projector_page() -> None:
         assert room.qr_svg is not None and room.qr_svg.startswith("<svg")
         shown = room._repr_html_()
         assert url in shown and "<svg" in shown
+        assert room.server._repr_html_() == shown  # start_server(classroom=True) shows the same
         page = httpx.get(room.projector_url, timeout=5)
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert f'href="{url}"' in page.text and "<svg" in page.text

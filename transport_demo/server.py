@@ -204,7 +204,12 @@ class RunningServer:
 
     def _repr_html_(self) -> str:
         """In a notebook, ``server`` alone shows the link to client.html (``browser_url``): a
-        relative link (on a hub) is clickable there, where printed text would not be."""
+        relative link (on a hub) is clickable there, where printed text would not be. In
+        classroom mode: the join URL for the students and its QR code."""
+        if self.settings.classroom:
+            from .classroom import Classroom
+
+            return Classroom(self)._repr_html_()
         link = html.escape(self.browser_url, quote=True)
         state = "running" if self.running else "stopped"
         return (
