@@ -4,9 +4,9 @@ sockets: the hub calls it under its lock, the tests call it directly (tests/test
 
 * :class:`AddressBook` counts the *connections* (the hub's, with an id: not TCP sockets) each
   client address holds, from creation until the connection expires. A connection that is cut and
-  resumed keeps its place; one that expires frees it. Since a connection has at most one socket
-  attached (a resume supersedes the old one) and at most one held poll, this also bounds the
-  sockets an address keeps open.
+  resumed keeps its place; one that expires frees it. Since a connection has at most one stream
+  attached (a resume supersedes the old one) or one held poll, this also bounds the streams and
+  held polls an address keeps open (not bare TCP connections that never send a request).
 * :class:`RateLimit` is a token bucket per connection (the shape of nginx's ``limit_req`` with a
   ``burst``): ``rate`` texts a second on average, up to ``burst`` at once; one more is refused
   with :class:`~transport_demo.errors.RateLimited` and nothing is queued.
