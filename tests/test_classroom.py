@@ -31,6 +31,7 @@ from transport_demo.settings import CLASSROOM_DEFAULTS
 from transport_demo.widgets import ClassroomView
 
 from .browser import CHROMIUM, launch
+from .jupyter import KERNEL_READY, free_port, wait_for_url, write_notebook
 from .test_widgets import execute
 from .waiting import until, until_async
 
@@ -466,3 +467,67 @@ def start_page_client(page: Any, transport: str) -> str:
     cid = part.locator('[data-role="connection-id"]')
     expect(cid).to_have_text(re.compile(r"^[0-9a-f-]{36}$"), timeout=10_000)
     return str(cid.inner_text())
+
+
+# -- the QR code and the class view rendered in a real JupyterLab, driven by clicks ---------------
+
+CLASSROOM_NOTEBOOK = [
+    "from transport_demo import start_classroom\n"
+    "room = start_classroom(port=0, host='127.0.0.1', heartbeat_interval=0.5)\n"
+    "room  # the join URL and its QR code",
+    "view = room.view(interval=0.2)\nview",
+    "from transport_demo.widgets import SSEWidget\n"
+    "w = SSEWidget(room.server.url, backoff_initial=0.05, backoff_max=0.5)\nw.start()\nw",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+@pytest.mark.skipif(
+    not CHROMIUM.exists() and not os.environ.get("CI"),
+    reason="Debian's chromium is not installed (scripts/setup.sh installs it as root)",
+)
+def test_class_view_in_jupyterlab_shows_the_room_and_its_buttons_work(tmp_path: Any) -> None:
+    write_notebook(tmp_path / "room.ipynb", CLASSROOM_NOTEBOOK)
+    port, token = free_port(), "transport-demo-classroom-test"
+    command = [
+        *(sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root"),
+        *("--ip=127.0.0.1", f"--port={port}", "--ServerApp.port_retries=0"),
+        *(f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}"),
+        "--LabApp.expose_app_in_browser=True",
+    ]
+    env = {**os.environ, "JUPYTER_PLATFORM_DIRS": "1", "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt")}
+    with (
+        (tmp_path / "lab.log").open("w") as log,
+        subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env) as lab,
+        sync_playwright() as playwright,
+    ):
+        browser = launch(playwright)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_for_url(f"{url}/api/status", headers={"Authorization": f"token {token}"})
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            page.goto(f"{url}/lab/tree/room.ipynb?token={token}")
+            page.wait_for_function("window.jupyterapp && window.jupyterapp.shell", timeout=90_000)
+            page.wait_for_function(KERNEL_READY, timeout=90_000)
+            page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            outputs = page.locator(".jp-OutputArea-output")
+            # The room's repr: the join URL as a link and the QR code as SVG.
+            join = outputs.locator('a[href^="http://127.0.0.1:"]').filter(has_text="127.0.0.1")
+            expect(join.first).to_be_visible(timeout=90_000)
+            expect(outputs.locator("svg.segno").first).to_be_visible()
+            # The class view follows the SSE widget's connection while the kernel is idle.
+            numbers = outputs.locator(".td-numbers")
+            expect(numbers).to_contain_text("connections 1", timeout=30_000)
+            expect(outputs.locator("polyline.td-sse")).to_have_count(1)
+            # A click in the browser cuts SSE in the kernel; the widget reconnects and resumes.
+            page.get_by_role("button", name="Cut SSE").click()
+            expect(outputs.locator(".td-status")).to_contain_text("cut 1 of SSE", timeout=10_000)
+            expect(outputs.locator('.td-entry[data-type="reconnected"]').first).to_be_visible(
+                timeout=15_000
+            )
+            expect(numbers).to_contain_text("reconnects 1", timeout=10_000)
+        finally:
+            browser.close()
+            lab.terminate()
+            lab.wait(20)

@@ -70,6 +70,7 @@ def render_plot(samples: Iterable[Sample], width: int = 520, height: int = 170) 
     top = max([1] + [max(s.connections.values(), default=0) for s in points])
     t0 = points[0].at if points else 0.0
     span = max(1e-9, (points[-1].at - t0) if len(points) > 1 else 1.0)
+    shown_span = points[-1].at - t0 if len(points) > 1 else 0.0
     parts = [
         f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
         'xmlns="http://www.w3.org/2000/svg" font-family="sans-serif" font-size="10">',
@@ -78,7 +79,7 @@ def render_plot(samples: Iterable[Sample], width: int = 520, height: int = 170) 
         f'<text x="{pad_left - 4}" y="{pad_top + 8}" text-anchor="end">{top}</text>',
         f'<text x="{pad_left - 4}" y="{pad_top + plot_h}" text-anchor="end">0</text>',
         f'<text x="{pad_left + plot_w}" y="{height - 4}" text-anchor="end">'
-        f"{span if len(points) > 1 else 0:.0f} s</text>",
+        f"last {shown_span:.{1 if shown_span < 10 else 0}f} s</text>",
     ]
     for index, transport in enumerate(Transport):
         coords = " ".join(
