@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .lan import is_wildcard, lan_address
@@ -88,12 +88,7 @@ class Settings(BaseSettings):
     @classmethod
     def _classroom_defaults(cls, data: Any) -> Any:
         # Fill in what classroom mode implies, leaving whatever was given explicitly.
-        if not isinstance(data, dict) or str(data.get("classroom", "")).lower() not in (
-            "true",
-            "1",
-            "yes",
-            "on",
-        ):
+        if not isinstance(data, dict) or not _truthy(data.get("classroom", False)):
             return data
         data = {**CLASSROOM_DEFAULTS, **data}
         if data.get("join_host") is None:
@@ -151,6 +146,15 @@ class Settings(BaseSettings):
         before it is buffered whole.
         """
         return 6 * self.max_message_bytes + 1024
+
+
+def _truthy(value: object) -> bool:
+    # As pydantic reads a bool (True, 1, "yes", "on", "t", ...); anything it refuses is False
+    # here, and the field's own validation then reports it.
+    try:
+        return bool(TypeAdapter(bool).validate_python(value))
+    except ValidationError:
+        return False
 
 
 def classroom_origins(join_host: str) -> tuple[str, ...]:
