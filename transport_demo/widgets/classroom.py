@@ -146,7 +146,8 @@ class ClassroomView(widgets.VBox):
         self.interval = max(0.1, interval)
         self.samples: deque[Sample] = deque(maxlen=history)
         self.redraws = 0
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards samples
+        self._sampling = threading.Lock()  # one sample at a time (the thread, or a caller)
         self._stopping = threading.Event()
         self._t0 = time.monotonic()
         self._previous: tuple[float, dict[str, Any]] | None = None
@@ -233,7 +234,11 @@ class ClassroomView(widgets.VBox):
     # -- sampling -------------------------------------------------------------------------------
 
     def sample(self) -> Sample:
-        """Read the server's counters now, add a sample and redraw."""
+        """Read the server's counters now, add a sample and redraw (any thread)."""
+        with self._sampling:
+            return self._sample()
+
+    def _sample(self) -> Sample:
         now = time.monotonic()
         stats = self.server.hub.stats()
         rate_in = rate_out = 0.0
