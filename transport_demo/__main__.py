@@ -4,6 +4,7 @@ foreground, with uvicorn's usual logging."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -28,6 +29,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--poll-timeout", type=float, metavar="SECONDS")
     parser.add_argument("--resume-grace", type=float, metavar="SECONDS")
     parser.add_argument(
+        "--poll-hold-jitter",
+        type=float,
+        metavar="FRACTION",
+        help="hold each long poll between (1 - FRACTION) and 1 x the poll timeout, so that polls "
+        "opened together drift apart (e.g. 0.2; default 0: every hold is the poll timeout)",
+    )
+    parser.add_argument(
+        "--gc-freeze",
+        action=argparse.BooleanOptionalAction,
+        help="freeze what survived into the garbage collector's permanent generation after "
+        "start-up and every minute, against full-collection pauses with thousands of "
+        "connections (default: on; see transport_demo/gc_policy.py)",
+    )
+    parser.add_argument(
         "--classroom",
         action="store_true",
         default=None,
@@ -51,6 +66,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     options = {key: value for key, value in vars(args).items() if value is not None}
+    # This process is the server's own, so the GC policy for thousands of connections is the
+    # default here (not in Settings: inside a notebook kernel it would freeze the kernel's objects).
+    if "gc_freeze" not in options and "TRANSPORT_DEMO_GC_FREEZE" not in os.environ:
+        options["gc_freeze"] = True
     try:
         settings = Settings(**options)
         sock = bind_socket(settings.host, settings.port)

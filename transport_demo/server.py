@@ -59,6 +59,7 @@ def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Co
         "host": settings.host,
         "port": settings.port,
         "loop": "asyncio",
+        "http": "httptools",  # a dependency: never fall back to h11 silently
         "ws": DrainingWebSocketProtocol,  # websockets-sansio, closing cleanly after a 1009
         "ws_max_size": settings.max_envelope_bytes,
         "ws_per_message_deflate": settings.ws_compression,

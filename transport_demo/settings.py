@@ -43,7 +43,17 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
 
     heartbeat_interval: float = Field(default=15.0, gt=0, description="Seconds between heartbeats.")
-    poll_timeout: float = Field(default=30.0, gt=0, description="Seconds a long poll is held.")
+    poll_timeout: float = Field(
+        default=30.0, gt=0, description="Longest a long poll is held, in seconds."
+    )
+    poll_hold_jitter: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="Hold each poll a random time between (1 - jitter) x poll_timeout and "
+        "poll_timeout, so that polls opened together (a class, a restart) drift apart instead of "
+        "expiring together for ever; 0.2 is a good value for a server with thousands of clients.",
+    )
     poll_expiry: float | None = Field(
         default=None, gt=0, description="Seconds without a poll before removal; 2 x poll_timeout."
     )
@@ -60,6 +70,14 @@ class Settings(BaseSettings):
         default=True,
         description="Offer permessage-deflate: ~10 bytes instead of ~170 per small JSON event, "
         "for ~38 KiB more memory per WebSocket (docs/benchmarks.md).",
+    )
+
+    gc_freeze: bool = Field(
+        default=False,
+        description="Move what has survived into the garbage collector's permanent generation "
+        "after start-up and every minute, so that full collections no longer walk thousands of "
+        "connections (seconds of pause); what is frozen is freed by reference counting only. The "
+        "command line turns it on: it owns its process; in a notebook kernel it is an opt-in.",
     )
 
     allowed_origins: Annotated[tuple[str, ...], NoDecode] = DEFAULT_ALLOWED_ORIGINS
