@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -196,6 +197,13 @@ def test_every_exercise_has_a_solution_mentioned_in_its_notebook() -> None:
 # -- JupyterLab in a real browser -------------------------------------------------------------
 
 
+def copy_for_jupyterlab(folder: Path) -> Path:
+    """The notebooks, their solutions and the docs they show, copied under ``folder``."""
+    for name in ("notebooks", "docs"):
+        shutil.copytree(ROOT / name, folder / name, ignore=shutil.ignore_patterns(".*"))
+    return folder
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -203,7 +211,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def jupyterlab_root() -> Iterator[str]:
+def jupyterlab_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real JupyterLab on 127.0.0.1 serving the repository: its notebook URL, ``{name}`` left."""
     port, token = free_port(), "transport-demo-test"
     process = subprocess.Popen(
@@ -217,7 +225,9 @@ def jupyterlab_root() -> Iterator[str]:
             f"--port={port}",
             "--ip=127.0.0.1",
             f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={ROOT}",
+            # A copy: JupyterLab saves what it runs (autosave, checkpoints), and a test must not
+            # rewrite the repository's notebooks.
+            f"--ServerApp.root_dir={copy_for_jupyterlab(tmp_path_factory.mktemp('lab'))}",
             "--LabApp.expose_app_in_browser=True",
         ],
         stdout=subprocess.DEVNULL,
