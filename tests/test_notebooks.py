@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -196,6 +197,13 @@ def test_every_exercise_has_a_solution_mentioned_in_its_notebook() -> None:
 # -- JupyterLab in a real browser -------------------------------------------------------------
 
 
+def copy_for_jupyterlab(folder: Path) -> Path:
+    """The notebooks, their solutions and the docs they show, copied under ``folder``."""
+    for name in ("notebooks", "docs"):
+        shutil.copytree(ROOT / name, folder / name, ignore=shutil.ignore_patterns(".*"))
+    return folder
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -203,7 +211,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def jupyterlab_root() -> Iterator[str]:
+def jupyterlab_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real JupyterLab on 127.0.0.1 serving the repository: its notebook URL, ``{name}`` left."""
     port, token = free_port(), "transport-demo-test"
     process = subprocess.Popen(
@@ -217,7 +225,9 @@ def jupyterlab_root() -> Iterator[str]:
             f"--port={port}",
             "--ip=127.0.0.1",
             f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={ROOT}",
+            # A copy: JupyterLab saves what it runs (autosave, checkpoints), and a test must not
+            # rewrite the repository's notebooks.
+            f"--ServerApp.root_dir={copy_for_jupyterlab(tmp_path_factory.mktemp('lab'))}",
             "--LabApp.expose_app_in_browser=True",
         ],
         stdout=subprocess.DEVNULL,
@@ -285,7 +295,8 @@ def test_jupyterlab_notebook_metadata_uses_python3() -> None:
 
 RUN_STATE = """() => {
     const panel = window.jupyterapp.shell.currentWidget;
-    const kernel = panel.sessionContext.session.kernel;
+    const session = panel && panel.sessionContext && panel.sessionContext.session;
+    const kernel = session && session.kernel;
     const cells = Array.from(panel.content.model.cells).filter(c => c.type === "code");
     const errors = [];
     for (const cell of cells) {
@@ -295,7 +306,7 @@ RUN_STATE = """() => {
         }
     }
     return {
-        idle: kernel.status === "idle",
+        idle: Boolean(kernel) && kernel.status === "idle",
         run: cells.filter(c => c.executionCount !== null).length,
         cells: cells.length,
         errors,
@@ -317,7 +328,8 @@ def test_every_notebook_survives_restart_and_run_all_in_jupyterlab(jupyterlab_ro
         browser = launch(playwright)
         for path in NOTEBOOKS:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(jupyterlab_root.format(name=path.name))
+            # ?reset: a fresh workspace, so the notebook opened is the current widget.
+            page.goto(jupyterlab_root.format(name=path.name) + "&reset")
             page.wait_for_function("window.jupyterapp && window.jupyterapp.shell", timeout=60_000)
             for restart in (False, True):
                 page.wait_for_function(KERNEL_READY, timeout=60_000)
@@ -332,13 +344,13 @@ def test_every_notebook_survives_restart_and_run_all_in_jupyterlab(jupyterlab_ro
                     "window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')"
                     ".then(() => window.jupyterapp.commands.execute('notebook:run-all-cells'))"
                 )
-                page.wait_for_function(
-                    f"(() => {{ const s = ({RUN_STATE})(); return s.errors.length > 0"
-                    " || (s.idle && s.run === s.cells); })()",
-                    timeout=120_000,
-                    polling=500,
-                )
-                state = page.evaluate(f"({RUN_STATE})()")
+                deadline = time.monotonic() + 120
+                while True:
+                    state = page.evaluate(f"({RUN_STATE})()")
+                    if state["errors"] or (state["idle"] and state["run"] == state["cells"]):
+                        break
+                    assert time.monotonic() < deadline, (path.name, restart, state)
+                    page.wait_for_timeout(500)
                 assert state["errors"] == [], (path.name, restart, state["errors"])
                 assert state["run"] == state["cells"], (path.name, restart, state)
             page.close()

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from . import logs
+from . import classroom, logs
 from .app import create_app
 from .hub import Hub
 from .server import DemoServer, PortInUseError, bind_socket, uvicorn_config
@@ -43,6 +43,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "connections (default: on; see transport_demo/gc_policy.py)",
     )
     parser.add_argument(
+        "--classroom",
+        action="store_true",
+        default=None,
+        help="serve a room: listen on every interface, print the join URL (the LAN address) and "
+        "its QR code, allow that origin (never null), turn the per-address limits on",
+    )
+    parser.add_argument(
+        "--join-host", metavar="ADDRESS", help="the address students use (default: the LAN one)"
+    )
+    parser.add_argument(
         "--allow-origin",
         action="append",
         dest="allowed_origins",
@@ -69,14 +79,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     hub = Hub(settings)
     port = sock.getsockname()[1]
     server = DemoServer(uvicorn_config(create_app(settings, hub=hub), settings, port=port), hub)
-    url = server_url(settings.host, port, "/")
-    print(f"transport-demo: open {url} in a browser (Ctrl+C stops)", flush=True)
+    if settings.classroom:
+        print_classroom(settings, port)
+    else:
+        url = server_url(settings.host, port, "/")
+        print(f"transport-demo: open {url} in a browser (Ctrl+C stops)")
+    sys.stdout.flush()
     logs.install_filters()
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C after its clean shutdown
         return 130
     return 0
+
+
+def print_classroom(settings: Settings, port: int) -> None:
+    """The join URL, its QR code and the limits, for the instructor's terminal."""
+    url = settings.join_url(port)
+    print(f"transport-demo classroom: students open {url}")
+    print(f"  on the projector: {url}join    (Ctrl+C stops)")
+    qr = classroom.qr_text(url)
+    if qr is not None:
+        print(qr, end="")
+    print("  allowed origins: " + ", ".join(settings.allowed_origins))
+    for line in classroom.limits_text(settings):
+        print("  " + line)
 
 
 if __name__ == "__main__":

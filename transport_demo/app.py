@@ -14,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse
 from fastapi.telemetry import TelemetryConfig
 
-from . import __version__, gc_policy, http_errors, lessons, longpoll, sse, websocket
+from . import __version__, classroom, gc_policy, http_errors, lessons, longpoll, sse, websocket
 from .hub import Hub
 from .origins import OriginPolicy
 from .settings import Settings
@@ -90,6 +90,13 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
             "asyncio_tasks": len(asyncio.all_tasks()),
             "gc_frozen": gc.get_freeze_count(),
         }
+
+    @app.get("/join", response_class=HTMLResponse, include_in_schema=False)
+    async def join_page(request: Request) -> HTMLResponse:
+        """The join URL and its QR code, large, for a projector (classroom mode)."""
+        port = request.scope["server"][1] if request.scope.get("server") else settings.port
+        page = classroom.join_page(settings.join_url(port), settings)
+        return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def client_page() -> HTMLResponse:

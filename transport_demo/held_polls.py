@@ -23,10 +23,11 @@ if TYPE_CHECKING:
 __all__ = ["connect", "hold_for", "poll", "send_and_poll"]
 
 
-def connect(hub: Hub) -> str:
-    """Create a long-polling connection; return its encoded ``connected`` event."""
+def connect(hub: Hub, address: str | None = None) -> str:
+    """Create a long-polling connection for a client at ``address``; return its encoded
+    ``connected`` event."""
     with hub.lock:
-        conn = hub.create(Transport.LONG_POLLING)
+        conn = hub.create(Transport.LONG_POLLING, address)
     settings = hub.settings
     return events.encode(
         events.make_event(

@@ -59,6 +59,7 @@ def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Co
         "host": settings.host,
         "port": settings.port,
         "loop": "asyncio",
+        "http": "httptools",  # a dependency: never fall back to h11 silently
         "ws": DrainingWebSocketProtocol,  # websockets-sansio, closing cleanly after a 1009
         "ws_max_size": settings.max_envelope_bytes,
         "ws_per_message_deflate": settings.ws_compression,
@@ -106,9 +107,14 @@ class RunningServer:
         self.port: int = sock.getsockname()[1]
         self.url = urls.server_url(self.host, self.port)
         self.ws_url = urls.server_url(self.host, self.port, scheme="ws")
+        self._error: BaseException | None = None
+        self._prepare(sock)
+
+    def _prepare(self, sock: socket.socket) -> None:
+        """A uvicorn server and its thread for ``sock`` (used again by :meth:`restart`)."""
         config = uvicorn_config(
             self.app,
-            settings,
+            self.settings,
             port=self.port,
             log_config=None,
             log_level="info",
@@ -116,7 +122,7 @@ class RunningServer:
         )
         self._server = DemoServer(config, self.hub)
         self._sock = sock
-        self._error: BaseException | None = None
+        self._error = None
         self._thread = threading.Thread(
             target=self._run, name=f"transport-demo:{self.port}", daemon=True
         )
@@ -143,6 +149,17 @@ class RunningServer:
                 self.stop()
                 raise TimeoutError(f"The server on port {self.port} did not start in time.")
             time.sleep(0.01)
+
+    def restart(self, timeout: float = 2.0) -> None:
+        """Stop the server and start it again on the same port with the same hub: its
+        connections, replay buffers and counters survive, so every client reconnects (with
+        backoff) and resumes with nothing lost. A real restart loses them unless they are kept
+        outside the process (the storage seam, :mod:`transport_demo.connection`)."""
+        self.stop(timeout)
+        self._prepare(bind_socket(self.host, self.port))
+        self._start()
+        with _registry_lock:
+            _servers[(self.settings.host, self.port)] = self
 
     @property
     def browser_url(self) -> str:
@@ -188,7 +205,12 @@ class RunningServer:
 
     def _repr_html_(self) -> str:
         """In a notebook, ``server`` alone shows the link to client.html (``browser_url``): a
-        relative link (on a hub) is clickable there, where printed text would not be."""
+        relative link (on a hub) is clickable there, where printed text would not be. In
+        classroom mode: the join URL for the students and its QR code."""
+        if self.settings.classroom:
+            from .classroom import Classroom
+
+            return Classroom(self)._repr_html_()
         link = html.escape(self.browser_url, quote=True)
         state = "running" if self.running else "stopped"
         return (

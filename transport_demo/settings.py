@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .lan import is_wildcard, lan_address
 from .origins import check_null_origin
+from .urls import server_url
 
 DEFAULT_ALLOWED_ORIGINS = ("http://localhost:*", "http://127.0.0.1:*", "null")
+
+CLASSROOM_DEFAULTS: dict[str, Any] = {
+    "host": "0.0.0.0",
+    "max_connections_per_address": 20,
+    "max_messages_per_second": 5.0,
+    "message_burst": 20,
+    "max_message_bytes": 4096,
+    "max_connections": 2000,
+}
+"""What ``classroom=True`` sets, unless given: a room of up to ~100 browsers, each with a few tabs
+of client.html (three connections a tab), typing by hand. docs/protocol.md, "Limits"."""
 
 
 class Settings(BaseSettings):
@@ -56,7 +69,7 @@ class Settings(BaseSettings):
     ws_compression: bool = Field(
         default=True,
         description="Offer permessage-deflate: ~10 bytes instead of ~170 per small JSON event, "
-        "for ~38 KiB more memory per WebSocket (docs/benchmarks.md).",
+        "for ~22 KiB more memory per WebSocket with 1 KiB windows (docs/benchmarks.md).",
     )
 
     gc_freeze: bool = Field(
@@ -68,6 +81,49 @@ class Settings(BaseSettings):
     )
 
     allowed_origins: Annotated[tuple[str, ...], NoDecode] = DEFAULT_ALLOWED_ORIGINS
+
+    classroom: bool = Field(
+        default=False,
+        description="Serve a room: listen on every interface, allow the join URL's origin (never "
+        "`null`), and turn the per-address and per-connection limits on (CLASSROOM_DEFAULTS).",
+    )
+    join_host: str | None = Field(
+        default=None,
+        description="The address students' browsers use (the join URL's host); classroom mode "
+        "finds the machine's LAN address when not given.",
+    )
+    max_connections_per_address: int | None = Field(
+        default=None, gt=0, description="Connections one client address may hold; None: no limit."
+    )
+    max_messages_per_second: float | None = Field(
+        default=None, gt=0, description="Texts a connection may send a second; None: no limit."
+    )
+    message_burst: int = Field(
+        default=20, gt=0, description="Texts a connection may send at once before the rate applies."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _classroom_defaults(cls, data: Any) -> Any:
+        # Fill in what classroom mode implies, leaving whatever was given explicitly.
+        if not isinstance(data, dict) or not _truthy(data.get("classroom", False)):
+            return data
+        data = {**CLASSROOM_DEFAULTS, **data}
+        if data.get("join_host") is None:
+            host = str(data["host"])
+            data["join_host"] = lan_address() if is_wildcard(host) else host
+        if data.get("allowed_origins") is None:
+            data["allowed_origins"] = classroom_origins(str(data["join_host"]))
+        return data
+
+    @model_validator(mode="after")
+    def _classroom_never_null(self) -> Settings:
+        if self.classroom and "null" in self.allowed_origins:
+            raise ValueError(
+                "classroom mode never allows the origin 'null': every sandboxed iframe of every "
+                "website sends it (docs/protocol.md, Origins)"
+            )
+        return self
 
     @field_validator("allowed_origins", mode="before")
     @classmethod
@@ -88,6 +144,12 @@ class Settings(BaseSettings):
             object.__setattr__(self, "allowed_origins", allowed)  # frozen: set once, here
         return self
 
+    def join_url(self, port: int | None = None) -> str:
+        """The address to give students: ``join_host`` (or the bound host; loopback for a server
+        that listens on every interface without one) and ``port`` (default: the setting; pass the
+        bound one when the setting is 0)."""
+        return server_url(self.join_host or self.host, self.port if port is None else port, "/")
+
     @property
     def effective_poll_expiry(self) -> float:
         """Seconds a long-polling connection may go unpolled before it is removed."""
@@ -102,3 +164,19 @@ class Settings(BaseSettings):
         before it is buffered whole.
         """
         return 6 * self.max_message_bytes + 1024
+
+
+def _truthy(value: object) -> bool:
+    # As pydantic reads a bool (True, 1, "yes", "on", "t", ...); anything it refuses is False
+    # here, and the field's own validation then reports it.
+    try:
+        return bool(TypeAdapter(bool).validate_python(value))
+    except ValidationError:
+        return False
+
+
+def classroom_origins(join_host: str) -> tuple[str, ...]:
+    """The origins classroom mode allows: the join URL's host on any port, and this machine's
+    loopback names (the instructor's own browser). Never ``null``."""
+    host = f"[{join_host}]" if ":" in join_host else join_host
+    return (f"http://{host}:*", "http://localhost:*", "http://127.0.0.1:*")

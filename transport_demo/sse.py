@@ -37,7 +37,8 @@ async def open_sse_stream(
     does not promise when the client disconnects."""
     hub: Hub = request.app.state.hub
     cid, seq = resume_point(connection_id, last_seq, last_event_id)
-    stream = hub.open_stream(Transport.SSE, cid, seq)
+    address = request.client.host if request.client else None
+    stream = hub.open_stream(Transport.SSE, cid, seq, address=address)
     try:
         yield stream
     finally:

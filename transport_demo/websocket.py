@@ -21,6 +21,12 @@ from .stream import Stream
 
 router = APIRouter()
 
+# How the server closes a socket the hub ended; anything else (shutdown) is 1001.
+END_CLOSE_CODES = {
+    EndReason.SUPERSEDED: CloseCode.SUPERSEDED,
+    EndReason.CUT: CloseCode.SERVICE_RESTART,
+}
+
 
 @router.websocket("/ws")
 async def websocket_endpoint(websocket: WebSocket) -> None:
@@ -39,7 +45,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         cid, seq = resume_point(
             websocket.query_params.get("connection_id"), websocket.query_params.get("last_seq")
         )
-        stream = hub.open_stream(Transport.WEBSOCKET, cid, seq)
+        address = websocket.client.host if websocket.client else None
+        stream = hub.open_stream(Transport.WEBSOCKET, cid, seq, address=address)
     except TransportDemoError as exc:
         await _deny(websocket, status_of(exc), exc.code, exc.detail)
         return
@@ -63,8 +70,10 @@ async def _serve(websocket: WebSocket, stream: Stream, max_frame: int) -> None:
         with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
             close_code = task.result() or close_code
     if close_code is None:  # the hub ended the stream
-        superseded = stream.ended is EndReason.SUPERSEDED
-        close_code = CloseCode.SUPERSEDED if superseded else CloseCode.GOING_AWAY
+        ended = stream.ended
+        close_code = CloseCode.GOING_AWAY
+        if ended is not None:
+            close_code = END_CLOSE_CODES.get(ended, CloseCode.GOING_AWAY)
     if websocket.application_state is WebSocketState.CONNECTED:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
             await websocket.close(close_code, _reason(close_code))
@@ -107,6 +116,7 @@ def _reason(code: int) -> str:
         CloseCode.POLICY_VIOLATION: "too many bad frames",
         CloseCode.MESSAGE_TOO_BIG: "message too big",
         CloseCode.SUPERSEDED: "superseded by a resumed connection",
+        CloseCode.SERVICE_RESTART: "cut by the server: reconnect after a randomized delay",
     }
     return reasons.get(code, "")
 
