@@ -5,7 +5,9 @@ for a few seconds and resumes with nothing lost or doubled, while the WebSocket 
 seventh EventSource to one server waits, and seven WebSockets do not.
 
 The server and a shaped network in front of it run in this test process; the notebook's widgets
-point the page at them, so the test can take the server away (``Network.outage``) and publish.
+point the page at them, so the test can take the server away (``Network.outage``), restart it (its
+connections kept in a store that outlives the process's server, as a durable store would) and
+publish.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from typing import Any
 import httpx
 import pytest
 
+from transport_demo import server as server_module
+from transport_demo.connection import Limits, MemoryStore
+from transport_demo.hub import Hub
 from transport_demo.network import Network, network
 from transport_demo.no_content import NoContentServer
 from transport_demo.server import RunningServer, start_server
@@ -68,14 +73,24 @@ def _notebook(widgets_url: str, limit_url: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
+SETTINGS: dict[str, Any] = {
+    "heartbeat_interval": 1,
+    "poll_timeout": 1,
+    "poll_expiry": 30,
+    "resume_grace": 30,
+}
+
+
 @pytest.fixture
-def servers() -> Iterator[tuple[RunningServer, Network, Network]]:
-    server = start_server(
-        port=0, heartbeat_interval=1, poll_timeout=1, poll_expiry=30, resume_grace=30
-    )
+def servers(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[RunningServer, Network, Network]]:
+    # Every server this test starts keeps its connections in one store, as a server with a
+    # durable store would: a restarted server knows the connections of the one before.
+    store = MemoryStore(Limits())
+    monkeypatch.setattr(server_module, "Hub", lambda settings: Hub(settings, store=store))
+    server = start_server(port=0, **SETTINGS)
     with network(server) as widgets_net, network(server) as limit_net:
         yield server, widgets_net, limit_net
-    server.stop()
+    server_module.stop_all()
 
 
 @pytest.fixture
@@ -255,6 +270,22 @@ def test_browser_clients_in_jupyterlab(
         # Seven WebSockets to the same server: all open (WebSockets have their own pool).
         expect(sockets.locator("td[data-state='OPEN']")).to_have_count(7, timeout=30_000)
 
+        # A real restart: the server process's loop and sockets go, the connections stay in the
+        # store. EventSource comes back by itself and resumes: nothing lost or doubled.
+        before = _counter(sse, "messages")
+        port = server.port
+        server.stop()
+        time.sleep(1.5)  # down for longer than the stream's retry: 1000
+        server = start_server(port=port, **SETTINGS)
+        for i in range(3):
+            server.hub.publish(sse_id, f"after the restart {i}")
+        expect(sse.locator(".tdb-entry").filter(has_text="after the restart 2")).to_be_visible(
+            timeout=30_000
+        )
+        assert _connection_id(sse) == sse_id
+        assert _counter(sse, "messages") == before + 3
+        assert _counter(sse, "duplicates") == 0 and _counter(sse, "gaps") == 0
+
         # A server that answers 204 stops EventSource for good: it stays closed after the
         # real server is back.
         port = server.port
@@ -264,10 +295,7 @@ def test_browser_clients_in_jupyterlab(
                 timeout=30_000
             )
             assert stand_in.answered >= 1
-        back = start_server(port=port, heartbeat_interval=1, poll_timeout=1)
-        try:
-            time.sleep(3)  # three times the stream's retry: 1000
-            expect(sse.locator(".tdb-status")).to_contain_text("readyState CLOSED")
-        finally:
-            back.stop()
+        start_server(port=port, **SETTINGS)
+        time.sleep(3)  # three times the stream's retry: 1000
+        expect(sse.locator(".tdb-status")).to_contain_text("readyState CLOSED")
         browser.close()
