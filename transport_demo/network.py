@@ -223,10 +223,12 @@ class Network:
 
     @property
     def bytes_up(self) -> int:
+        """Bytes delivered client -> server since the start."""
         return self._links[Direction.UP].bytes
 
     @property
     def bytes_down(self) -> int:
+        """Bytes delivered server -> client since the start."""
         return self._links[Direction.DOWN].bytes
 
     def set(self, **changes: Any) -> Conditions:
