@@ -27,8 +27,6 @@ import httpx
 import pytest
 
 from transport_demo import server as server_module
-from transport_demo.connection import Limits, MemoryStore
-from transport_demo.hub import Hub
 from transport_demo.network import Network, network
 from transport_demo.no_content import NoContentServer
 from transport_demo.server import RunningServer, start_server
@@ -82,11 +80,7 @@ SETTINGS: dict[str, Any] = {
 
 
 @pytest.fixture
-def servers(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[RunningServer, Network, Network]]:
-    # Every server this test starts keeps its connections in one store, as a server with a
-    # durable store would: a restarted server knows the connections of the one before.
-    store = MemoryStore(Limits())
-    monkeypatch.setattr(server_module, "Hub", lambda settings: Hub(settings, store=store))
+def servers() -> Iterator[tuple[RunningServer, Network, Network]]:
     server = start_server(port=0, **SETTINGS)
     with network(server) as widgets_net, network(server) as limit_net:
         yield server, widgets_net, limit_net
@@ -270,13 +264,10 @@ def test_browser_clients_in_jupyterlab(
         # Seven WebSockets to the same server: all open (WebSockets have their own pool).
         expect(sockets.locator("td[data-state='OPEN']")).to_have_count(7, timeout=30_000)
 
-        # A real restart: the server process's loop and sockets go, the connections stay in the
-        # store. EventSource comes back by itself and resumes: nothing lost or doubled.
+        # A restart: the server's loop and sockets go, its hub (the connections) stays.
+        # EventSource comes back by itself and resumes: nothing lost or doubled.
         before = _counter(sse, "messages")
-        port = server.port
-        server.stop()
-        time.sleep(1.5)  # down for longer than the stream's retry: 1000
-        server = start_server(port=port, **SETTINGS)
+        server.restart(down_for=1.5)  # down for longer than the stream's retry: 1000
         for i in range(3):
             server.hub.publish(sse_id, f"after the restart {i}")
         expect(sse.locator(".tdb-entry").filter(has_text="after the restart 2")).to_be_visible(
