@@ -13,17 +13,12 @@ publish.
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from transport_demo import server as server_module
@@ -31,20 +26,9 @@ from transport_demo.network import Network, network
 from transport_demo.no_content import NoContentServer
 from transport_demo.server import RunningServer, start_server
 
+from .jupyter import KERNEL_READY, running_jupyterlab
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(180)]
-
-KERNEL_READY = """() => {
-    const panel = window.jupyterapp.shell.currentWidget;
-    const kernel = panel && panel.sessionContext && panel.sessionContext.session
-        && panel.sessionContext.session.kernel;
-    return kernel && kernel.connectionStatus === "connected" && kernel.status === "idle";
-}"""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _notebook(widgets_url: str, limit_url: str) -> dict[str, Any]:
@@ -93,29 +77,9 @@ def lab(tmp_path: Path, servers: tuple[RunningServer, Network, Network]) -> Iter
     (tmp_path / "browser.ipynb").write_text(
         json.dumps(_notebook(widgets_net.url, limit_net.url)), encoding="utf-8"
     )
-    port, token = _free_port(), "transport-demo-test"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
-         f"--port={port}", "--ip=127.0.0.1", f"--IdentityProvider.token={token}",
-         f"--ServerApp.root_dir={tmp_path}", "--LabApp.expose_app_in_browser=True"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "JUPYTER_PLATFORM_DIRS": "1"},
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/api/status?token={token}").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "JupyterLab did not start"
-            time.sleep(0.3)
+    token = "transport-demo-test"
+    with running_jupyterlab(tmp_path, token) as url:
         yield f"{url}/lab/tree/browser.ipynb?token={token}"
-    finally:
-        process.terminate()
-        process.wait(20)
 
 
 def _panel(page: Any, title: str) -> Any:
