@@ -39,7 +39,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--gc-freeze",
         action=argparse.BooleanOptionalAction,
         help="freeze what survived into the garbage collector's permanent generation after "
-        "start-up and every minute, against full-collection pauses with thousands of "
+        "start-up and every two seconds, against full-collection pauses with thousands of "
         "connections (default: on; see transport_demo/gc_policy.py)",
     )
     parser.add_argument(
