@@ -75,9 +75,9 @@ class Settings(BaseSettings):
     gc_freeze: bool = Field(
         default=False,
         description="Move what has survived into the garbage collector's permanent generation "
-        "after start-up and every two seconds, so that full collections no longer walk thousands of "
-        "connections (seconds of pause); what is frozen is freed by reference counting only. The "
-        "command line turns it on: it owns its process; in a notebook kernel it is an opt-in.",
+        "after start-up and every two seconds, so that full collections no longer walk thousands "
+        "of connections (seconds of pause); what is frozen is freed by reference counting only. "
+        "The command line turns it on: it owns its process; in a notebook kernel it is an opt-in.",
     )
 
     allowed_origins: Annotated[tuple[str, ...], NoDecode] = DEFAULT_ALLOWED_ORIGINS
