@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from . import logs
 from .app import create_app
-from .hub import Hub
+from .backend import make_hub
 from .server import DemoServer, PortInUseError, bind_socket, uvicorn_config
 from .settings import Settings
 
@@ -26,6 +26,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--heartbeat-interval", type=float, metavar="SECONDS")
     parser.add_argument("--poll-timeout", type=float, metavar="SECONDS")
     parser.add_argument("--resume-grace", type=float, metavar="SECONDS")
+    parser.add_argument(
+        "--redis",
+        dest="redis_url",
+        metavar="URL",
+        help="keep connections in this Redis (redis://127.0.0.1:6379/0), so that several server "
+        "processes act as one (docs/scaling.md)",
+    )
     parser.add_argument(
         "--allow-origin",
         action="append",
@@ -46,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValidationError, PortInUseError) as exc:
         print(f"transport-demo: {exc}", file=sys.stderr)
         return 2
-    hub = Hub(settings)
+    hub = make_hub(settings)
     port = sock.getsockname()[1]
     server = DemoServer(uvicorn_config(create_app(settings, hub=hub), settings, port=port), hub)
     shown = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host

@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.telemetry import TelemetryConfig
 
 from . import __version__, http_errors, longpoll, sse, websocket
-from .hub import Hub
+from .backend import Backend, make_hub
 from .origins import OriginPolicy
 from .settings import Settings
 
@@ -26,7 +26,7 @@ CLIENT_PAGE = "client.html"
 TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
-def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, hub: Backend | None = None) -> FastAPI:
     """The application; ``app.state.hub`` is its :class:`Hub`.
 
     The hub is started by the app's lifespan; ending its streams on shutdown is the server's job
@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     ends.
     """
     settings = settings if settings is not None else Settings()
-    hub = hub if hub is not None else Hub(settings)
+    hub = hub if hub is not None else make_hub(settings)
     policy = OriginPolicy(settings.allowed_origins)
 
     @asynccontextmanager
@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
         """Counts by transport and state, totals, uptime, and connections by their first 8
         characters: never a full id (a full id is the key to a connection) and never a text."""
         # asyncio tasks alive on the server's loop: a leak shows here as a number that only grows.
-        return {**hub.stats(), "asyncio_tasks": len(asyncio.all_tasks())}
+        return {**(await hub.astats()), "asyncio_tasks": len(asyncio.all_tasks())}
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def client_page() -> HTMLResponse:

@@ -266,6 +266,27 @@ class Hub:
         """Attach an SSE or WebSocket stream (:func:`transport_demo.stream.open_stream`)."""
         return open_stream(self, transport, connection_id, last_seq)
 
+    # -- the async interface the routers use (transport_demo.backend.Backend) -------------------
+    # In memory these finish at once; a shared store (transport_demo.redis_hub) awaits its I/O.
+
+    async def aconnect_long_poll(self) -> str:
+        """:meth:`connect_long_poll`, awaitable."""
+        return held_polls.connect(self)
+
+    async def areceive(self, connection_id: str, text: str, transport: Transport) -> int:
+        """:meth:`receive`, awaitable."""
+        return self.receive(connection_id, text, transport)
+
+    async def aopen_stream(
+        self, transport: Transport, connection_id: str | None = None, last_seq: int | None = None
+    ) -> Stream:
+        """:meth:`open_stream`, awaitable."""
+        return open_stream(self, transport, connection_id, last_seq)
+
+    async def astats(self) -> dict[str, Any]:
+        """:meth:`stats`, awaitable."""
+        return self.stats()
+
     # -- cleanup --------------------------------------------------------------------------------
 
     def reap(self) -> int:

@@ -58,6 +58,7 @@ class EndReason(enum.StrEnum):
     SUPERSEDED = "superseded"  # a newer poll, send or resumed stream took the connection over
     SHUTDOWN = "shutdown"  # the server is stopping
     CLOSED = "closed"  # the stream's socket is gone
+    BACKEND_UNAVAILABLE = "backend_unavailable"  # the shared store (Redis) cannot be reached
 
 
 class ConnectionState(enum.StrEnum):
@@ -84,6 +85,7 @@ class ErrorCode(enum.StrEnum):
     BINARY_NOT_SUPPORTED = "binary_not_supported"
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
+    BACKEND_UNAVAILABLE = "backend_unavailable"  # the shared store (Redis) cannot be reached
 
 
 class CloseCode(enum.IntEnum):
@@ -98,6 +100,7 @@ class CloseCode(enum.IntEnum):
     ABNORMAL_CLOSURE = 1006
     INTERNAL_ERROR = 1011
     SERVICE_RESTART = 1012
+    TRY_AGAIN_LATER = 1013  # IANA registry: the shared store (Redis) is unavailable for now
     SUPERSEDED = 4000  # this server's own: a newer socket resumed this connection
 
 

@@ -44,6 +44,12 @@ class Settings(BaseSettings):
         "for ~38 KiB more memory per WebSocket (docs/benchmarks.md).",
     )
 
+    redis_url: str | None = Field(
+        default=None,
+        description="Keep connections in this Redis (redis://host:port/db), so that several "
+        "server processes act as one (docs/scaling.md); None: in this process's memory.",
+    )
+
     allowed_origins: Annotated[tuple[str, ...], NoDecode] = DEFAULT_ALLOWED_ORIGINS
 
     @field_validator("allowed_origins", mode="before")

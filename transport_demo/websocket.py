@@ -10,14 +10,13 @@ from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketState
 
 from . import events
+from .backend import AttachedStream, Backend
 from .errors import TransportDemoError
 from .http_errors import status_of
-from .hub import Hub
 from .models import WebSocketFrame, parse_json
 from .origins import OriginPolicy
 from .protocol import CloseCode, EndReason, ErrorCode, Transport
 from .resume import resume_point
-from .stream import Stream
 
 router = APIRouter()
 
@@ -27,7 +26,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     """``connected``, then durable events and heartbeats; each ``{"message": …}`` frame is echoed
     as a durable ``user_message``. Resume with ``?connection_id=…&last_seq=…``."""
     app = websocket.app
-    hub: Hub = app.state.hub
+    hub: Backend = app.state.hub
     policy: OriginPolicy = app.state.origins
     origin = websocket.headers.get("origin")
     if not policy.allows(origin, websocket.headers.get("host")):
@@ -39,7 +38,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         cid, seq = resume_point(
             websocket.query_params.get("connection_id"), websocket.query_params.get("last_seq")
         )
-        stream = hub.open_stream(Transport.WEBSOCKET, cid, seq)
+        stream = await hub.aopen_stream(Transport.WEBSOCKET, cid, seq)
     except TransportDemoError as exc:
         await _deny(websocket, status_of(exc), exc.code, exc.detail)
         return
@@ -47,10 +46,10 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await websocket.accept()
         await _serve(websocket, stream, app.state.settings.max_envelope_bytes)
     finally:
-        stream.close()
+        await stream.aclose()
 
 
-async def _serve(websocket: WebSocket, stream: Stream, max_frame: int) -> None:
+async def _serve(websocket: WebSocket, stream: AttachedStream, max_frame: int) -> None:
     # Two halves; the first to finish ends the other (as Starlette's StreamingResponse does).
     sender = asyncio.create_task(_send_events(websocket, stream))
     receiver = asyncio.create_task(_receive_frames(websocket, stream, max_frame))
@@ -63,21 +62,22 @@ async def _serve(websocket: WebSocket, stream: Stream, max_frame: int) -> None:
         with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
             close_code = task.result() or close_code
     if close_code is None:  # the hub ended the stream
-        superseded = stream.ended is EndReason.SUPERSEDED
-        close_code = CloseCode.SUPERSEDED if superseded else CloseCode.GOING_AWAY
+        close_code = _END_CLOSE_CODES.get(stream.ended, CloseCode.GOING_AWAY)
     if websocket.application_state is WebSocketState.CONNECTED:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
             await websocket.close(close_code, _reason(close_code))
 
 
-async def _send_events(websocket: WebSocket, stream: Stream) -> int | None:
+async def _send_events(websocket: WebSocket, stream: AttachedStream) -> int | None:
     async for batch in stream.batches():
         for item in batch:  # one frame each: a WebSocket message is one event
             await websocket.send_text(item.data)
     return None
 
 
-async def _receive_frames(websocket: WebSocket, stream: Stream, max_frame: int) -> int | None:
+async def _receive_frames(
+    websocket: WebSocket, stream: AttachedStream, max_frame: int
+) -> int | None:
     """Read frames until the client closes; returns a close code when the server must close."""
     while True:
         message = await websocket.receive()
@@ -93,12 +93,18 @@ async def _receive_frames(websocket: WebSocket, stream: Stream, max_frame: int) 
         else:
             try:
                 frame = parse_json(WebSocketFrame, text)
-                stream.receive(frame.message)
+                await stream.areceive(frame.message)
                 continue
             except TransportDemoError as exc:
                 queued = stream.send_error(exc.code, exc.detail)
         if not queued:  # bad frames faster than it reads its errors
             return CloseCode.POLICY_VIOLATION
+
+
+_END_CLOSE_CODES: dict[EndReason | None, int] = {
+    EndReason.SUPERSEDED: CloseCode.SUPERSEDED,
+    EndReason.BACKEND_UNAVAILABLE: CloseCode.TRY_AGAIN_LATER,
+}
 
 
 def _reason(code: int) -> str:
@@ -107,6 +113,7 @@ def _reason(code: int) -> str:
         CloseCode.POLICY_VIOLATION: "too many bad frames",
         CloseCode.MESSAGE_TOO_BIG: "message too big",
         CloseCode.SUPERSEDED: "superseded by a resumed connection",
+        CloseCode.TRY_AGAIN_LATER: "backend unavailable, try again later",
     }
     return reasons.get(code, "")
 
