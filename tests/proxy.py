@@ -8,7 +8,8 @@ It runs its own event loop in a thread. Faults:
   client is left holding part of a response, an SSE event or a WebSocket frame;
 * ``stall()`` stops forwarding on the current connections without closing them (half-open), until
   ``resume_forwarding()``; new connections are not stalled;
-* ``buffer_bytes=N`` holds server-to-client bytes until N have gathered, like a buffering proxy.
+* ``buffer_bytes=N`` holds server-to-client bytes until N have gathered, like a buffering proxy;
+* ``refusing = True`` aborts every new connection at once (the far side is down), until False.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class FaultyProxy:
         self.port = 0
         self.connections = 0
         self.cuts = 0
+        self.refusing = False
         self._loop = asyncio.new_event_loop()
         self._pairs: set[_Pair] = set()
         ready = threading.Event()
@@ -53,6 +55,9 @@ class FaultyProxy:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        if self.refusing:
+            writer.transport.abort()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:

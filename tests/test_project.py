@@ -68,7 +68,7 @@ def test_environment_yml_matches_pyproject() -> None:
     conda = [d for d in listed if isinstance(d, str) and not d.startswith(("python=", "pip"))]
     # pip's list (installed with --no-deps): the package itself, and what conda-forge names
     # differently; a requirement's own dependencies are listed only for those
-    from_pip = [d for d in listed if isinstance(d, dict)][0]["pip"]
+    from_pip = next(d for d in listed if isinstance(d, dict))["pip"]
     conda += [d for d in from_pip if not d.startswith(("-", "async-timeout"))]
     assert _names(conda) == _names(wanted)
 

