@@ -11,6 +11,7 @@ restarted empty: what the scaling notebook and the restart test are about.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -64,6 +65,7 @@ class LocalRedis:
         self.process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
+        _running.add(self)  # stopped when the interpreter (a kernel) exits
         deadline = time.monotonic() + timeout
         while not self.ping():
             if self.process.poll() is not None:
@@ -87,6 +89,7 @@ class LocalRedis:
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 3 s); everything it held is gone."""
         process, self.process = self.process, None
+        _running.discard(self)
         if process is None:
             return
         process.terminate()
@@ -117,6 +120,15 @@ class LocalRedis:
     def __repr__(self) -> str:
         state = "running" if self.process is not None else "stopped"
         return f"<LocalRedis {self.url} {state} ({Path(self.binary).name})>"
+
+
+_running: set[LocalRedis] = set()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for server in list(_running):
+        server.stop()
 
 
 def start_redis(port: int = 0) -> LocalRedis:
