@@ -9,6 +9,7 @@ sends through either process.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -32,6 +33,7 @@ from websockets.sync.client import connect as ws_connect
 from tests.proxy import FaultyProxy
 from tests.waiting import until
 from transport_demo import RunningServer, start_server
+from transport_demo.clients import BaseClient, LongPollClient, SSEClient, WebSocketClient
 from transport_demo.local_redis import LocalRedis, find_server_binary, start_redis
 from transport_demo.redis_hub import connection_keys
 
@@ -451,3 +453,82 @@ def test_a_client_ahead_of_the_store_is_refused(publisher: RunningServer) -> Non
         with http.stream("GET", "/sse", headers={"Last-Event-ID": f"{sid}:7"}) as stream:
             connected = next(_events(stream))
         assert connected["resume_failed"] == "unknown_connection"
+
+
+# -- the package's own clients: back off while Redis is away, resume the same connection after -----
+
+CLIENTS = [LongPollClient, SSEClient, WebSocketClient]
+
+
+def make_client(cls: type[BaseClient], url: str) -> BaseClient:
+    options: dict[str, Any] = {"backoff_initial": 0.05, "backoff_max": 0.5}
+    if cls is SSEClient:
+        options["heartbeat_timeout"] = 3.0
+    return cls(url, **options)
+
+
+async def next_of(client: BaseClient, kind: str, timeout: float = 10) -> dict[str, Any]:
+    async with asyncio.timeout(timeout):
+        while True:
+            event = await client.next_event(timeout)
+            if event["type"] == kind:
+                return event
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("cls", CLIENTS, ids=lambda c: c.transport)
+async def test_clients_back_off_while_redis_is_away_then_resume(
+    redis_server: LocalRedis, cls: type[BaseClient]
+) -> None:
+    proxy = FaultyProxy(redis_server.port)
+    url = f"redis://127.0.0.1:{proxy.port}/0"
+    server = start_server(port=0, redis_url=url, poll_expiry=30, **FAST)
+    try:
+        async with make_client(cls, server.url) as client:
+            cid = await client.wait_connected()
+            await asyncio.to_thread(server.hub.publish, cid, "before")
+            assert (await next_of(client, "message"))["seq"] == 1
+            proxy.refusing = True
+            proxy.cut()
+            await next_of(client, "reconnecting")  # told, and backing off
+            requests = client.stats.requests
+            await asyncio.sleep(1.0)
+            assert client.stats.requests - requests < 15  # backoff, not a storm
+            proxy.refusing = False
+            await next_of(client, "reconnected", timeout=15)
+            assert client.connection_id == cid  # the same connection, resumed
+            await asyncio.to_thread(server.hub.publish, cid, "after")
+            after = await next_of(client, "message")
+            assert (after["seq"], after["message"]) == (2, "after")
+            assert client.stats.gaps == 0 and client.stats.duplicates == 0
+    finally:
+        server.stop()
+        proxy.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("cls", CLIENTS, ids=lambda c: c.transport)
+async def test_a_restarted_server_loses_no_connection(
+    redis_server: LocalRedis, cls: type[BaseClient]
+) -> None:
+    """A rolling deploy in miniature: the server process goes away and a new one comes up on the
+    same port; with the state in Redis, the client resumes its own connection, nothing lost."""
+    options = {"redis_url": redis_server.url, "poll_expiry": 30, **FAST}
+    server = start_server(port=0, **options)
+    port = server.port
+    try:
+        async with make_client(cls, server.url) as client:
+            cid = await client.wait_connected()
+            await asyncio.to_thread(server.stop)
+            await next_of(client, "reconnecting")
+            published = start_server(port=0, **options)  # another process publishes meanwhile
+            try:
+                await asyncio.to_thread(published.hub.publish, cid, "while no server was up")
+            finally:
+                await asyncio.to_thread(published.stop)
+            server = await asyncio.to_thread(lambda: start_server(port=port, **options))
+            event = await next_of(client, "message", timeout=15)
+            assert (event["seq"], event["message"]) == (1, "while no server was up")
+            assert client.connection_id == cid and client.stats.gaps == 0
+    finally:
+        server.stop()
