@@ -48,10 +48,11 @@ FAST = {"heartbeat_interval": 0.5, "poll_timeout": 1.0, "resume_grace": 30.0}
 class ServerProcess:
     """``python -m transport_demo --redis URL`` in a process of its own."""
 
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, *extra: str) -> None:
         self._log = tempfile.NamedTemporaryFile(prefix="transport-demo-", suffix=".log")  # noqa: SIM115
         command = [sys.executable, "-m", "transport_demo", "--port", "0", "--redis", redis_url]
         command += ["--heartbeat-interval", "0.5", "--poll-timeout", "1", "--resume-grace", "30"]
+        command += extra
         self.process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
         )
@@ -532,3 +533,40 @@ async def test_a_restarted_server_loses_no_connection(
             assert client.connection_id == cid and client.stats.gaps == 0
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_workers_on_one_port_act_as_one(redis_server: LocalRedis, publisher: RunningServer) -> None:
+    """``--workers 2``: the kernel hands each new TCP connection to either worker; a client that
+    opens a new one for every poll hops between them, and still gets every seq once."""
+    workers = ServerProcess(redis_server.url, "--workers", "2").wait_ready()
+    try:
+        seen_by: set[str] = set()
+        with httpx.Client(timeout=10, headers={"Connection": "close"}) as http:
+            until(lambda: len(http.get(workers.url + "/stats").json()["processes"]) >= 3)
+            cid = new_connection(http, workers.url, "long-polling")
+            pump = Pump(publisher.hub.publish, cid)
+            seen: list[int] = []
+            try:
+                for _ in range(60):
+                    seen += lp_hop(http, workers.url, cid, seen[-1] if seen else 0, None)
+                    seen_by.add(http.get(workers.url + "/stats").json()["process"]["id"])
+            finally:
+                end = pump.stop()
+            while seen[-1] < end:
+                seen += lp_hop(http, workers.url, cid, seen[-1], None)
+        assert len(seen_by) == 2  # both workers answered
+        assert_exactly_once(seen, end)
+    finally:
+        workers.stop()
+
+
+def test_workers_without_redis_are_refused() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "transport_demo", "--port", "0", "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert "--workers needs --redis" in done.stderr

@@ -84,6 +84,12 @@ def create_app(settings: Settings | None = None, *, hub: Backend | None = None) 
     return app
 
 
+def create_app_from_env() -> FastAPI:
+    """The app with its settings from ``TRANSPORT_DEMO_*`` variables: what each worker process
+    builds under ``--workers`` (uvicorn imports it by name, ``factory=True``)."""
+    return create_app(Settings())
+
+
 def client_html() -> str:
     """The browser client shipped in the package (the top-level client.html is a link to it)."""
     page = resources.files("transport_demo").joinpath("static", CLIENT_PAGE)
