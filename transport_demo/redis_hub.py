@@ -143,7 +143,9 @@ class RedisStream(_Waiter):
                                 batch = None
                             else:
                                 batch.append(beat)
-                                next_beat = max(next_beat + interval, now + interval / 2)
+                                next_beat += interval
+                                if next_beat <= now:  # fell behind: don't send a burst
+                                    next_beat = now + interval
                                 timer.cancel()
                                 timer = loop.call_at(next_beat, self.wakeup.set)
                     except BackendUnavailable:
@@ -240,7 +242,8 @@ class RedisHub:
         self._loop_thread: int | None = None
         self._waiters: dict[str, _Waiter] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._listening = False
+        self._subscribed = False  # the wake-up channel is subscribed
+        self._answering = True  # the last beat reached Redis
         self._closing = False
         self._started = time.monotonic()
         self._counters = dict.fromkeys(
@@ -319,7 +322,7 @@ class RedisHub:
                 with contextlib.suppress(Exception):
                     await client.aclose()
         self._redis = self._sub = None
-        self._listening = False
+        self._subscribed = False
 
     # -- talking to Redis -------------------------------------------------------------------
 
@@ -342,7 +345,7 @@ class RedisHub:
         """Refuse new work while closing or while wake-ups can't reach this process."""
         if self._closing:
             raise ServerShuttingDown("The server is shutting down.")
-        if not self._listening:
+        if not (self._subscribed and self._answering):
             raise _unavailable()
 
     def _attached_ttl_ms(self) -> float:
@@ -401,7 +404,7 @@ class RedisHub:
             pubsub = self._sub.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self._channel)
-                self._listening = True
+                self._subscribed = True
                 subscribed.set()
                 delay = 0.1
                 while True:
@@ -409,9 +412,9 @@ class RedisHub:
                     if message is not None and message.get("type") == "message":
                         self._on_message(str(message["data"]))
             except (*_UNAVAILABLE, RedisError) as exc:
-                if self._listening:
+                if self._subscribed:
                     log.warning("Redis subscription lost (%s); ending this process's waiters", exc)
-                    self._listening = False
+                    self._subscribed = False
                     self._fail_all()
             finally:
                 with contextlib.suppress(Exception):
@@ -425,10 +428,11 @@ class RedisHub:
         while True:
             try:
                 await self._beat()
+                self._answering = True
             except (*_UNAVAILABLE, RedisError) as exc:
-                if self._listening:
+                if self._answering:
                     log.warning("Redis not answering (%s); ending this process's waiters", exc)
-                    self._listening = False
+                    self._answering = False
                     self._fail_all()
             await asyncio.sleep(BEAT_SECONDS)
 
