@@ -105,13 +105,17 @@ def test_public_api_is_pinned() -> None:
 
 
 PUBLIC_MODULES = [
+    "transport_demo.backend",
     "transport_demo.clients",
     "transport_demo.clients.base",
     "transport_demo.connection",
     "transport_demo.errors",
     "transport_demo.held_polls",
     "transport_demo.hub",
+    "transport_demo.local_redis",
     "transport_demo.protocol",
+    "transport_demo.redis_hub",
+    "transport_demo.redis_scripts",
     "transport_demo.stream",
     "transport_demo.wakeups",
     "transport_demo.ws_protocol",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import re
 import signal
@@ -34,13 +33,8 @@ from tests.proxy import FaultyProxy
 from tests.waiting import until
 from transport_demo import RunningServer, start_server
 from transport_demo.clients import BaseClient, LongPollClient, SSEClient, WebSocketClient
-from transport_demo.local_redis import LocalRedis, find_server_binary, start_redis
+from transport_demo.local_redis import LocalRedis, start_redis
 from transport_demo.redis_hub import connection_keys
-
-pytestmark = pytest.mark.skipif(
-    find_server_binary() is None and not os.environ.get("CI"),
-    reason="no Redis server binary (scripts/setup.sh installs one); CI must have one",
-)
 
 FAST = {"heartbeat_interval": 0.5, "poll_timeout": 1.0, "resume_grace": 30.0}
 
