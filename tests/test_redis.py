@@ -381,13 +381,22 @@ def test_redis_link_cut_then_back(redis_server: LocalRedis) -> None:
         with httpx.Client(base_url=server.url, timeout=10) as http:
             cid = new_connection(http, server.url, "long-polling")
             assert server.hub.publish(cid, "before") == 1
-            with http.stream("GET", "/sse") as stream:
+            with (
+                http.stream("GET", "/sse") as stream,
+                ws_connect(server.ws_url + "/ws", open_timeout=5) as ws,
+            ):
                 events = _events(stream)
                 sid = next(events)["connection_id"]
+                ws.recv(5)  # connected
                 proxy.refusing = True
                 proxy.cut()
                 ending = [e for e in events if e["type"] == "error"]
+                last_words = json.loads(ws.recv(5))
+                with pytest.raises(ConnectionClosed):
+                    ws.recv(5)
             assert [e["error"] for e in ending] == ["backend_unavailable"]
+            assert last_words["error"] == "backend_unavailable"
+            assert ws.close_code == 1013  # Try Again Later: reconnect after a backoff
             answer = http.post("/poll", json={"connection_id": cid, "last_seq": 0})
             assert answer.status_code == 503 and answer.json()["error"] == "backend_unavailable"
             assert answer.headers["Retry-After"] == "1"
