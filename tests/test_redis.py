@@ -118,10 +118,24 @@ def publisher(redis_server: LocalRedis) -> Iterator[RunningServer]:
 
 
 class Pump:
-    """Publishes to one connection every ~2 ms from a thread, until stopped."""
+    """Publishes to one connection every ~2 ms from a thread, until stopped, keeping at most
+    ``ahead`` events beyond what the client has (``seen``): pushes are always in flight during
+    the hops, and a slow machine does not fill the queue (``queue_full`` would be the server
+    refusing, correctly, a producer faster than its consumer)."""
 
-    def __init__(self, publish: Callable[[str, str], int], connection_id: str) -> None:
-        self.publish, self.connection_id = publish, connection_id
+    def __init__(
+        self,
+        publish: Callable[[str, str], int],
+        connection_id: str,
+        seen: list[int],
+        ahead: int = 40,
+    ) -> None:
+        self.publish, self.connection_id, self.seen, self.ahead = (
+            publish,
+            connection_id,
+            seen,
+            ahead,
+        )
         self.last = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -130,8 +144,9 @@ class Pump:
     def _run(self) -> None:
         n = 0
         while not self._stop.is_set():
-            n += 1
-            self.last = max(self.last, self.publish(self.connection_id, f"push {n}"))
+            if self.last - (self.seen[-1] if self.seen else 0) < self.ahead:
+                n += 1
+                self.last = max(self.last, self.publish(self.connection_id, f"push {n}"))
             time.sleep(0.002)
 
     def stop(self) -> int:
@@ -233,8 +248,8 @@ def test_exactly_once_across_random_hops(
     urls = [p.url for p in cluster]
     with httpx.Client(timeout=10) as http:
         cid = new_connection(http, rnd.choice(urls), transport)
-        pump = Pump(publisher.hub.publish, cid)
         seen: list[int] = []
+        pump = Pump(publisher.hub.publish, cid, seen)
         hops = {url: 0 for url in urls}
         try:
             for _ in range(120):
@@ -340,8 +355,8 @@ def test_sigkill_one_process_mid_stream(
     try:
         with httpx.Client(timeout=10) as http:
             cid = new_connection(http, doomed.url, transport)
-            pump = Pump(publisher.hub.publish, cid)
             seen: list[int] = []
+            pump = Pump(publisher.hub.publish, cid, seen)
             try:
                 while len(seen) < 30:
                     seen += hop(http, transport, doomed.url, cid, seen[-1] if seen else 0, rnd)
@@ -554,8 +569,8 @@ def test_workers_on_one_port_act_as_one(redis_server: LocalRedis, publisher: Run
         with httpx.Client(timeout=10, headers={"Connection": "close"}) as http:
             until(lambda: len(http.get(workers.url + "/stats").json()["processes"]) >= 3)
             cid = new_connection(http, workers.url, "long-polling")
-            pump = Pump(publisher.hub.publish, cid)
             seen: list[int] = []
+            pump = Pump(publisher.hub.publish, cid, seen)
             try:
                 for _ in range(60):
                     seen += lp_hop(http, workers.url, cid, seen[-1] if seen else 0, None)
@@ -579,3 +594,36 @@ def test_workers_without_redis_are_refused() -> None:
     )
     assert done.returncode == 2
     assert "--workers needs --redis" in done.stderr
+
+
+def test_connections_lost_under_attached_streams_are_told() -> None:
+    """The connections vanish from Redis while streams are attached (FLUSHALL; a restore): each
+    stream ends with ``unknown_connection`` (WebSocket 1001: reconnect), and the reconnection is
+    told ``resume_failed``: never silence, never another history."""
+    with start_redis() as store:
+        server = start_server(port=0, redis_url=store.url, **FAST)
+        try:
+            with httpx.Client(base_url=server.url, timeout=10) as http:
+                with (
+                    http.stream("GET", "/sse") as stream,
+                    ws_connect(server.ws_url + "/ws", open_timeout=5) as ws,
+                ):
+                    events = _events(stream)
+                    sid = next(events)["connection_id"]
+                    ws.recv(5)  # connected
+                    plain = redis.Redis.from_url(store.url)
+                    plain.flushall()
+                    plain.close()
+                    ending = [e for e in events if e["type"] == "error"]
+                    last_words: list[dict[str, Any]] = []
+                    with pytest.raises(ConnectionClosed):
+                        while True:
+                            last_words.append(json.loads(ws.recv(5)))
+                assert [e["error"] for e in ending] == ["unknown_connection"]
+                assert last_words[-1]["error"] == "unknown_connection"
+                assert ws.close_code == 1001 and ws.close_reason == "connection lost, reconnect"
+                with http.stream("GET", "/sse", headers={"Last-Event-ID": f"{sid}:0"}) as again:
+                    connected = next(_events(again))
+                assert connected["resume_failed"] == "unknown_connection"
+        finally:
+            server.stop()

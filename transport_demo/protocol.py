@@ -58,6 +58,7 @@ class EndReason(enum.StrEnum):
     SUPERSEDED = "superseded"  # a newer poll, send or resumed stream took the connection over
     SHUTDOWN = "shutdown"  # the server is stopping
     CLOSED = "closed"  # the stream's socket is gone
+    EXPIRED = "expired"  # the connection is gone from the shared store (expired, or Redis lost it)
     BACKEND_UNAVAILABLE = "backend_unavailable"  # the shared store (Redis) cannot be reached
 
 

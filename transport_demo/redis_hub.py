@@ -156,6 +156,8 @@ class RedisStream(_Waiter):
                 if batch is None:
                     if self.ended is EndReason.BACKEND_UNAVAILABLE:
                         yield [self._error(ErrorCode.BACKEND_UNAVAILABLE, str(_unavailable()))]
+                    elif self.ended is EndReason.EXPIRED:
+                        yield [self._error(ErrorCode.UNKNOWN_CONNECTION, str(_unknown()))]
                     return
                 if batch:
                     yield batch
@@ -182,6 +184,15 @@ class RedisStream(_Waiter):
             self.ended = EndReason.CLOSED
         await self.hub._detach(self, self.hub.settings.resume_grace)
 
+    def _gone(self, answer: int) -> None:
+        """A script said this stream may not go on: another took over (-4), or the connection is
+        no longer in Redis (-1: it expired, or Redis lost it). The client is told which: a
+        superseded stream ends quietly (WebSocket 4000: do not reconnect); a lost connection ends
+        with an ``unknown_connection`` error (WebSocket 1001), and its reconnection is told
+        ``resume_failed``, never handed another history."""
+        if self.ended is None:
+            self.ended = EndReason.SUPERSEDED if answer == -4 else EndReason.EXPIRED
+
     def _error(self, code: str, detail: str) -> Outgoing:
         return Outgoing(events.encode(events.error_event(self.connection_id, code, detail)))
 
@@ -196,9 +207,8 @@ class RedisStream(_Waiter):
             hub.settings.replay_window,
         )
         n = int(reply[0])
-        if n < 0:  # superseded, or the connection is gone
-            if self.ended is None:
-                self.ended = EndReason.SUPERSEDED
+        if n < 0:
+            self._gone(n)
             return None
         if n:
             hub.count("events_sent", n)
@@ -215,8 +225,7 @@ class RedisStream(_Waiter):
         reply = await hub._call("BEAT", self.connection_id, self.token, hub._attached_ttl_ms())
         count = int(reply[0])
         if count < 0:
-            if self.ended is None:
-                self.ended = EndReason.SUPERSEDED
+            self._gone(count)
             return None
         hub.count("heartbeats_sent")
         return Outgoing(events.heartbeat_event(self.connection_id, count))

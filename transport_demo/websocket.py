@@ -62,10 +62,12 @@ async def _serve(websocket: WebSocket, stream: AttachedStream, max_frame: int) -
         with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
             close_code = task.result() or close_code
     if close_code is None:  # the hub ended the stream
-        close_code = _END_CLOSE_CODES.get(stream.ended, CloseCode.GOING_AWAY)
+        close_code, reason = _END_CLOSES.get(stream.ended, _SHUTDOWN)
+    else:
+        reason = _reason(close_code)
     if websocket.application_state is WebSocketState.CONNECTED:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-            await websocket.close(close_code, _reason(close_code))
+            await websocket.close(close_code, reason)
 
 
 async def _send_events(websocket: WebSocket, stream: AttachedStream) -> int | None:
@@ -101,19 +103,19 @@ async def _receive_frames(
             return CloseCode.POLICY_VIOLATION
 
 
-_END_CLOSE_CODES: dict[EndReason | None, int] = {
-    EndReason.SUPERSEDED: CloseCode.SUPERSEDED,
-    EndReason.BACKEND_UNAVAILABLE: CloseCode.TRY_AGAIN_LATER,
+_SHUTDOWN = (CloseCode.GOING_AWAY, "server shutting down")
+# Why the hub ended a stream -> the close code and reason the client gets.
+_END_CLOSES: dict[EndReason | None, tuple[int, str]] = {
+    EndReason.SUPERSEDED: (CloseCode.SUPERSEDED, "superseded by a resumed connection"),
+    EndReason.BACKEND_UNAVAILABLE: (CloseCode.TRY_AGAIN_LATER, "backend unavailable, try again"),
+    EndReason.EXPIRED: (CloseCode.GOING_AWAY, "connection lost, reconnect"),
 }
 
 
 def _reason(code: int) -> str:
     reasons: dict[int, str] = {
-        CloseCode.GOING_AWAY: "server shutting down",
         CloseCode.POLICY_VIOLATION: "too many bad frames",
         CloseCode.MESSAGE_TOO_BIG: "message too big",
-        CloseCode.SUPERSEDED: "superseded by a resumed connection",
-        CloseCode.TRY_AGAIN_LATER: "backend unavailable, try again later",
     }
     return reasons.get(code, "")
 
