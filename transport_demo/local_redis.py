@@ -131,9 +131,17 @@ def _stop_all() -> None:
         server.stop()
 
 
-def start_redis(port: int = 0) -> LocalRedis:
+def start_redis(port: int = 0, *, reuse: bool = False) -> LocalRedis:
     """Start a Redis-compatible server on 127.0.0.1 (``port=0``: a free port); see the module
-    docstring for which binary. Raises :class:`FileNotFoundError` when there is none."""
+    docstring for which binary. Raises :class:`FileNotFoundError` when there is none.
+
+    ``reuse=True`` returns a server this process started and has not stopped, if there is one (a
+    notebook cell run twice starts one server, not two).
+    """
+    if reuse:
+        for server in list(_running):
+            if (not port or server.port == port) and server.ping():
+                return server
     binary = find_server_binary()
     if binary is None:
         raise FileNotFoundError(
