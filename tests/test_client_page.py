@@ -209,6 +209,10 @@ def test_errors_show_in_the_section(make_server: Any, new_page: Any) -> None:
     expect(entries(page, "websocket", "error")).to_contain_text("message_too_large")
     send(page, "websocket", "x" * 5000)  # over the frame limit: the server closes with 1009
     expect(entries(page, "websocket", "error")).to_contain_text(["close_1009"], timeout=5000)
+    # Like the Python client, the page gives up: resending would be refused again.
+    expect(section(page, "websocket").locator('[data-role="status"]')).to_have_text(
+        re.compile("closed \\(1009\\)")
+    )
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -225,8 +229,11 @@ def test_reconnects_after_a_server_restart(new_page: Any, transport: str) -> Non
         cid = section(page, transport).locator('[data-role="connection-id"]')
         expect(cid).not_to_have_text(first, timeout=20_000)
         expect(cid).to_have_text(UUID)
-        # The page says it is a new connection: nothing is silently lost.
-        expect(entries(page, transport, "notice").first).to_be_visible()
+        # The page says it is a new connection: nothing is silently lost. Its notes have the
+        # Python clients' names.
+        expect(entries(page, transport, "new_connection").first).to_be_visible()
+        expect(entries(page, transport, "reconnecting").first).to_be_visible()
+        expect(entries(page, transport, "reconnected").first).to_be_visible()
         assert int(section(page, transport).locator('[data-role="reconnects"]').inner_text()) >= 1
         send(page, transport, "after the restart")
         expect(
@@ -248,3 +255,106 @@ def test_stop_closes_cleanly(page_server: RunningServer, new_page: Any) -> None:
         until(lambda t=transport: page_server.hub.state_of(ids[t]) == "disconnected")
     section(page, "websocket").locator('[data-action="clear"]').click()
     expect(section(page, "websocket").locator('[data-role="log"] .entry')).to_have_count(0)
+
+
+# -- behind a path prefix, as behind jupyter-server-proxy (the real proxy: test_proxy_jupyter.py) --
+
+PREFIX = "/user/ada/proxy/8000/"
+
+
+class StripPrefix:
+    """An ASGI wrapper that serves the app under ``PREFIX`` and strips it, as
+    jupyter-server-proxy's ``/proxy/<port>/`` does; anything outside the prefix is a 404."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            path = scope["path"]
+            if not (path + "/").startswith(PREFIX):
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})
+                else:
+                    await send({"type": "http.response.start", "status": 404, "headers": []})
+                    await send({"type": "http.response.body", "body": b"outside the prefix"})
+                return
+            inner = "/" + path[len(PREFIX) :]
+            scope = {**scope, "path": inner, "raw_path": inner.encode()}
+        await self.app(scope, receive, send)
+
+
+@pytest.fixture
+def prefixed_server() -> Iterator[tuple[str, Any]]:
+    """The app under PREFIX on a free port; yields (the prefixed page URL, its hub)."""
+    import threading
+
+    from transport_demo import Hub, Settings, create_app
+    from transport_demo.server import DemoServer, bind_socket, uvicorn_config
+
+    settings = Settings(port=0, heartbeat_interval=0.5, poll_timeout=1.0, resume_grace=1.0)
+    sock = bind_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    hub = Hub(settings)
+    app = StripPrefix(create_app(settings, hub=hub))
+    config = uvicorn_config(app, settings, port=port, log_config=None, access_log=False)
+    server = DemoServer(config, hub)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}{PREFIX}", hub
+    finally:
+        server.should_exit = True
+        thread.join(5)
+        sock.close()
+
+
+def test_page_under_a_path_prefix(prefixed_server: tuple[str, Any], new_page: Any) -> None:
+    url, hub = prefixed_server
+    page = new_page(url)
+    expect(page.locator('[data-role="server-url"]')).to_have_value(url.rstrip("/"))
+    assert page.locator('[data-role="stats-link"]').get_attribute("href") == url + "stats"
+    for transport in TRANSPORTS:  # every request, the stream and the socket under the prefix
+        cid = start(page, transport)
+        assert cid in hub
+        expect(entries(page, transport, IDLE_EVENT[transport]).first).to_be_visible(timeout=10_000)
+        send(page, transport, f"under a prefix via {transport}")
+        expect(entries(page, transport, ECHO[transport])).to_have_count(1, timeout=5000)
+    # The same page at the prefix without its trailing slash treats it as the directory.
+    bare = new_page(url.rstrip("/"))
+    assert bare.evaluate("window.transportDemo.endpoint('poll')") == url + "poll"
+    start(bare, "websocket")
+
+
+def test_socket_scheme_follows_the_page(page_server: RunningServer, new_page: Any) -> None:
+    page = new_page(page_server.url)
+    assert page.evaluate("window.transportDemo.wsEndpoint('ws')") == (page_server.ws_url + "/ws")
+    field = page.locator('[data-role="server-url"]')
+    field.fill("https://hub.example/user/ada/proxy/8000")
+    field.press("Enter")
+    assert page.evaluate("window.transportDemo.wsEndpoint('ws')") == (
+        "wss://hub.example/user/ada/proxy/8000/ws"
+    )
+    assert page.evaluate("window.transportDemo.endpoint('sse')") == (
+        "https://hub.example/user/ada/proxy/8000/sse"
+    )
+
+
+def test_page_backoff_is_the_python_clients(page_server: RunningServer, new_page: Any) -> None:
+    """One backoff for all three transports, the same as clients/base.py's Backoff."""
+    page = new_page(page_server.url)
+    delays = page.evaluate(
+        "() => { const b = new window.transportDemo.Backoff();"
+        " const d = []; for (let i = 0; i < 8; i++) d.push(b.next());"
+        " b.reset(); d.push(b.next()); return d; }"
+    )
+    steps = [500, 1000, 2000, 4000, 8000, 10000, 10000, 10000, 500]
+    for delay, step in zip(delays, steps, strict=True):
+        assert step / 2 <= delay <= step
+    sources = page.content()
+    assert sources.count("new Backoff(") == 1  # the Panel's: every transport retries through it
+    assert sources.count("Math.random()") == 1

@@ -17,9 +17,9 @@ from transport_demo.clients import (
     SSEClient,
     WebSocketClient,
 )
+from transport_demo.proxy import FaultyProxy
 
 from .conftest import FAST
-from .proxy import FaultyProxy
 
 pytestmark = pytest.mark.anyio
 

@@ -75,9 +75,13 @@ def linking_texts() -> list[tuple[Path, str]]:
     """(file, text) for every notebook (all its cells) and every Markdown page that may link."""
     texts = []
     for path in sorted((ROOT / "notebooks").rglob("*.ipynb")):
+        if any(part.startswith(".") for part in path.relative_to(ROOT).parts):
+            continue  # .ipynb_checkpoints: JupyterLab's copies, not the repository's
         cells = json.loads(path.read_text())["cells"]
         texts.append((path, "\n".join("".join(cell["source"]) for cell in cells)))
     for path in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        if any(part.startswith(".") for part in path.relative_to(ROOT).parts):
+            continue
         texts.append((path, path.read_text()))
     return texts
 

@@ -15,9 +15,9 @@ import pytest
 from transport_demo import RunningServer
 from transport_demo.clients import BaseClient, LongPollClient, SSEClient, WebSocketClient
 from transport_demo.errors import QueueFull
+from transport_demo.proxy import FaultyProxy
 
 from .figures import record
-from .proxy import FaultyProxy
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

@@ -14,8 +14,10 @@ from transport_demo.errors import (
     InvalidText,
     MessageTooLarge,
     QueueFull,
+    RateLimited,
     ServerShuttingDown,
     TooManyConnections,
+    TooManyConnectionsFromAddress,
     UnknownConnection,
 )
 from transport_demo.hub import Hub, Stream, Transport
@@ -398,3 +400,81 @@ def test_timestamps_keep_their_format_across_seconds() -> None:
     assert events.timestamp(1764193525.5) == "2025-11-26T21:45:25.500Z"
     assert events.timestamp(1764193526.25) == "2025-11-26T21:45:26.250Z"
     assert events.timestamp(1764193525.75) == "2025-11-26T21:45:25.750Z"
+
+
+# -- classroom: per-address connections, texts per second, cutting a transport ------------------
+
+
+async def test_connections_per_address_are_bounded_until_one_expires() -> None:
+    hub, clock = await started(max_connections_per_address=2, resume_grace=5)
+    a = hub.open_stream(Transport.SSE, address="10.0.0.7")
+    json.loads(hub.connect_long_poll("10.0.0.7"))
+    with pytest.raises(TooManyConnectionsFromAddress):
+        hub.open_stream(Transport.WEBSOCKET, address="10.0.0.7")
+    with pytest.raises(TooManyConnectionsFromAddress):
+        hub.connect_long_poll("10.0.0.7")
+    hub.open_stream(Transport.WEBSOCKET, address="10.0.0.8")  # another address
+    a.close()
+    resumed = hub.open_stream(Transport.SSE, a.connection_id, 0, address="10.0.0.7")
+    assert resumed.connection_id == a.connection_id  # a resume is no new connection: allowed
+    resumed.close()
+    clock.now += 6  # past the resume grace: the SSE connection expires, its place is free
+    assert hub.reap() == 1
+    hub.open_stream(Transport.WEBSOCKET, address="10.0.0.7")
+    stats = hub.stats()
+    assert stats["refused_per_address"] == 2 and stats["client_addresses"] == 2
+    await hub.close()
+
+
+async def test_texts_per_second_are_bounded_per_connection() -> None:
+    hub, clock = await started(max_messages_per_second=1, message_burst=2)
+    cid = connect_lp(hub)
+    other = connect_lp(hub)
+    hub.receive(cid, "1", Transport.LONG_POLLING)
+    hub.receive(cid, "2", Transport.LONG_POLLING)
+    with pytest.raises(RateLimited):
+        hub.receive(cid, "3", Transport.LONG_POLLING)
+    hub.receive(other, "x", Transport.LONG_POLLING)  # the limit is per connection
+    assert hub.publish(cid, "the server's own push is not limited") == 3  # "3" was not queued
+    clock.now += 1
+    assert hub.receive(cid, "4", Transport.LONG_POLLING) == 4
+    assert hub.stats()["rate_limited"] == 1
+    await hub.close()
+
+
+async def test_disconnect_all_cuts_one_transport_and_keeps_its_connections() -> None:
+    hub, _ = await started()
+    sse = hub.open_stream(Transport.SSE)
+    ws = hub.open_stream(Transport.WEBSOCKET)
+    lp = connect_lp(hub)
+    held = asyncio.create_task(hub.poll(lp, last_seq=0, hold=5))
+    await until_async(lambda: hub.state_of(lp) == "live", what="poll held")
+    await drain(sse, 1)
+    assert hub.disconnect_all(Transport.SSE) == 1
+    assert [e async for e in sse.events()][1:] == []  # the stream ends
+    assert sse.ended == "cut" and ws.ended is None and not held.done()
+    sse.close()
+    hub.publish(sse.connection_id, "while cut")
+    resumed = hub.open_stream(Transport.SSE, sse.connection_id, last_seq=0)
+    assert [e.get("message") for e in await drain(resumed, 2)][1:] == ["while cut"]
+    assert hub.disconnect_all(Transport.LONG_POLLING) == 1
+    answer = json.loads(await asyncio.wait_for(held, 1))
+    assert answer["type"] == "timeout" and answer["reason"] == "cut"
+    assert hub.disconnect_all() == 2  # None: every transport (the resumed SSE and the socket)
+    assert hub.disconnect_all() == 0  # nothing attached any more
+    stats = hub.stats()
+    assert stats["waiters_cut"] == 4 and stats["total"] == 3 and stats["streams_resumed"] == 1
+    await hub.close()
+
+
+async def test_disconnect_all_from_another_thread() -> None:
+    hub, _ = await started()
+    streams = [hub.open_stream(Transport.WEBSOCKET) for _ in range(20)]
+    counts: list[int] = []
+    thread = threading.Thread(target=lambda: counts.append(hub.disconnect_all(Transport.WEBSOCKET)))
+    thread.start()
+    thread.join()
+    assert counts == [20]
+    for stream in streams:
+        assert [e async for e in stream.events()][1:] == []  # woken on the hub's loop, ended
+    await hub.close()

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from transport_demo import RunningServer
+from transport_demo.held_polls import hold_for
 
 from .waiting import until
 
@@ -138,3 +139,22 @@ def test_isolation(server: RunningServer, http: httpx.Client) -> None:
     answer = poll(http, b, last_seq=0)
     assert [m["message"] for m in answer["messages"]] == ["for b only"]
     assert {m["connection_id"] for m in answer["messages"]} == {b}
+
+
+def test_jittered_holds_stay_within_the_poll_timeout(make_server: Any) -> None:
+    server = make_server(poll_timeout=0.4, poll_hold_jitter=0.5)
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        cid = http.post("/poll", json={}).json()["connection_id"]
+        holds = [poll(http, cid, last_seq=0)["hold"] for _ in range(6)]
+        server.hub.publish(cid, "still delivered")
+        answer = poll(http, cid, last_seq=0)
+    assert all(0.2 <= hold <= 0.4 for hold in holds), holds
+    assert len(set(holds)) > 1  # drawn per poll, not one fixed value
+    assert [m["message"] for m in answer["messages"]] == ["still delivered"]
+
+
+def test_hold_for_draws_within_its_window() -> None:
+    assert hold_for(30.0, 0.0) == 30.0
+    draws = [hold_for(30.0, 0.2) for _ in range(1000)]
+    assert min(draws) >= 24.0 and max(draws) <= 30.0
+    assert max(draws) - min(draws) > 4.0  # spread over the window, not bunched

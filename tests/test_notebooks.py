@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -97,13 +98,31 @@ EXPECTED = {
         r"(?m)^'null'$",  # the loopback default allows Origin: null (any sandboxed iframe)
     ],
     "01_long_polling.ipynb": [
-        r"→ 200 after [3-9]\.\d\d s",  # the held poll that times out (3 s hold)
+        r"received \d+ bytes: head \d+ \+ body \d+, after [3-9]\.\d\d s",  # held, timed out
+        r'"type": "empty"',  # a short poll
+        r"short polling, every 1 s +\d",  # idle cost, measured
+        r'"reason": "superseded"',
+        r"published between an answer and the next: median +\d+ ms",  # the gap
+        r'\{"user":"ada","via":"header"\}',
+        r"'via': 'cookie'",
         r"\(3, 'sent while the poll was cut'\)",
+        r"\(4, 'ada: hello, everyone'\)",  # broadcast, with w's own seq
+        r"accepted 1000, then refused: queue_full",
+        r"→ 429 after",
+        r"\(1000, 'update 1000'\)",
     ],
     "02_server_sent_events.ipynb": [
         r"retry: 1000",
         r"\(4, 'while cut \(2\)'\)",
         r"x-accel-buffering",
+        r"GET /lessons/sse/countdown\?retry=300  Last-Event-ID: 4",
+        r"← 204 \(no Content-Type\)\n.*fail the connection",
+        r"← 503 .*\n.*fail the connection",
+        r"addEventListener\('chat'\)",
+        r"comment : keep-alive \(nothing dispatched\)",
+        r"← 401 application/json\n.*fail the connection",  # the one-use ticket, reused
+        r"'buffering': <connected event after [\d,.]+ ms, a push after (?:[1-9],)?\d{3}\.\d ms>",
+        r"event: token\\ndata: \{",  # the streamed POST's chunks
     ],
     "03_websocket.ipynb": [
         r"101 Switching Protocols",
@@ -188,14 +207,22 @@ def test_every_exercise_has_a_solution_mentioned_in_its_notebook() -> None:
 # -- JupyterLab in a real browser -------------------------------------------------------------
 
 
+def copy_for_jupyterlab(folder: Path) -> Path:
+    """The notebooks, their solutions and the docs they show, copied under ``folder``."""
+    for name in ("notebooks", "docs"):
+        shutil.copytree(ROOT / name, folder / name, ignore=shutil.ignore_patterns(".*"))
+    return folder
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def jupyterlab() -> Iterator[str]:
+@pytest.fixture(scope="module")
+def jupyterlab_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real JupyterLab on 127.0.0.1 serving the repository: its notebook URL, ``{name}`` left."""
     port, token = free_port(), "transport-demo-test"
     process = subprocess.Popen(
         [
@@ -208,7 +235,9 @@ def jupyterlab() -> Iterator[str]:
             f"--port={port}",
             "--ip=127.0.0.1",
             f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={ROOT}",
+            # A copy: JupyterLab saves what it runs (autosave, checkpoints), and a test must not
+            # rewrite the repository's notebooks.
+            f"--ServerApp.root_dir={copy_for_jupyterlab(tmp_path_factory.mktemp('lab'))}",
             "--LabApp.expose_app_in_browser=True",
         ],
         stdout=subprocess.DEVNULL,
@@ -226,10 +255,15 @@ def jupyterlab() -> Iterator[str]:
                 pass
             assert time.monotonic() < deadline, "JupyterLab did not start"
             time.sleep(0.3)
-        yield f"{url}/lab/tree/notebooks/01_long_polling.ipynb?token={token}"
+        yield f"{url}/lab/tree/notebooks/{{name}}?token={token}"
     finally:
         process.terminate()
         process.wait(20)
+
+
+@pytest.fixture
+def jupyterlab(jupyterlab_root: str) -> str:
+    return jupyterlab_root.format(name="01_long_polling.ipynb")
 
 
 KERNEL_READY = """() => {
@@ -267,3 +301,67 @@ def test_long_polling_notebook_in_jupyterlab(jupyterlab: str) -> None:
 def test_jupyterlab_notebook_metadata_uses_python3() -> None:
     for path in NOTEBOOKS:
         assert json.loads(path.read_text())["metadata"]["kernelspec"]["name"] == "python3"
+
+
+RUN_STATE = """() => {
+    const panel = window.jupyterapp.shell.currentWidget;
+    const session = panel && panel.sessionContext && panel.sessionContext.session;
+    const kernel = session && session.kernel;
+    const cells = Array.from(panel.content.model.cells).filter(c => c.type === "code");
+    const errors = [];
+    for (const cell of cells) {
+        for (let i = 0; i < cell.outputs.length; i++) {
+            const out = cell.outputs.get(i).toJSON();
+            if (out.output_type === "error") errors.push(out.ename + ": " + out.evalue);
+        }
+    }
+    return {
+        idle: Boolean(kernel) && kernel.status === "idle",
+        run: cells.filter(c => c.executionCount !== null).length,
+        cells: cells.length,
+        errors,
+    };
+}"""
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_every_notebook_survives_restart_and_run_all_in_jupyterlab(jupyterlab_root: str) -> None:
+    """Each notebook in a real JupyterLab: Run All, then Restart Kernel and Run All again (the
+    notebook must not depend on hidden state); every code cell runs and none ends in an error."""
+    from playwright.sync_api import sync_playwright
+
+    from .browser import launch
+
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        for path in NOTEBOOKS:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            # ?reset: a fresh workspace, so the notebook opened is the current widget.
+            page.goto(jupyterlab_root.format(name=path.name) + "&reset")
+            page.wait_for_function("window.jupyterapp && window.jupyterapp.shell", timeout=60_000)
+            for restart in (False, True):
+                page.wait_for_function(KERNEL_READY, timeout=60_000)
+                if restart:
+                    page.evaluate(
+                        "window.jupyterapp.shell.currentWidget.sessionContext.session.kernel"
+                        ".restart()"
+                    )
+                    page.wait_for_function(KERNEL_READY, timeout=60_000)
+                # Cleared first, so that execution counts left by the run before don't count.
+                page.evaluate(
+                    "window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')"
+                    ".then(() => window.jupyterapp.commands.execute('notebook:run-all-cells'))"
+                )
+                deadline = time.monotonic() + 120
+                while True:
+                    state = page.evaluate(f"({RUN_STATE})()")
+                    if state["errors"] or (state["idle"] and state["run"] == state["cells"]):
+                        break
+                    assert time.monotonic() < deadline, (path.name, restart, state)
+                    page.wait_for_timeout(500)
+                assert state["errors"] == [], (path.name, restart, state["errors"])
+                assert state["run"] == state["cells"], (path.name, restart, state)
+            page.close()
+        browser.close()

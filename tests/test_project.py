@@ -82,20 +82,24 @@ def test_client_page_is_one_file() -> None:
 def test_public_api_is_pinned() -> None:
     assert transport_demo.__all__ == sorted(transport_demo.__all__)
     assert set(transport_demo.__all__) == {
+        "Classroom",
         "Hub",
         "InvalidText",
         "MessageTooLarge",
         "PortInUseError",
         "QueueFull",
+        "RateLimited",
         "RunningServer",
         "ServerShuttingDown",
         "Settings",
         "TooManyConnections",
+        "TooManyConnectionsFromAddress",
         "Transport",
         "TransportDemoError",
         "UnknownConnection",
         "__version__",
         "create_app",
+        "start_classroom",
         "start_server",
         "stop_all",
     }
@@ -105,7 +109,9 @@ def test_public_api_is_pinned() -> None:
 
 
 PUBLIC_MODULES = [
+    "transport_demo.admission",
     "transport_demo.backend",
+    "transport_demo.classroom",
     "transport_demo.clients",
     "transport_demo.clients.base",
     "transport_demo.connection",

@@ -29,11 +29,11 @@ import redis
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-from tests.proxy import FaultyProxy
 from tests.waiting import until
 from transport_demo import RunningServer, start_server
 from transport_demo.clients import BaseClient, LongPollClient, SSEClient, WebSocketClient
 from transport_demo.local_redis import LocalRedis, start_redis
+from transport_demo.proxy import FaultyProxy
 from transport_demo.redis_hub import connection_keys
 
 FAST = {"heartbeat_interval": 0.5, "poll_timeout": 1.0, "resume_grace": 30.0}

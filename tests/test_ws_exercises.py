@@ -18,7 +18,7 @@ from transport_demo.exercises.websocket import (
     check_accept,
     check_close_decisions,
     check_decoded,
-    check_frame,
+    check_message,
 )
 
 
@@ -29,13 +29,13 @@ def verdict(capsys: pytest.CaptureFixture[str], passed: bool) -> str:
 
 
 def test_frame_check(server: RunningServer, capsys: pytest.CaptureFixture[str]) -> None:
-    assert not check_frame(lambda text: text, server.url)  # not JSON: the server says so
+    assert not check_message(lambda text: text, server.url)  # not JSON: the server says so
     assert "for 'hello' the server said invalid_json" in verdict(capsys, False)
     naive = '{{"message": "{}"}}'.format  # breaks on quotes and newlines
-    assert not check_frame(naive, server.url)
+    assert not check_message(naive, server.url)
     printed = verdict(capsys, False)
     assert "for 'hello'" not in printed and "line\\nbreak" in printed
-    assert check_frame(lambda text: json.dumps({"message": text}), server.url)
+    assert check_message(lambda text: json.dumps({"message": text}), server.url)
     verdict(capsys, True)
 
 

@@ -18,12 +18,15 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 if TYPE_CHECKING:
     from .app import create_app
+    from .classroom import Classroom, start_classroom
     from .errors import (
         InvalidText,
         MessageTooLarge,
         QueueFull,
+        RateLimited,
         ServerShuttingDown,
         TooManyConnections,
+        TooManyConnectionsFromAddress,
         TransportDemoError,
         UnknownConnection,
     )
@@ -35,6 +38,10 @@ if TYPE_CHECKING:
 # name -> the module that defines it
 _LAZY = {
     "create_app": "app",
+    "Classroom": "classroom",
+    "start_classroom": "classroom",
+    "RateLimited": "errors",
+    "TooManyConnectionsFromAddress": "errors",
     "Hub": "hub",
     "Transport": "protocol",
     "PortInUseError": "server",
@@ -52,20 +59,24 @@ _LAZY = {
 }
 
 __all__ = [
+    "Classroom",
     "Hub",
     "InvalidText",
     "MessageTooLarge",
     "PortInUseError",
     "QueueFull",
+    "RateLimited",
     "RunningServer",
     "ServerShuttingDown",
     "Settings",
     "TooManyConnections",
+    "TooManyConnectionsFromAddress",
     "Transport",
     "TransportDemoError",
     "UnknownConnection",
     "__version__",
     "create_app",
+    "start_classroom",
     "start_server",
     "stop_all",
 ]

@@ -11,11 +11,12 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from . import logs
+from . import classroom, logs
 from .app import create_app
 from .backend import make_hub
 from .server import DemoServer, PortInUseError, bind_socket, uvicorn_config
 from .settings import Settings
+from .urls import server_url
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -28,6 +29,30 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--heartbeat-interval", type=float, metavar="SECONDS")
     parser.add_argument("--poll-timeout", type=float, metavar="SECONDS")
     parser.add_argument("--resume-grace", type=float, metavar="SECONDS")
+    parser.add_argument(
+        "--poll-hold-jitter",
+        type=float,
+        metavar="FRACTION",
+        help="hold each long poll between (1 - FRACTION) and 1 x the poll timeout, so that polls "
+        "opened together drift apart (e.g. 0.2; default 0: every hold is the poll timeout)",
+    )
+    parser.add_argument(
+        "--gc-freeze",
+        action=argparse.BooleanOptionalAction,
+        help="freeze what survived into the garbage collector's permanent generation after "
+        "start-up and every minute, against full-collection pauses with thousands of "
+        "connections (default: on; see transport_demo/gc_policy.py)",
+    )
+    parser.add_argument(
+        "--classroom",
+        action="store_true",
+        default=None,
+        help="serve a room: listen on every interface, print the join URL (the LAN address) and "
+        "its QR code, allow that origin (never null), turn the per-address limits on",
+    )
+    parser.add_argument(
+        "--join-host", metavar="ADDRESS", help="the address students use (default: the LAN one)"
+    )
     parser.add_argument(
         "--redis",
         dest="redis_url",
@@ -48,7 +73,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         dest="allowed_origins",
         metavar="ORIGIN",
         help="an allowed Origin, e.g. http://10.0.0.5:8000 or http://localhost:* (repeatable; "
-        "replaces the default list)",
+        "replaces the default list; null only with a loopback --host)",
     )
     return parser.parse_args(argv)
 
@@ -58,6 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     workers = args.workers
     del args.workers
     options = {key: value for key, value in vars(args).items() if value is not None}
+    # This process is the server's own, so the GC policy for thousands of connections is the
+    # default here (not in Settings: inside a notebook kernel it would freeze the kernel's objects).
+    if "gc_freeze" not in options and "TRANSPORT_DEMO_GC_FREEZE" not in os.environ:
+        options["gc_freeze"] = True
     try:
         settings = Settings(**options)
         sock = bind_socket(settings.host, settings.port)
@@ -77,14 +106,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     hub = make_hub(settings)
     port = sock.getsockname()[1]
     server = DemoServer(uvicorn_config(create_app(settings, hub=hub), settings, port=port), hub)
-    shown = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
-    print(f"transport-demo: open http://{shown}:{port}/ in a browser (Ctrl+C stops)", flush=True)
+    if settings.classroom:
+        print_classroom(settings, port)
+    else:
+        url = server_url(settings.host, port, "/")
+        print(f"transport-demo: open {url} in a browser (Ctrl+C stops)")
+    sys.stdout.flush()
     logs.install_filters()
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C after its clean shutdown
         return 130
     return 0
+
+
+def print_classroom(settings: Settings, port: int) -> None:
+    """The join URL, its QR code and the limits, for the instructor's terminal."""
+    url = settings.join_url(port)
+    print(f"transport-demo classroom: students open {url}")
+    print(f"  on the projector: {url}join    (Ctrl+C stops)")
+    qr = classroom.qr_text(url)
+    if qr is not None:
+        print(qr, end="")
+    print("  allowed origins: " + ", ".join(settings.allowed_origins))
+    for line in classroom.limits_text(settings):
+        print("  " + line)
 
 
 def run_workers(
@@ -102,12 +148,9 @@ def run_workers(
     config = uvicorn_config(
         "transport_demo.app:create_app_from_env", settings, port=port, factory=True, workers=workers
     )
-    shown = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
-    print(
-        f"transport-demo: open http://{shown}:{port}/ in a browser ({workers} workers on Redis; "
-        "Ctrl+C stops)",
-        flush=True,
-    )
+    url = server_url(settings.host, port, "/")
+    print(f"transport-demo: open {url} in a browser ({workers} workers on Redis; Ctrl+C stops)")
+    sys.stdout.flush()
     Multiprocess(config, sockets=[sock]).run()
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -13,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse
 from fastapi.telemetry import TelemetryConfig
 
-from . import __version__, http_errors, longpoll, sse, websocket
+from . import __version__, classroom, gc_policy, http_errors, lessons, longpoll, sse, websocket
 from .backend import Backend, make_hub
 from .origins import OriginPolicy
 from .settings import Settings
@@ -40,9 +41,16 @@ def create_app(settings: Settings | None = None, *, hub: Backend | None = None) 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await hub.start()
+        freezer = (
+            asyncio.create_task(gc_policy.freeze_periodically(), name="transport-demo-gc-freeze")
+            if settings.gc_freeze
+            else None
+        )
         try:
             yield
         finally:
+            if freezer is not None:
+                freezer.cancel()
             await hub.close()
 
     app = FastAPI(
@@ -69,13 +77,26 @@ def create_app(settings: Settings | None = None, *, hub: Backend | None = None) 
     app.include_router(longpoll.router)
     app.include_router(sse.router)
     app.include_router(websocket.router)
+    app.include_router(lessons.router)  # teaching demos under /lessons, not the contract
 
     @app.get("/stats", tags=["monitoring"], summary="Connection counts and per-connection state")
     async def stats(request: Request) -> dict[str, Any]:
         """Counts by transport and state, totals, uptime, and connections by their first 8
         characters: never a full id (a full id is the key to a connection) and never a text."""
         # asyncio tasks alive on the server's loop: a leak shows here as a number that only grows.
-        return {**(await hub.astats()), "asyncio_tasks": len(asyncio.all_tasks())}
+        # gc_frozen: objects in the collector's permanent generation (settings.gc_freeze).
+        return {
+            **(await hub.astats()),
+            "asyncio_tasks": len(asyncio.all_tasks()),
+            "gc_frozen": gc.get_freeze_count(),
+        }
+
+    @app.get("/join", response_class=HTMLResponse, include_in_schema=False)
+    async def join_page(request: Request) -> HTMLResponse:
+        """The join URL and its QR code, large, for a projector (classroom mode)."""
+        port = request.scope["server"][1] if request.scope.get("server") else settings.port
+        page = classroom.join_page(settings.join_url(port), settings)
+        return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def client_page() -> HTMLResponse:

@@ -46,7 +46,7 @@ class Backend(Protocol):
 
     async def close(self, timeout: float = 0.5) -> None: ...
 
-    async def aconnect_long_poll(self) -> str: ...
+    async def aconnect_long_poll(self, address: str | None = None) -> str: ...
 
     async def poll(
         self, connection_id: str, last_seq: int | None = None, *, hold: float | None = None
@@ -59,14 +59,23 @@ class Backend(Protocol):
     async def areceive(self, connection_id: str, text: str, transport: Transport) -> int: ...
 
     async def aopen_stream(
-        self, transport: Transport, connection_id: str | None = None, last_seq: int | None = None
+        self,
+        transport: Transport,
+        connection_id: str | None = None,
+        last_seq: int | None = None,
+        *,
+        address: str | None = None,
     ) -> AttachedStream: ...
 
     async def astats(self) -> dict[str, Any]: ...
 
+    def stats(self) -> dict[str, Any]: ...
+
     def publish(self, connection_id: str, text: str) -> int: ...
 
     def broadcast(self, text: str) -> int: ...
+
+    def disconnect_all(self, transport: Transport | None = None) -> int: ...
 
 
 def make_hub(settings: Settings) -> Backend:

@@ -15,8 +15,10 @@ __all__ = [
     "InvalidText",
     "MessageTooLarge",
     "QueueFull",
+    "RateLimited",
     "ServerShuttingDown",
     "TooManyConnections",
+    "TooManyConnectionsFromAddress",
     "TransportDemoError",
     "UnknownConnection",
     "UnsupportedMediaType",
@@ -61,6 +63,18 @@ class TooManyConnections(TransportDemoError):
     """The server holds ``max_connections`` connections."""
 
     code = ErrorCode.TOO_MANY_CONNECTIONS
+
+
+class TooManyConnectionsFromAddress(TransportDemoError):
+    """The client's address already holds ``max_connections_per_address`` connections."""
+
+    code = ErrorCode.TOO_MANY_CONNECTIONS_FROM_ADDRESS
+
+
+class RateLimited(TransportDemoError):
+    """The connection sent texts faster than ``max_messages_per_second`` (after its burst)."""
+
+    code = ErrorCode.RATE_LIMITED
 
 
 class ServerShuttingDown(TransportDemoError):

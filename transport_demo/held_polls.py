@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from typing import TYPE_CHECKING
 
 from . import events
@@ -19,13 +20,14 @@ from .stream import Waiter
 if TYPE_CHECKING:
     from .hub import Hub
 
-__all__ = ["connect", "poll", "send_and_poll"]
+__all__ = ["connect", "hold_for", "poll", "send_and_poll"]
 
 
-def connect(hub: Hub) -> str:
-    """Create a long-polling connection; return its encoded ``connected`` event."""
+def connect(hub: Hub, address: str | None = None) -> str:
+    """Create a long-polling connection for a client at ``address``; return its encoded
+    ``connected`` event."""
     with hub.lock:
-        conn = hub.create(Transport.LONG_POLLING)
+        conn = hub.create(Transport.LONG_POLLING, address)
     settings = hub.settings
     return events.encode(
         events.make_event(
@@ -49,7 +51,8 @@ async def poll(
     "superseded"``). With ``last_seq`` the events up to it are acknowledged and later ones are sent
     again until acknowledged; without it, events count as delivered once sent.
     """
-    hold = hub.settings.poll_timeout if hold is None else hold
+    if hold is None:
+        hold = hold_for(hub.settings.poll_timeout, hub.settings.poll_hold_jitter)
     with hub.lock:
         hub.refuse_if_closing()
         conn = hub.find(connection_id, Transport.LONG_POLLING)
@@ -60,7 +63,7 @@ async def poll(
         hub.attach(conn, waiter)
         if answer is not None or hold <= 0:
             hub.release(waiter)
-            return answer or _timeout(hub, conn, EndReason.HOLD_EXPIRED)
+            return answer or _timeout(hub, conn, EndReason.HOLD_EXPIRED, hold)
     try:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(hold):
@@ -69,13 +72,13 @@ async def poll(
                     with hub.lock:
                         waiter.wakeup.clear()
                         if waiter.ended is not None:
-                            return _timeout(hub, conn, waiter.ended)
+                            return _timeout(hub, conn, waiter.ended, hold)
                         answer = _answer(hub, conn, last_seq)
                         if answer is not None:
                             return answer
         with hub.lock:
             return _answer(hub, conn, last_seq) or _timeout(
-                hub, conn, waiter.ended or EndReason.HOLD_EXPIRED
+                hub, conn, waiter.ended or EndReason.HOLD_EXPIRED, hold
             )
     finally:
         with hub.lock:
@@ -103,12 +106,23 @@ def _answer(hub: Hub, conn: Connection, last_seq: int | None) -> str | None:
     return events.poll_batch(conn.id, batch)
 
 
-def _timeout(hub: Hub, conn: Connection, reason: EndReason) -> str:
+def hold_for(poll_timeout: float, jitter: float) -> float:
+    """How long to hold one poll: ``poll_timeout``, or with ``jitter`` a uniform draw between
+    ``(1 - jitter) x poll_timeout`` and ``poll_timeout``. Polls that start together (a class
+    pressing Start, every client reconnecting after a restart) then expire spread over a window
+    instead of all at once, and each round spreads them further."""
+    if jitter <= 0:
+        return poll_timeout
+    return poll_timeout * (1 - jitter * random.random())
+
+
+def _timeout(hub: Hub, conn: Connection, reason: EndReason, hold: float) -> str:
     return events.encode(
         events.make_event(
             EventType.TIMEOUT,
             conn.id,
             reason=reason.value,
             poll_timeout=hub.settings.poll_timeout,
+            hold=round(hold, 3),
         )
     )

@@ -24,6 +24,8 @@ STATUS: dict[type[errors.TransportDemoError], int] = {
     errors.InvalidRequest: 422,
     errors.InvalidText: 422,
     errors.QueueFull: 429,
+    errors.RateLimited: 429,
+    errors.TooManyConnectionsFromAddress: 429,
     errors.TooManyConnections: 503,
     errors.ServerShuttingDown: 503,
     errors.BackendUnavailable: 503,

@@ -22,8 +22,16 @@ from collections.abc import Callable
 from typing import Any
 
 from . import held_polls
+from .admission import Admission
 from .connection import Connection, ConnectionStore, Limits, MemoryStore, check_text
-from .errors import QueueFull, ServerShuttingDown, TooManyConnections, UnknownConnection
+from .errors import (
+    QueueFull,
+    RateLimited,
+    ServerShuttingDown,
+    TooManyConnections,
+    TooManyConnectionsFromAddress,
+    UnknownConnection,
+)
 from .protocol import ConnectionState, EndReason, EventType, Transport
 from .settings import Settings
 from .stream import Outgoing, Stream, Waiter, open_stream
@@ -56,6 +64,11 @@ class Hub:
             self.settings.max_queue, self.settings.replay_window, self.settings.max_message_bytes
         )
         self._store: ConnectionStore = store if store is not None else MemoryStore(limits)
+        self._admission = Admission(
+            self.settings.max_connections_per_address,
+            self.settings.max_messages_per_second,
+            self.settings.message_burst,
+        )
         self._clock = clock
         self.lock = threading.Lock()
         """Guards every connection and waiter; held briefly, never across an await."""
@@ -72,6 +85,11 @@ class Hub:
                 "messages_published",
                 "events_sent",
                 "heartbeats_sent",
+                "streams_resumed",
+                "resumes_failed",
+                "rate_limited",
+                "refused_per_address",
+                "waiters_cut",
             ),
             0,
         )
@@ -102,14 +120,20 @@ class Hub:
 
     # -- connections ----------------------------------------------------------------------------
 
-    def _create(self, transport: Transport) -> Connection:
+    def _create(self, transport: Transport, address: str | None = None) -> Connection:
         self.refuse_if_closing()
         if len(self._store) >= self.settings.max_connections:
             raise TooManyConnections(
                 f"The server holds its maximum of {self.settings.max_connections} connections; "
                 "try again later."
             )
+        try:
+            self._admission.addresses.admit(address)
+        except TooManyConnectionsFromAddress:
+            self._counters["refused_per_address"] += 1
+            raise
         conn = self._store.create(transport, self._clock(), wall=time.time())
+        self._admission.addresses.add(conn.id, address)
         self._counters["connections_opened"] += 1
         return conn
 
@@ -180,11 +204,19 @@ class Hub:
         return count
 
     def receive(self, connection_id: str, text: str, transport: Transport) -> int:
-        """A client sent ``text``: queue its echo (``message``, on WebSocket ``user_message``)."""
+        """A client sent ``text``: queue its echo (``message``, on WebSocket ``user_message``).
+
+        Raises :class:`RateLimited` past ``max_messages_per_second`` (nothing is queued then).
+        """
         text = check_text(text, self.settings.max_message_bytes)
         with self.lock:
             self.refuse_if_closing()
             conn = self._get(connection_id, transport)
+            try:
+                self._admission.rates.take(conn.id, self._clock())
+            except RateLimited:
+                self._counters["rate_limited"] += 1
+                raise
             event_type = (
                 EventType.USER_MESSAGE if transport is Transport.WEBSOCKET else EventType.MESSAGE
             )
@@ -205,9 +237,11 @@ class Hub:
         conn = self._store.get(connection_id) if connection_id is not None else None
         return conn if conn is not None and conn.transport is transport else None
 
-    def create(self, transport: Transport) -> Connection:
-        """A new connection; raises :class:`TooManyConnections` or :class:`ServerShuttingDown`."""
-        return self._create(transport)
+    def create(self, transport: Transport, address: str | None = None) -> Connection:
+        """A new connection for a client at ``address`` (``None``: unknown, not counted); raises
+        :class:`TooManyConnections`, :class:`TooManyConnectionsFromAddress` or
+        :class:`ServerShuttingDown`."""
+        return self._create(transport, address)
 
     def now(self) -> float:
         """The hub's monotonic clock."""
@@ -244,9 +278,10 @@ class Hub:
 
     # -- the transports' operations ---------------------------------------------------------
 
-    def connect_long_poll(self) -> str:
-        """Create a long-polling connection; return its encoded ``connected`` event."""
-        return held_polls.connect(self)
+    def connect_long_poll(self, address: str | None = None) -> str:
+        """Create a long-polling connection for a client at ``address``; return its encoded
+        ``connected`` event."""
+        return held_polls.connect(self, address)
 
     async def poll(
         self, connection_id: str, last_seq: int | None = None, *, hold: float | None = None
@@ -261,27 +296,60 @@ class Hub:
         return await held_polls.send_and_poll(self, connection_id, text, last_seq)
 
     def open_stream(
-        self, transport: Transport, connection_id: str | None = None, last_seq: int | None = None
+        self,
+        transport: Transport,
+        connection_id: str | None = None,
+        last_seq: int | None = None,
+        *,
+        address: str | None = None,
     ) -> Stream:
         """Attach an SSE or WebSocket stream (:func:`transport_demo.stream.open_stream`)."""
-        return open_stream(self, transport, connection_id, last_seq)
+        return open_stream(self, transport, connection_id, last_seq, address=address)
+
+    def disconnect_all(self, transport: Transport | None = None) -> int:
+        """Cut every stream and held poll of ``transport`` (``None``: of all three); return how
+        many. Any thread. For teaching: the room watches its clients reconnect and resume.
+
+        The connections stay, so every client resumes with nothing lost. What each transport
+        sees: a held long poll is answered at once, ``timeout`` with ``reason: "cut"`` (between
+        polls there is nothing to cut; the next poll carries ``last_seq`` as always); an SSE
+        stream's response ends, and the client reconnects with ``Last-Event-ID``; a WebSocket is
+        closed with 1012 (IANA's "service restart": come back after a randomized delay), since an
+        ASGI application cannot drop a TCP connection without a close frame.
+        """
+        with self.lock:
+            cut = [
+                waiter
+                for waiter in self._waiters.values()
+                if waiter.ended is None
+                and (transport is None or waiter.conn.transport is transport)
+            ]
+            for waiter in cut:
+                self.end(waiter, EndReason.CUT)
+            self._counters["waiters_cut"] += len(cut)
+        return len(cut)
 
     # -- the async interface the routers use (transport_demo.backend.Backend) -------------------
     # In memory these finish at once; a shared store (transport_demo.redis_hub) awaits its I/O.
 
-    async def aconnect_long_poll(self) -> str:
+    async def aconnect_long_poll(self, address: str | None = None) -> str:
         """:meth:`connect_long_poll`, awaitable."""
-        return held_polls.connect(self)
+        return held_polls.connect(self, address)
 
     async def areceive(self, connection_id: str, text: str, transport: Transport) -> int:
         """:meth:`receive`, awaitable."""
         return self.receive(connection_id, text, transport)
 
     async def aopen_stream(
-        self, transport: Transport, connection_id: str | None = None, last_seq: int | None = None
+        self,
+        transport: Transport,
+        connection_id: str | None = None,
+        last_seq: int | None = None,
+        *,
+        address: str | None = None,
     ) -> Stream:
         """:meth:`open_stream`, awaitable."""
-        return open_stream(self, transport, connection_id, last_seq)
+        return open_stream(self, transport, connection_id, last_seq, address=address)
 
     async def astats(self) -> dict[str, Any]:
         """:meth:`stats`, awaitable."""
@@ -305,6 +373,7 @@ class Hub:
             ]
             for connection_id in expired:
                 self._store.remove(connection_id)
+                self._admission.forget(connection_id)
             self._counters["connections_expired"] += len(expired)
         return len(expired)
 
@@ -348,4 +417,5 @@ class Hub:
                 "uptime": round(now - self._started, 3),
                 "connection_list": listed,
                 "connection_list_truncated": total > len(listed),
+                "client_addresses": self._admission.addresses.addresses(),
             }

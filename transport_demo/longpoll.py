@@ -30,7 +30,8 @@ async def poll(request: Request) -> Response:
     if body.connection_id is None:
         if body.text is not None:
             raise InvalidRequest("A text needs a connection_id: open a connection first.")
-        return json_response(await hub.aconnect_long_poll())
+        address = request.client.host if request.client else None
+        return json_response(await hub.aconnect_long_poll(address))
     if body.text is not None:
         return json_response(await hub.send_and_poll(body.connection_id, body.text, body.last_seq))
     return json_response(await hub.poll(body.connection_id, body.last_seq))

@@ -1,14 +1,64 @@
 """The Origin allow-list: one list drives CORS on the HTTP endpoints and the WebSocket check.
 
 An entry is an exact origin (``http://10.0.0.5:8000``), an origin with any port
-(``http://localhost:*``), ``null`` (a page opened from a file), or ``*`` (anything: only for a
-closed classroom network).
+(``http://localhost:*``), ``null`` (a page opened from a file), or ``*`` (any web origin: only for
+a closed classroom network; ``*`` never covers ``null``).
+
+Two more rules (docs/protocol.md, "Origins"):
+
+* **Same origin as the request's host.** An ``Origin`` whose host and port are the request's
+  ``Host`` is the page that server itself served, and is always allowed. This is what makes
+  client.html work behind jupyter-server-proxy (JupyterLab, JupyterHub, Binder): the proxy copies
+  the browser's request headers, ``Host`` included, to the server (its ``proxy_request_headers``),
+  so a page at ``https://hub.example/user/NAME/proxy/8000/`` sends ``Origin: https://hub.example``
+  with ``Host: hub.example``. A page on another site sends its own origin with our ``Host`` and is
+  refused. ``X-Forwarded-Host`` is not consulted: neither jupyter-server-proxy nor JupyterHub's
+  proxy needs it, and trusting it would let anything that can set a header choose the answer.
+* **``null`` only on loopback.** ``null`` is the origin of a page opened from a file, but also of
+  any site's sandboxed iframe, so allowing it admits every site. It is allowed only while the
+  server listens on a loopback address (the default); with any other bind it is dropped from the
+  default list, and listing it explicitly is an error (:func:`check_null_origin`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+__all__ = ["OriginPolicy", "check_null_origin", "is_loopback", "origin_regex"]
+
+DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback literals (``127.0.0.0/8``, ``::1``); a wildcard bind
+    (``0.0.0.0``, ``::``, empty) or any other address is not."""
+    host = host.strip().strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_null_origin(host: str, allowed: tuple[str, ...], explicit: bool) -> tuple[str, ...]:
+    """The allow-list for a server bound to ``host``: ``null`` only on loopback.
+
+    ``explicit``: the list was given by the user (an error then) rather than the default (from
+    which ``null`` is dropped quietly).
+    """
+    if is_loopback(host) or "null" not in allowed:
+        return allowed
+    if explicit:
+        raise ValueError(
+            f"The origin 'null' cannot be allowed on a server bound to {host!r}: 'null' is also "
+            "the origin of any site's sandboxed iframe. Serve the page from the server instead "
+            "of opening it as a file, or bind to 127.0.0.1."
+        )
+    return tuple(entry for entry in allowed if entry != "null")
 
 
 def origin_regex(allowed: Iterable[str]) -> str:
@@ -17,12 +67,32 @@ def origin_regex(allowed: Iterable[str]) -> str:
     for entry in allowed:
         entry = entry.strip().rstrip("/")
         if entry == "*":
-            parts.append(r".*")
+            parts.append(r"(?!null$).*")
         elif entry.endswith(":*"):
             parts.append(re.escape(entry[:-2]) + r"(?::[0-9]{1,5})?")
         else:
             parts.append(re.escape(entry))
     return "^(?:" + "|".join(parts or ["(?!)"]) + ")$"
+
+
+def _host_port(authority: str, scheme: str) -> tuple[str, int | None] | None:
+    """``(host, port)`` of ``authority`` with the scheme's default port filled in."""
+    try:
+        parts = urlsplit(f"{scheme}://{authority}")
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.hostname is None:
+        return None
+    return parts.hostname, port if port is not None else DEFAULT_PORTS.get(scheme)
+
+
+def same_origin_as_host(origin: str, host: str) -> bool:
+    """True when ``origin`` (``scheme://host[:port]``) names the request's ``Host``."""
+    scheme, sep, authority = origin.partition("://")
+    if not sep or scheme not in ("http", "https") or "/" in authority:
+        return False
+    return _host_port(authority, scheme) == _host_port(host, scheme)
 
 
 class OriginPolicy:
@@ -38,9 +108,10 @@ class OriginPolicy:
 
         No ``Origin`` header means no browser sent it (browsers always send one on a WebSocket
         handshake), and cross-site hijacking needs a browser; command-line clients may connect.
+        The server's own origin is the one whose host is the request's ``Host`` (module docstring).
         """
         if origin is None:
             return True
-        if host is not None and origin in (f"http://{host}", f"https://{host}"):
+        if host and same_origin_as_host(origin, host):
             return True
         return self._pattern.fullmatch(origin) is not None

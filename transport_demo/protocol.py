@@ -57,6 +57,7 @@ class EndReason(enum.StrEnum):
     HOLD_EXPIRED = "hold_expired"  # the poll was held for poll_timeout and nothing came
     SUPERSEDED = "superseded"  # a newer poll, send or resumed stream took the connection over
     SHUTDOWN = "shutdown"  # the server is stopping
+    CUT = "cut"  # the server's operator cut every connection of a transport (Hub.disconnect_all)
     CLOSED = "closed"  # the stream's socket is gone
     EXPIRED = "expired"  # the connection is gone from the shared store (expired, or Redis lost it)
     BACKEND_UNAVAILABLE = "backend_unavailable"  # the shared store (Redis) cannot be reached
@@ -78,6 +79,8 @@ class ErrorCode(enum.StrEnum):
     INVALID_TEXT = "invalid_text"
     QUEUE_FULL = "queue_full"
     TOO_MANY_CONNECTIONS = "too_many_connections"
+    TOO_MANY_CONNECTIONS_FROM_ADDRESS = "too_many_connections_from_address"
+    RATE_LIMITED = "rate_limited"  # a client sent texts faster than its connection may
     SHUTTING_DOWN = "shutting_down"
     INVALID_JSON = "invalid_json"
     INVALID_REQUEST = "invalid_request"
@@ -100,8 +103,8 @@ class CloseCode(enum.IntEnum):
     # ended without a close frame.
     ABNORMAL_CLOSURE = 1006
     INTERNAL_ERROR = 1011
-    SERVICE_RESTART = 1012
-    TRY_AGAIN_LATER = 1013  # IANA registry: the shared store (Redis) is unavailable for now
+    SERVICE_RESTART = 1012  # IANA's registry: restarting; come back after a randomized delay
+    TRY_AGAIN_LATER = 1013  # IANA's registry: the shared store (Redis) is unavailable for now
     SUPERSEDED = 4000  # this server's own: a newer socket resumed this connection
 
 

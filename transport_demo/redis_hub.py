@@ -99,10 +99,11 @@ def _unavailable() -> BackendUnavailable:
 class _Waiter:
     """A held poll or an attached stream in this process; ``token`` names it in Redis."""
 
-    __slots__ = ("connection_id", "ended", "token", "wakeup")
+    __slots__ = ("connection_id", "ended", "token", "transport", "wakeup")
 
-    def __init__(self, connection_id: str) -> None:
+    def __init__(self, connection_id: str, transport: Transport = Transport.LONG_POLLING) -> None:
         self.connection_id = connection_id
+        self.transport = transport
         self.token = secrets.token_hex(8)
         self.wakeup = asyncio.Event()
         self.ended: EndReason | None = None
@@ -112,12 +113,11 @@ class RedisStream(_Waiter):
     """An SSE or WebSocket stream attached to a connection kept in Redis (the same interface as
     :class:`~transport_demo.stream.Stream`)."""
 
-    __slots__ = ("connected", "hub", "outbox", "transport")
+    __slots__ = ("connected", "hub", "outbox")
 
     def __init__(self, hub: RedisHub, connection_id: str, transport: Transport) -> None:
-        super().__init__(connection_id)
+        super().__init__(connection_id, transport)
         self.hub = hub
-        self.transport = transport
         self.connected = Outgoing("")
         self.outbox: list[Outgoing] = []
 
@@ -263,6 +263,11 @@ class RedisHub:
                 "messages_published",
                 "events_sent",
                 "heartbeats_sent",
+                "streams_resumed",
+                "resumes_failed",
+                "rate_limited",
+                "refused_per_address",
+                "waiters_cut",
             ),
             0,
         )
@@ -478,8 +483,10 @@ class RedisHub:
         self._counters["connections_opened"] += 1
         return connection_id
 
-    async def aconnect_long_poll(self) -> str:
-        """Create a long-polling connection; return its encoded ``connected`` event."""
+    async def aconnect_long_poll(self, address: str | None = None) -> str:
+        """Create a long-polling connection; return its encoded ``connected`` event. (The
+        per-address limit of classroom mode is not kept across processes: ``address`` is
+        ignored.)"""
         self._ready()
         connection_id = await self._create(Transport.LONG_POLLING, "", "", self._idle_ttl_ms())
         settings = self.settings
@@ -495,7 +502,12 @@ class RedisHub:
         )
 
     async def aopen_stream(
-        self, transport: Transport, connection_id: str | None = None, last_seq: int | None = None
+        self,
+        transport: Transport,
+        connection_id: str | None = None,
+        last_seq: int | None = None,
+        *,
+        address: str | None = None,
     ) -> RedisStream:
         """Attach a stream: resume ``connection_id`` after ``last_seq`` (on whichever process it
         was attached before), or start a new connection (``resume_failed`` says why)."""
@@ -515,12 +527,14 @@ class RedisHub:
                 self._attached_ttl_ms(),
             )
             if int(reply[0]) == 1:
+                self._counters["streams_resumed"] += 1
                 point = int(reply[1])
                 self._supersede_here(reply[2], reply[3], connection_id)
                 self._adopt(stream)
                 await self._supersede(reply[2], reply[3], stream)
             else:
                 stream = None
+                self._counters["resumes_failed"] += 1
                 extra["resume_failed"] = UnknownConnection.code
         if stream is None:
             stream = RedisStream(self, "", transport)
@@ -643,6 +657,27 @@ class RedisHub:
         """Store a durable ``message`` for every connection of every process; return how many
         took it. From any thread but the server's own (there: ``await abroadcast``)."""
         return self._from_thread(self.abroadcast(text))
+
+    def stats(self) -> dict[str, Any]:
+        """:meth:`astats` from any thread but the server's own (a widget's sampler)."""
+        return self._from_thread(self.astats())
+
+    def disconnect_all(self, transport: Transport | None = None) -> int:
+        """Cut every stream and held poll of ``transport`` (``None``: all three) attached to
+        *this* process; return how many. Their clients resume, here or on another process. Any
+        thread but the server's own."""
+        return self._from_thread(self._disconnect_all(transport))
+
+    async def _disconnect_all(self, transport: Transport | None) -> int:
+        cut = [
+            waiter
+            for waiter in self._waiters.values()
+            if waiter.ended is None and (transport is None or waiter.transport is transport)
+        ]
+        for waiter in cut:
+            self._end(waiter, EndReason.CUT)
+        self._counters["waiters_cut"] += len(cut)
+        return len(cut)
 
     def _from_thread(self, coro: Coroutine[Any, Any, T]) -> T:
         loop = self._loop
@@ -819,6 +854,7 @@ class RedisHub:
             "uptime": round(time.monotonic() - self._started, 3),
             "connection_list": listed,
             "connection_list_truncated": total > len(listed),
+            "client_addresses": 0,  # per-address limits are not kept across processes
             "backend": "redis",
             "process": {"id": self.process_id, "attached": len(self._waiters)},
             "processes": processes,

@@ -1,6 +1,6 @@
 """The launcher notebooks use: ``start_server()`` runs uvicorn in a daemon thread with its own loop.
 
-Known pitfalls handled here (see ../shared/GUIDE.md):
+Known pitfalls handled here:
 
 * We bind the socket ourselves, so a busy port is a clear :class:`PortInUseError` at once, and
   ``port=0`` gives a free port we can read back; uvicorn's own failed bind calls ``sys.exit``,
@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import errno
+import html
 import socket
 import threading
 import time
@@ -25,7 +26,7 @@ from typing import Any
 
 import uvicorn
 
-from . import logs
+from . import logs, urls
 from .app import create_app
 from .backend import Backend, make_hub
 from .settings import Settings
@@ -58,6 +59,7 @@ def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Co
         "host": settings.host,
         "port": settings.port,
         "loop": "asyncio",
+        "http": "httptools",  # a dependency: never fall back to h11 silently
         "ws": DrainingWebSocketProtocol,  # websockets-sansio, closing cleanly after a 1009
         "ws_max_size": settings.max_envelope_bytes,
         "ws_per_message_deflate": settings.ws_compression,
@@ -94,7 +96,8 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 class RunningServer:
-    """A server running in a background thread: ``url``, ``hub``, ``settings`` and ``stop()``."""
+    """A server running in a background thread: ``url``, ``browser_url``, ``hub``, ``settings``
+    and ``stop()``."""
 
     def __init__(self, settings: Settings, sock: socket.socket) -> None:
         self.settings = settings
@@ -102,14 +105,16 @@ class RunningServer:
         self.app = create_app(settings, hub=self.hub)
         self.host = settings.host
         self.port: int = sock.getsockname()[1]
-        shown_host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        if ":" in shown_host:
-            shown_host = f"[{shown_host}]"
-        self.url = f"http://{shown_host}:{self.port}"
-        self.ws_url = "ws" + self.url[4:]
+        self.url = urls.server_url(self.host, self.port)
+        self.ws_url = urls.server_url(self.host, self.port, scheme="ws")
+        self._error: BaseException | None = None
+        self._prepare(sock)
+
+    def _prepare(self, sock: socket.socket) -> None:
+        """A uvicorn server and its thread for ``sock`` (used again by :meth:`restart`)."""
         config = uvicorn_config(
             self.app,
-            settings,
+            self.settings,
             port=self.port,
             log_config=None,
             log_level="info",
@@ -117,7 +122,7 @@ class RunningServer:
         )
         self._server = DemoServer(config, self.hub)
         self._sock = sock
-        self._error: BaseException | None = None
+        self._error = None
         self._thread = threading.Thread(
             target=self._run, name=f"transport-demo:{self.port}", daemon=True
         )
@@ -144,6 +149,29 @@ class RunningServer:
                 self.stop()
                 raise TimeoutError(f"The server on port {self.port} did not start in time.")
             time.sleep(0.01)
+
+    def restart(self, timeout: float = 2.0) -> None:
+        """Stop the server and start it again on the same port with the same hub: its
+        connections, replay buffers and counters survive, so every client reconnects (with
+        backoff) and resumes with nothing lost. A real restart loses them unless they are kept
+        outside the process (the storage seam, :mod:`transport_demo.connection`)."""
+        self.stop(timeout)
+        self._prepare(bind_socket(self.host, self.port))
+        self._start()
+        with _registry_lock:
+            _servers[(self.settings.host, self.port)] = self
+
+    @property
+    def browser_url(self) -> str:
+        """The link to client.html for a person's browser, right where this code runs.
+
+        ``http://127.0.0.1:8000/`` when Python runs on its own; inside a Jupyter server with
+        jupyter-server-proxy (JupyterHub, Binder, JupyterLab) the proxied URL relative to the
+        Jupyter server's root, ``/user/NAME/proxy/8000/`` or ``/proxy/8000/``, because there the
+        browser may reach only the Jupyter server. A notebook cell ending in ``server`` shows it
+        as a link. See :mod:`transport_demo.urls`.
+        """
+        return urls.browser_url(self.host, self.port)
 
     @property
     def running(self) -> bool:
@@ -174,6 +202,22 @@ class RunningServer:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<RunningServer {self.url} {state}>"
+
+    def _repr_html_(self) -> str:
+        """In a notebook, ``server`` alone shows the link to client.html (``browser_url``): a
+        relative link (on a hub) is clickable there, where printed text would not be. In
+        classroom mode: the join URL for the students and its QR code."""
+        if self.settings.classroom:
+            from .classroom import Classroom
+
+            return Classroom(self)._repr_html_()
+        link = html.escape(self.browser_url, quote=True)
+        state = "running" if self.running else "stopped"
+        return (
+            f'<a href="{link}" target="_blank" rel="noopener">open client.html</a> '
+            f"(<code>{link}</code>) · transport-demo at <code>{html.escape(self.url)}</code>, "
+            f"{state}"
+        )
 
 
 _servers: dict[tuple[str, int], RunningServer] = {}

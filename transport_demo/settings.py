@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .lan import is_wildcard, lan_address
+from .origins import check_null_origin
+from .urls import server_url
+
 DEFAULT_ALLOWED_ORIGINS = ("http://localhost:*", "http://127.0.0.1:*", "null")
+
+CLASSROOM_DEFAULTS: dict[str, Any] = {
+    "host": "0.0.0.0",
+    "max_connections_per_address": 20,
+    "max_messages_per_second": 5.0,
+    "message_burst": 20,
+    "max_message_bytes": 4096,
+    "max_connections": 2000,
+}
+"""What ``classroom=True`` sets, unless given: a room of up to ~100 browsers, each with a few tabs
+of client.html (three connections a tab), typing by hand. docs/protocol.md, "Limits"."""
 
 
 class Settings(BaseSettings):
@@ -17,6 +32,9 @@ class Settings(BaseSettings):
     intervals (``heartbeat_interval=2``) so that things visibly happen. Every field can also be set
     from the environment, e.g. ``TRANSPORT_DEMO_POLL_TIMEOUT=10`` or
     ``TRANSPORT_DEMO_ALLOWED_ORIGINS=http://10.0.0.5:8000,http://localhost:*``.
+
+    ``allowed_origins`` keeps ``null`` (a page opened from a file) only while ``host`` is a
+    loopback address; see :mod:`transport_demo.origins`.
     """
 
     model_config = SettingsConfigDict(env_prefix="TRANSPORT_DEMO_", frozen=True, extra="forbid")
@@ -25,7 +43,17 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
 
     heartbeat_interval: float = Field(default=15.0, gt=0, description="Seconds between heartbeats.")
-    poll_timeout: float = Field(default=30.0, gt=0, description="Seconds a long poll is held.")
+    poll_timeout: float = Field(
+        default=30.0, gt=0, description="Longest a long poll is held, in seconds."
+    )
+    poll_hold_jitter: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="Hold each poll a random time between (1 - jitter) x poll_timeout and "
+        "poll_timeout, so that polls opened together (a class, a restart) drift apart instead of "
+        "expiring together for ever; 0.2 is a good value for a server with thousands of clients.",
+    )
     poll_expiry: float | None = Field(
         default=None, gt=0, description="Seconds without a poll before removal; 2 x poll_timeout."
     )
@@ -49,8 +77,58 @@ class Settings(BaseSettings):
         description="Keep connections in this Redis (redis://host:port/db), so that several "
         "server processes act as one (docs/scaling.md); None: in this process's memory.",
     )
+    gc_freeze: bool = Field(
+        default=False,
+        description="Move what has survived into the garbage collector's permanent generation "
+        "after start-up and every minute, so that full collections no longer walk thousands of "
+        "connections (seconds of pause); what is frozen is freed by reference counting only. The "
+        "command line turns it on: it owns its process; in a notebook kernel it is an opt-in.",
+    )
 
     allowed_origins: Annotated[tuple[str, ...], NoDecode] = DEFAULT_ALLOWED_ORIGINS
+
+    classroom: bool = Field(
+        default=False,
+        description="Serve a room: listen on every interface, allow the join URL's origin (never "
+        "`null`), and turn the per-address and per-connection limits on (CLASSROOM_DEFAULTS).",
+    )
+    join_host: str | None = Field(
+        default=None,
+        description="The address students' browsers use (the join URL's host); classroom mode "
+        "finds the machine's LAN address when not given.",
+    )
+    max_connections_per_address: int | None = Field(
+        default=None, gt=0, description="Connections one client address may hold; None: no limit."
+    )
+    max_messages_per_second: float | None = Field(
+        default=None, gt=0, description="Texts a connection may send a second; None: no limit."
+    )
+    message_burst: int = Field(
+        default=20, gt=0, description="Texts a connection may send at once before the rate applies."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _classroom_defaults(cls, data: Any) -> Any:
+        # Fill in what classroom mode implies, leaving whatever was given explicitly.
+        if not isinstance(data, dict) or not _truthy(data.get("classroom", False)):
+            return data
+        data = {**CLASSROOM_DEFAULTS, **data}
+        if data.get("join_host") is None:
+            host = str(data["host"])
+            data["join_host"] = lan_address() if is_wildcard(host) else host
+        if data.get("allowed_origins") is None:
+            data["allowed_origins"] = classroom_origins(str(data["join_host"]))
+        return data
+
+    @model_validator(mode="after")
+    def _classroom_never_null(self) -> Settings:
+        if self.classroom and "null" in self.allowed_origins:
+            raise ValueError(
+                "classroom mode never allows the origin 'null': every sandboxed iframe of every "
+                "website sends it (docs/protocol.md, Origins)"
+            )
+        return self
 
     @field_validator("allowed_origins", mode="before")
     @classmethod
@@ -59,6 +137,23 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @model_validator(mode="after")
+    def _null_origin_only_on_loopback(self) -> Settings:
+        # ``null`` (a page opened from a file, or any site's sandboxed iframe) only on loopback:
+        # dropped from the default list on another bind, an error when listed (origins.py).
+        allowed = check_null_origin(
+            self.host, self.allowed_origins, "allowed_origins" in self.model_fields_set
+        )
+        if allowed != self.allowed_origins:
+            object.__setattr__(self, "allowed_origins", allowed)  # frozen: set once, here
+        return self
+
+    def join_url(self, port: int | None = None) -> str:
+        """The address to give students: ``join_host`` (or the bound host; loopback for a server
+        that listens on every interface without one) and ``port`` (default: the setting; pass the
+        bound one when the setting is 0)."""
+        return server_url(self.join_host or self.host, self.port if port is None else port, "/")
 
     @property
     def effective_poll_expiry(self) -> float:
@@ -74,3 +169,19 @@ class Settings(BaseSettings):
         before it is buffered whole.
         """
         return 6 * self.max_message_bytes + 1024
+
+
+def _truthy(value: object) -> bool:
+    # As pydantic reads a bool (True, 1, "yes", "on", "t", ...); anything it refuses is False
+    # here, and the field's own validation then reports it.
+    try:
+        return bool(TypeAdapter(bool).validate_python(value))
+    except ValidationError:
+        return False
+
+
+def classroom_origins(join_host: str) -> tuple[str, ...]:
+    """The origins classroom mode allows: the join URL's host on any port, and this machine's
+    loopback names (the instructor's own browser). Never ``null``."""
+    host = f"[{join_host}]" if ":" in join_host else join_host
+    return (f"http://{host}:*", "http://localhost:*", "http://127.0.0.1:*")

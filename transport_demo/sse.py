@@ -36,7 +36,8 @@ async def open_sse_stream(
     does not promise when the client disconnects."""
     hub: Backend = request.app.state.hub
     cid, seq = resume_point(connection_id, last_seq, last_event_id)
-    stream = await hub.aopen_stream(Transport.SSE, cid, seq)
+    address = request.client.host if request.client else None
+    stream = await hub.aopen_stream(Transport.SSE, cid, seq, address=address)
     try:
         yield stream
     finally:

@@ -173,7 +173,12 @@ class Stream(Waiter):
 
 
 def open_stream(
-    hub: Hub, transport: Transport, connection_id: str | None = None, last_seq: int | None = None
+    hub: Hub,
+    transport: Transport,
+    connection_id: str | None = None,
+    last_seq: int | None = None,
+    *,
+    address: str | None = None,
 ) -> Stream:
     """Attach a stream: resume ``connection_id`` after ``last_seq``, or start a new connection.
 
@@ -181,15 +186,20 @@ def open_stream(
     ``connected`` event says ``"resumed": false`` and ``"resume_failed": "unknown_connection"``.
     A stream still attached to the resumed connection is ended (``superseded``): the new one takes
     over and replays everything after ``last_seq`` (everything unacknowledged if absent).
+    ``address`` is the client's, counted against ``max_connections_per_address`` when a new
+    connection is made.
     """
     with hub.lock:
         conn = hub.lookup(connection_id, transport)
         extra: dict[str, Any] = {}
         resumed = conn is not None
         if conn is None:
+            conn = hub.create(transport, address)
             if connection_id is not None:
                 extra["resume_failed"] = UnknownConnection.code
-            conn = hub.create(transport)
+                hub.count("resumes_failed")
+        else:
+            hub.count("streams_resumed")
         stream = Stream(hub, conn)
         hub.attach(conn, stream)
         point = conn.resume(last_seq if resumed else None)

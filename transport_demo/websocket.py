@@ -20,6 +20,18 @@ from .resume import resume_point
 
 router = APIRouter()
 
+# How the server closes a socket the hub ended, and why; anything else (shutdown) is 1001.
+_SHUTDOWN = (CloseCode.GOING_AWAY, "server shutting down")
+END_CLOSES: dict[EndReason | None, tuple[int, str]] = {
+    EndReason.SUPERSEDED: (CloseCode.SUPERSEDED, "superseded by a resumed connection"),
+    EndReason.CUT: (
+        CloseCode.SERVICE_RESTART,
+        "cut by the server: reconnect after a randomized delay",
+    ),
+    EndReason.BACKEND_UNAVAILABLE: (CloseCode.TRY_AGAIN_LATER, "backend unavailable, try again"),
+    EndReason.EXPIRED: (CloseCode.GOING_AWAY, "connection lost, reconnect"),
+}
+
 
 @router.websocket("/ws")
 async def websocket_endpoint(websocket: WebSocket) -> None:
@@ -38,7 +50,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         cid, seq = resume_point(
             websocket.query_params.get("connection_id"), websocket.query_params.get("last_seq")
         )
-        stream = await hub.aopen_stream(Transport.WEBSOCKET, cid, seq)
+        address = websocket.client.host if websocket.client else None
+        stream = await hub.aopen_stream(Transport.WEBSOCKET, cid, seq, address=address)
     except TransportDemoError as exc:
         await _deny(websocket, status_of(exc), exc.code, exc.detail)
         return
@@ -62,7 +75,7 @@ async def _serve(websocket: WebSocket, stream: AttachedStream, max_frame: int) -
         with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
             close_code = task.result() or close_code
     if close_code is None:  # the hub ended the stream
-        close_code, reason = _END_CLOSES.get(stream.ended, _SHUTDOWN)
+        close_code, reason = END_CLOSES.get(stream.ended, _SHUTDOWN)
     else:
         reason = _reason(close_code)
     if websocket.application_state is WebSocketState.CONNECTED:
@@ -101,15 +114,6 @@ async def _receive_frames(
                 queued = stream.send_error(exc.code, exc.detail)
         if not queued:  # bad frames faster than it reads its errors
             return CloseCode.POLICY_VIOLATION
-
-
-_SHUTDOWN = (CloseCode.GOING_AWAY, "server shutting down")
-# Why the hub ended a stream -> the close code and reason the client gets.
-_END_CLOSES: dict[EndReason | None, tuple[int, str]] = {
-    EndReason.SUPERSEDED: (CloseCode.SUPERSEDED, "superseded by a resumed connection"),
-    EndReason.BACKEND_UNAVAILABLE: (CloseCode.TRY_AGAIN_LATER, "backend unavailable, try again"),
-    EndReason.EXPIRED: (CloseCode.GOING_AWAY, "connection lost, reconnect"),
-}
 
 
 def _reason(code: int) -> str:

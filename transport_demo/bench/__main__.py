@@ -66,6 +66,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="seconds between heartbeats, also the long-poll hold (default 5; the server's own "
         "defaults are 15 and 30)",
     )
+    parser.add_argument(
+        "--arrival",
+        type=float,
+        metavar="SECONDS",
+        help="open each capacity step's connections within SECONDS (default: one heartbeat "
+        "interval, a class arriving; e.g. 3 for a thundering herd)",
+    )
     parser.add_argument("--json", type=Path, default=Path("artifacts/bench.json"))
     parser.add_argument("--markdown", type=Path, help="also write the tables here")
     parser.add_argument("--plots", type=Path, help="write bench-*.svg plots into this folder")
@@ -80,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sizes = replace(sizes, steps=tuple(int(step) for step in args.steps.split(",")))
     if args.heartbeat:
         sizes = replace(sizes, heartbeat=args.heartbeat)
+    if args.arrival:
+        sizes = replace(sizes, arrival=args.arrival)
     steps = plan(args.only, args.targets, sizes)
     from tqdm import tqdm
 

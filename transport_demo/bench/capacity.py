@@ -157,9 +157,12 @@ def capacity(
     heartbeat: float = 5.0,
     listen: float | None = None,
     workers: int = 2,
+    arrival: float | None = None,
     on_start: Callable[[ServerProcess], None] | None = None,
 ) -> list[CapacityStep]:
     """Grow to each N in ``steps`` and listen ``listen`` seconds (default 2.2 heartbeats).
+    Each step opens its new connections spread over ``arrival`` seconds (default one heartbeat
+    interval; a few seconds is a thundering herd, as after a restart).
     Stops early when a step is saturated (over 1 % of the connections failed or silent, or
     heartbeats ``SATURATED_LAG_MS`` late).
 
@@ -177,7 +180,8 @@ def capacity(
         baseline_kib = rss_kib(server.pid)
         for n in steps:
             shares = [n // workers + (1 if i < n % workers else 0) for i in range(workers)]
-            grown = _ask(pipes, "grow", [(share, heartbeat) for share in shares])
+            spread = heartbeat if arrival is None else arrival
+            grown = _ask(pipes, "grow", [(share, spread) for share in shares])
             opened = sum(count for count, _ in grown)
             failed = sum(failures for _, failures in grown)
             time.sleep(min(1.0, heartbeat / 2))  # the last handshakes settle

@@ -385,7 +385,10 @@ class OursLongPoll(_PollProbe):
     def _answer(self, answer: dict[str, Any], at: int) -> None:
         if answer["type"] == "timeout":
             if answer.get("reason") == "hold_expired":
-                self.beat(at, self._poll_sent + self.heartbeat_ns)
+                # Due when its hold ended: the server says how long it held this poll (a
+                # jittered hold is shorter than the poll timeout).
+                hold_ns = int(answer["hold"] * 1e9) if "hold" in answer else self.heartbeat_ns
+                self.beat(at, self._poll_sent + hold_ns)
             return
         for event in answer.get("messages", ()):
             if event["seq"] > self.last_seq:

@@ -25,6 +25,7 @@ SAME_STACK_LIMIT = 1.2  # ours may cost at most 20 % more than the bare endpoint
 PEER_LIMIT = 1.0  # and must beat the peers
 LAG_LIMIT_MS = 250.0
 RSS_LIMIT_KIB = 20.0
+CAPACITY_TARGET = 10_000  # connections the capacity targets are about
 
 LATENCIES = (("push", "p50_ms"), ("push", "p99_ms"), ("round_trip", "p50_ms"),
              ("round_trip", "p99_ms"))  # fmt: skip
@@ -52,7 +53,11 @@ def ratios(results: dict[str, Any], section: str = "latency") -> list[dict[str, 
 
 
 def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every target of the issue beside its figure: ``{"target", "value", "limit", "met"}``."""
+    """Every target of the issue beside its figure: ``{"target", "value", "limit", "met"}``.
+
+    ``met`` is ``None`` where the run was too small to judge the target (the capacity targets are
+    about 10,000 connections: 20 connections meeting a lag goal says nothing about 10,000).
+    """
     out: list[dict[str, Any]] = []
     for row in ratios(results):
         limit = PEER_LIMIT if row["kind"] == "peer" else SAME_STACK_LIMIT
@@ -73,15 +78,24 @@ def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         top = steps[-1]
         n = top["requested"]
+        judged = n >= CAPACITY_TARGET or top["connections"] < n  # a saturated step is judged
         out.append({"target": f"{target} {n:,} connections: heartbeat lag p99 ms",
                     "value": top["lag_p99_ms"], "limit": f"< {LAG_LIMIT_MS:.0f}",
-                    "met": top["lag_p99_ms"] < LAG_LIMIT_MS and top["failed"] == 0
-                    and top["silent"] == 0 and n >= 10_000})  # fmt: skip
+                    "met": (top["lag_p99_ms"] < LAG_LIMIT_MS and top["failed"] == 0
+                            and top["silent"] == 0 and n >= CAPACITY_TARGET)
+                    if judged else None})  # fmt: skip
         # (a run that stopped early at a saturated step has not met it at 10,000)
         out.append({"target": f"{target} {n:,} connections: server RSS per connection KiB",
                     "value": top["rss_per_connection_kib"], "limit": f"≤ {RSS_LIMIT_KIB:.0f}",
-                    "met": top["rss_per_connection_kib"] <= RSS_LIMIT_KIB})  # fmt: skip
+                    "met": top["rss_per_connection_kib"] <= RSS_LIMIT_KIB
+                    if n >= CAPACITY_TARGET else None})  # fmt: skip
     return out
+
+
+def _verdict(met: bool | None) -> str:
+    if met is None:
+        return f"not judged at this size (the goal is for {CAPACITY_TARGET:,})"
+    return "yes" if met else "**no**"
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:
@@ -151,8 +165,7 @@ def markdown(results: dict[str, Any], *, targets: bool = True) -> str:
         parts.append("\n### Targets\n")
         parts.append(_table(
             ["target", "figure", "goal", "met"],
-            [[c["target"], c["value"], c["limit"], "yes" if c["met"] else "**no**"]
-             for c in found],
+            [[c["target"], c["value"], c["limit"], _verdict(c["met"])] for c in found],
         ))  # fmt: skip
     return "\n".join(parts) + "\n"
 

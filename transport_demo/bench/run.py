@@ -36,6 +36,9 @@ class Sizes:
     counted: int = 1000  # messages sent through the counting relay
     steps: tuple[int, ...] = (1000, 2000, 5000, 10_000)
     heartbeat: float = 5.0  # seconds; also the long-poll hold in the capacity run
+    # Seconds over which a capacity step opens its connections: None is one heartbeat interval (a
+    # class arriving); a few seconds for everything at once is a thundering herd.
+    arrival: float | None = None
     capacity_workers: int = 2
     warmup: int = 50
     rounds: int = 3  # latency rounds; the median of each figure is reported
@@ -188,6 +191,7 @@ def run(
                 list(sizes.steps),
                 heartbeat=sizes.heartbeat,
                 workers=sizes.capacity_workers,
+                arrival=sizes.arrival,
             )
             results.capacity[target] = [asdict(step) for step in steps]
             done(f"capacity {target}")

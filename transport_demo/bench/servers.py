@@ -107,12 +107,41 @@ class GcPauses:
 gc_pauses = GcPauses()
 
 
+_memory_mark: list[Any] = []  # the tracemalloc snapshot /bench/memory?mark took
+
+
+def memory_report(mark: bool) -> bytes:
+    """``/bench/memory``: with ``mark``, remember a tracemalloc snapshot; else what was allocated
+    since, by source file (Python allocations only: zlib's and the kernel's are not traced)."""
+    import tracemalloc
+
+    if not tracemalloc.is_tracing():
+        return json.dumps({"tracing": False}).encode()
+    snapshot = tracemalloc.take_snapshot().filter_traces(
+        [tracemalloc.Filter(False, tracemalloc.__file__)]
+    )
+    if mark or not _memory_mark:
+        _memory_mark[:] = [snapshot]
+        return json.dumps({"tracing": True, "marked": True}).encode()
+    diff = snapshot.compare_to(_memory_mark[0], "filename")
+    top = [
+        {"file": stat.traceback[0].filename, "bytes": stat.size_diff, "blocks": stat.count_diff}
+        for stat in diff
+        if stat.size_diff > 0
+    ]
+    total = sum(stat.size_diff for stat in diff)
+    return json.dumps({"tracing": True, "bytes": total, "top": top[:30]}).encode()
+
+
 def with_gc_route(app: Any) -> Any:
-    """``app`` with ``GET /bench/gc`` in front of it."""
+    """``app`` with ``GET /bench/gc`` and ``GET /bench/memory`` in front of it."""
 
     async def wrapped(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] == "/bench/gc":
-            body = gc_pauses.take()
+        if scope["type"] == "http" and scope["path"] in ("/bench/gc", "/bench/memory"):
+            if scope["path"] == "/bench/gc":
+                body = gc_pauses.take()
+            else:
+                body = memory_report(b"mark" in scope.get("query_string", b""))
             headers = [(b"content-type", b"application/json"),
                        (b"content-length", str(len(body)).encode())]  # fmt: skip
             await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -141,7 +170,11 @@ def ours_app() -> Any:
     from ..hub import Hub
     from ..settings import Settings
 
+    # As `python -m transport_demo` runs: the GC policy on unless the environment says otherwise
+    # (TRANSPORT_DEMO_* variables reach this process, e.g. TRANSPORT_DEMO_POLL_HOLD_JITTER=0.2).
     settings = Settings(heartbeat_interval=HEARTBEAT, poll_timeout=HEARTBEAT)
+    if "TRANSPORT_DEMO_GC_FREEZE" not in os.environ:
+        settings = settings.model_copy(update={"gc_freeze": True})
     hub = Hub(settings)
     app = create_app(settings, hub=hub)
 

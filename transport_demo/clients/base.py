@@ -5,7 +5,7 @@ arrives into events. Server events are passed on as the server sent them (dicts)
 its own notes (:class:`~transport_demo.protocol.ClientNote`: ``reconnecting``, ``reconnected``,
 ``gap``, ``new_connection``, ``error``, ``closed``) always with ``"client": True``, a key no server
 event has. The three clients share one retry-or-give-up policy (:func:`should_retry`) and one URL
-helper (:func:`endpoint_url`).
+helper (:func:`transport_demo.urls.endpoint_url`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ __all__ = [
     "DroppedByClient",
     "Event",
     "EventCallback",
-    "endpoint_url",
     "error_from_response",
     "http_client",
     "http_timeout",
@@ -108,15 +107,6 @@ def should_retry(status: int | None, code: str) -> bool:
     5xx, or a refusal in :data:`RETRYABLE_ERRORS`; give up on any other 4xx, which retrying
     cannot fix."""
     return status is None or status >= 500 or code in RETRYABLE_ERRORS
-
-
-def endpoint_url(base_url: str, path: str, query: str = "", *, websocket: bool = False) -> str:
-    """``base_url`` + ``path`` (+ ``?query``); for a WebSocket, ``http``/``https`` become
-    ``ws``/``wss``."""
-    url = base_url.rstrip("/") + path
-    if websocket and url.startswith("http"):
-        url = "ws" + url[4:]
-    return f"{url}?{query}" if query else url
 
 
 class BaseClient:

@@ -10,7 +10,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from ..protocol import FINAL_CLOSE_CODES, ClientNote, ClientState, CloseCode, Transport
-from .base import BaseClient, ClientError, endpoint_url, error_from_response, should_retry
+from ..urls import endpoint_url
+from .base import BaseClient, ClientError, error_from_response, should_retry
 
 
 class WebSocketClient(BaseClient):

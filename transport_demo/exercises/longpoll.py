@@ -7,13 +7,31 @@ from typing import Any
 
 from . import attempt, report
 
+# (connection_id, seqs received so far in the order they came, the last_seq to send). The
+# acknowledgement is cumulative, like TCP's: "everything up to here". With a hole, only the part
+# before the hole is acknowledged, or the missing seq would never be sent again.
+NEXT_POLL_CASES: list[tuple[str, list[int], int]] = [
+    ("abc", [1, 2, 3], 3),
+    ("abc", [], 0),
+    ("xyz", [1, 2, 3, 4, 5, 6, 7], 7),
+    ("abc", [1, 2, 4], 2),
+    ("abc", [2, 3], 0),
+    ("abc", [1, 2, 4, 5, 6], 2),
+    ("abc", [3, 1, 2], 3),
+    ("abc", [1, 1, 2, 2], 2),
+    ("abc", [1, 2, 3, 5, 4], 5),
+]
+
 
 def check_next_poll_body(next_poll_body: Callable[[str, list[int]], dict[str, Any]]) -> bool:
-    """``next_poll_body(connection_id, seqs_received)`` → the body of the next ``POST /poll``,
-    acknowledging everything received so far (so a lost answer is sent again)."""
+    """``next_poll_body(connection_id, seqs_received)`` → the body of the next ``POST /poll``.
+
+    ``seqs_received`` is every seq received so far, in the order they came (a redelivery can
+    repeat one). ``last_seq`` must acknowledge the highest seq *up to which nothing is missing*:
+    with ``[1, 2, 4]`` that is 2, so that 3 is sent again; ``max()`` would acknowledge 3 too and
+    lose it for good."""
     problems = []
-    cases = [("abc", [1, 2, 3], 3), ("abc", [], 0), ("xyz", [1, 2, 3, 4, 5, 6, 7], 7)]
-    for cid, seqs, expected in cases:
+    for cid, seqs, expected in NEXT_POLL_CASES:
         body, error = attempt(next_poll_body, cid, list(seqs))
         if error:
             problems.append(error)
@@ -23,7 +41,9 @@ def check_next_poll_body(next_poll_body: Callable[[str, list[int]], dict[str, An
         elif body.get("connection_id") != cid:
             problems.append(f"the body must name the connection: {body!r}")
         elif body.get("last_seq") != expected:
-            problems.append(f"after receiving {seqs} last_seq should be {expected}: {body!r}")
+            hole = bool(seqs) and expected < max(seqs)
+            hint = " (a seq is missing: acknowledge only up to the hole)" if hole else ""
+            problems.append(f"after receiving {seqs} last_seq should be {expected}{hint}: {body!r}")
         elif "text" in body:
             problems.append("a poll has no text (a text would queue a message)")
     return report("next poll body", problems)

@@ -1,4 +1,5 @@
-"""SSE exercises: parse an event stream by hand, and build a resume point."""
+"""SSE exercises: parse an event stream by hand, build a resume point, and decide what a browser's
+``EventSource`` does with an answer."""
 
 from __future__ import annotations
 
@@ -52,3 +53,37 @@ def check_last_event_id(last_event_id: Callable[[str, int], str]) -> bool:
         elif got != f"{cid}:{seq}":
             problems.append(f"for {cid!r} after seq {seq} it gave {got!r}")
     return report("Last-Event-ID", problems)
+
+
+# (status, Content-Type) of the answer to an EventSource's request, or (None, None) for a network
+# error (refused, reset, cut), and what the browser does when that connection is over: WHATWG HTML
+# §9.2.2, the fetch steps of the EventSource constructor. Only 200 with text/event-stream is a
+# stream (it reconnects when it ends); any other status or type fails the connection for good.
+EVENTSOURCE_CASES: list[tuple[int | None, str | None, str]] = [
+    (200, "text/event-stream", "reconnect"),
+    (None, None, "reconnect"),
+    (204, None, "give up"),
+    (200, "text/event-stream; charset=utf-8", "reconnect"),
+    (200, "application/json", "give up"),
+    (401, "application/json", "give up"),
+    (404, "text/html", "give up"),
+    (500, "text/event-stream", "give up"),
+    (502, "text/html", "give up"),
+    (503, "text/event-stream", "give up"),
+]
+
+
+def check_eventsource_reaction(reaction: Callable[[int | None, str | None], str]) -> bool:
+    """``reaction(status, content_type)`` → ``"reconnect"`` or ``"give up"``: what a browser's
+    ``EventSource`` does once a connection that got this answer is over. ``status`` is ``None``
+    for a network error (no answer at all). Parameters such as ``; charset=utf-8`` don't change
+    the type. (WHATWG HTML §9.2.2 and §9.2.3.)"""
+    problems = []
+    for status, content_type, expected in EVENTSOURCE_CASES:
+        got, error = attempt(reaction, status, content_type)
+        if error:
+            problems.append(error)
+        elif str(got).strip().lower() != expected:
+            answer = "a network error" if status is None else f"{status} {content_type or ''}"
+            problems.append(f"after {answer.strip()} it said {got!r}")
+    return report("EventSource reaction", problems)

@@ -11,34 +11,35 @@ from typing import Any
 
 from websockets.sync.client import connect
 
+from ..urls import endpoint_url
 from . import attempt, report
 
 
-def check_frame(make_frame: Callable[[str], str], url: str) -> bool:
-    """``make_frame(text)`` → a text message the server echoes as a ``user_message`` with that
+def check_message(make_message: Callable[[str], str], url: str) -> bool:
+    """``make_message(text)`` → a text message the server echoes as a ``user_message`` with that
     text. Checked against the real server at ``url``, with awkward texts too."""
     problems = []
     texts = ["hello", 'quotes " and \\ backslashes', "line\nbreak", "ünïcødé ✓"]
-    with connect("ws" + url[4:] + "/ws") as ws:
+    with connect(endpoint_url(url, "/ws", websocket=True)) as ws:
         json.loads(ws.recv(5))  # connected
         for text in texts:
-            frame, error = attempt(make_frame, text)
+            message, error = attempt(make_message, text)
             if error:
                 problems.append(error)
                 continue
-            if not isinstance(frame, str):
-                problems.append(f"make_frame({text!r}) gave {type(frame).__name__}, not str")
+            if not isinstance(message, str):
+                problems.append(f"make_message({text!r}) gave {type(message).__name__}, not str")
                 continue
-            ws.send(frame)
+            ws.send(message)
             while True:
                 event = json.loads(ws.recv(5))
                 if event["type"] != "heartbeat":
                     break
             if event["type"] == "error":
-                problems.append(f"for {text!r} the server said {event['error']}: {frame!r}")
+                problems.append(f"for {text!r} the server said {event['error']}: {message!r}")
             elif event.get("message") != text:
                 problems.append(f"for {text!r} the echo was {event.get('message')!r}")
-    return report("frame", problems)
+    return report("message", problems)
 
 
 # -- Sec-WebSocket-Accept (RFC 6455 §1.3, §4.2.2) ------------------------------------------------
@@ -142,7 +143,7 @@ _WHY = {
 
 
 def check_close_decisions(decisions: dict[int, str]) -> bool:
-    """``decisions``: close code → "reconnect" (at once, resuming), "back off" (reconnect later,
+    """``decisions``: close code → "reconnect" (soon, resuming), "back off" (reconnect later,
     after a growing, randomized delay) or "give up" (don't reconnect by yourself; tell the user)
     — for 1000, 1001, 1006, 1008, 1009, 1011, 1012 and 4000."""
     problems = []

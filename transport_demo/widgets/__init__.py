@@ -1,7 +1,8 @@
-"""Live ipywidgets clients, one per transport, and a dashboard of all three."""
+"""Live ipywidgets clients, one per transport, a dashboard of all three, and the class view."""
 
 from __future__ import annotations
 
+from .classroom import ClassroomView
 from .client_widget import TransportWidget
 from .dashboard import TransportDashboard
 from .longpoll import LongPollWidget
@@ -9,6 +10,7 @@ from .sse import SSEWidget
 from .websocket import WebSocketWidget
 
 __all__ = [
+    "ClassroomView",
     "LongPollWidget",
     "SSEWidget",
     "TransportDashboard",

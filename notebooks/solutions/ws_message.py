@@ -1,8 +1,8 @@
 import json
 
 
-def make_frame(text):
+def make_message(text):
     return json.dumps({"message": text})  # json.dumps escapes quotes, backslashes and newlines
 
 
-check_frame(make_frame, server.url)
+check_message(make_message, server.url)

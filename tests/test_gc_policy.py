@@ -1,0 +1,39 @@
+"""The GC policy: a server started with gc_freeze freezes what survived start-up (and keeps
+serving); without it nothing is frozen by the server."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from transport_demo import gc_policy
+
+
+@pytest.fixture
+def unfrozen() -> Iterator[None]:
+    gc.unfreeze()
+    yield
+    gc.unfreeze()  # the test process's objects go back to normal collection
+
+
+def test_freeze_now_moves_survivors_to_the_permanent_generation(unfrozen: None) -> None:
+    assert gc.get_freeze_count() == 0
+    survivors = [[i] for i in range(1000)]
+    assert gc_policy.freeze_now() >= len(survivors)
+    assert gc.get_freeze_count() > 0
+
+
+def test_a_server_with_gc_freeze_freezes_and_serves(make_server: Any, unfrozen: None) -> None:
+    server = make_server(gc_freeze=True)
+    stats = httpx.get(f"{server.url}/stats").json()
+    assert stats["gc_frozen"] > 0
+    assert httpx.post(f"{server.url}/poll", json={}).json()["type"] == "connected"
+
+
+def test_a_server_without_it_freezes_nothing(make_server: Any, unfrozen: None) -> None:
+    server = make_server()
+    assert httpx.get(f"{server.url}/stats").json()["gc_frozen"] == 0

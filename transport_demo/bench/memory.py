@@ -1,0 +1,89 @@
+"""Where a server's memory per connection goes: ``python -m transport_demo.bench.memory TARGET``.
+
+Starts the target in its own process with tracemalloc on, opens N idle connections with the
+capacity benchmark's clients, and reports resident memory (RSS) per connection beside the Python
+allocations per connection, by source file. What RSS has and tracemalloc does not is C-level:
+zlib's compressor state (permessage-deflate), the allocator's own overhead and fragmentation.
+
+Tracing slows the server several times over: use it for the breakdown, never for speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from .capacity import _ask, _workers
+from .probes import PROBES
+from .system import rss_kib
+from .targets import ServerProcess
+
+__all__ = ["breakdown", "main"]
+
+
+def breakdown(target: str, connections: int, *, heartbeat: float = 5.0) -> dict[str, Any]:
+    """RSS and traced Python memory per connection for ``connections`` idle connections."""
+    os.environ["PYTHONTRACEMALLOC"] = "1"  # the server process inherits it
+    try:
+        with (
+            ServerProcess(PROBES[target][0], heartbeat) as server,
+            _workers(target, server.port, heartbeat, 1) as pipes,
+        ):
+            url = f"http://127.0.0.1:{server.port}/bench/memory"
+            time.sleep(0.5)
+            httpx.get(url, params={"mark": 1}, timeout=30)
+            before = rss_kib(server.pid)
+            ((opened, failed),) = _ask(pipes, "grow", [(connections, heartbeat)])
+            time.sleep(min(2.0, heartbeat))  # handshakes settle
+            after = rss_kib(server.pid)
+            traced = httpx.get(url, timeout=60).json()
+    finally:
+        os.environ.pop("PYTHONTRACEMALLOC", None)
+    per = max(opened, 1)
+    return {
+        "target": target,
+        "connections": opened,
+        "failed": failed,
+        "rss_per_connection_kib": round((after - before) / per, 2),
+        "traced_per_connection_kib": round(traced.get("bytes", 0) / 1024 / per, 2),
+        "by_file": [
+            {
+                "file": _short(row["file"]),
+                "kib_per_connection": round(row["bytes"] / 1024 / per, 2),
+                "blocks_per_connection": round(row["blocks"] / per, 1),
+            }
+            for row in traced.get("top", [])
+            if row["bytes"] / 1024 / per >= 0.05
+        ],
+    }
+
+
+def _short(path: str) -> str:
+    for marker in ("site-packages/", "lib/python3"):
+        if marker in path:
+            return path.split(marker, 1)[1]
+    return path.rsplit("transport_demo/", 1)[-1] if "transport_demo/" in path else path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m transport_demo.bench.memory")
+    parser.add_argument("targets", nargs="+", help=f"any of: {', '.join(PROBES)}")
+    parser.add_argument("--connections", type=int, default=1000)
+    parser.add_argument("--heartbeat", type=float, default=5.0)
+    args = parser.parse_args(argv)
+    for target in args.targets:
+        if target not in PROBES:
+            parser.error(f"unknown target {target!r}")
+        print(json.dumps(breakdown(target, args.connections, heartbeat=args.heartbeat), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
