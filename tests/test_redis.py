@@ -627,3 +627,25 @@ def test_connections_lost_under_attached_streams_are_told() -> None:
                 assert connected["resume_failed"] == "unknown_connection"
         finally:
             server.stop()
+
+
+def test_texts_per_second_are_limited_per_process(publisher: RunningServer) -> None:
+    """The classroom's rate limit holds on Redis too, counted in each process."""
+    server = start_server(
+        port=0,
+        redis_url=publisher.settings.redis_url,
+        max_messages_per_second=1,
+        message_burst=2,
+        **FAST,
+    )
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            cid = new_connection(http, server.url, "sse")
+            answers = [
+                http.post("/sse/message", json={"connection_id": cid, "text": f"t{i}"})
+                for i in range(3)
+            ]
+        assert [a.status_code for a in answers] == [200, 200, 429]
+        assert answers[2].json()["error"] == "rate_limited"
+    finally:
+        server.stop()

@@ -51,10 +51,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import events, redis_scripts
+from .admission import RateLimit
 from .connection import check_text, new_connection_id
 from .errors import (
     BackendUnavailable,
     QueueFull,
+    RateLimited,
     ServerShuttingDown,
     TooManyConnections,
     UnknownConnection,
@@ -250,6 +252,10 @@ class RedisHub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._waiters: dict[str, _Waiter] = {}
+        # Texts per second per connection, counted in this process (a client that spreads its
+        # sends over n processes gets up to n times the rate); forgotten once a minute.
+        self._rates = RateLimit(settings.max_messages_per_second, settings.message_burst)
+        self._rates_since = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = False  # the wake-up channel is subscribed
         self._answering = True  # the last beat reached Redis
@@ -641,6 +647,16 @@ class RedisHub:
         text = check_text(text, self.settings.max_message_bytes)
         if self._closing:
             raise ServerShuttingDown("The server is shutting down.")
+        now = time.monotonic()
+        if now - self._rates_since > 60:
+            settings = self.settings
+            self._rates = RateLimit(settings.max_messages_per_second, settings.message_burst)
+            self._rates_since = now
+        try:
+            self._rates.take(connection_id, now)
+        except RateLimited:
+            self._counters["rate_limited"] += 1
+            raise
         event_type = (
             EventType.USER_MESSAGE if transport is Transport.WEBSOCKET else EventType.MESSAGE
         )
