@@ -61,6 +61,7 @@ from .errors import (
     TooManyConnections,
     UnknownConnection,
 )
+from .held_polls import hold_for
 from .protocol import ConnectionState, EndReason, ErrorCode, EventType, Transport
 from .settings import Settings
 from .stream import MAX_UNSENT_ERRORS, Outgoing
@@ -712,7 +713,8 @@ class RedisHub:
     ) -> str:
         """Answer a long poll, as :func:`transport_demo.held_polls.poll` does, with the
         connection in Redis: a poll held here is woken by an append on any process."""
-        hold = self.settings.poll_timeout if hold is None else hold
+        if hold is None:
+            hold = hold_for(self.settings.poll_timeout, self.settings.poll_hold_jitter)
         self._ready()
         waiter = _Waiter(connection_id)
         seq_arg = "" if last_seq is None else last_seq
@@ -722,6 +724,8 @@ class RedisHub:
         self._supersede_here(reply[1], reply[2], connection_id)
         if reply[0] > 0 or hold <= 0:
             await self._supersede(reply[1], reply[2], waiter)
+            if reply[0] == 0:  # not held, and nothing to send
+                return self._timeout(connection_id, EndReason.HOLD_EXPIRED, hold)
             return self._poll_answer(connection_id, reply)
         self._adopt(waiter)
         cleared = False  # whether a script already detached this poll in Redis
@@ -752,7 +756,7 @@ class RedisHub:
                 cleared = True
                 if reply[0] > 0:
                     return self._poll_answer(connection_id, reply)
-            return self._timeout(connection_id, waiter.ended or EndReason.HOLD_EXPIRED)
+            return self._timeout(connection_id, waiter.ended or EndReason.HOLD_EXPIRED, hold)
         finally:
             if cleared:
                 if self._waiters.get(connection_id) is waiter:
@@ -784,13 +788,14 @@ class RedisHub:
         self.count("events_sent", n)
         return events.poll_batch(connection_id, [str(reply[i]) for i in range(4, 4 + 2 * n, 2)])
 
-    def _timeout(self, connection_id: str, reason: EndReason) -> str:
+    def _timeout(self, connection_id: str, reason: EndReason, hold: float) -> str:
         return events.encode(
             events.make_event(
                 EventType.TIMEOUT,
                 connection_id,
                 reason=reason.value,
                 poll_timeout=self.settings.poll_timeout,
+                hold=round(hold, 3),
             )
         )
 
