@@ -675,6 +675,41 @@ class RedisHub:
         took it. From any thread but the server's own (there: ``await abroadcast``)."""
         return self._from_thread(self.abroadcast(text))
 
+    # -- the memory hub's synchronous look-ups, for notebooks and tests (any other thread) -----
+
+    def __contains__(self, connection_id: object) -> bool:
+        return (
+            isinstance(connection_id, str)
+            and self._from_thread(self._state(connection_id)) is not None
+        )
+
+    def __len__(self) -> int:
+        return self._from_thread(self._count())
+
+    def state_of(self, connection_id: str) -> ConnectionState:
+        """``live``, ``waiting`` or ``disconnected``; raises :class:`UnknownConnection`."""
+        state = self._from_thread(self._state(connection_id))
+        if state is None:
+            raise _unknown()
+        return state
+
+    async def _state(self, connection_id: str) -> ConnectionState | None:
+        if self._redis is None:
+            raise _unavailable()
+        try:
+            transport, owner = await self._redis.hmget(connection_keys(connection_id)[0], "t", "o")
+        except _UNAVAILABLE:
+            raise _unavailable() from None
+        return None if transport is None else _state_of(str(transport), str(owner or ""))
+
+    async def _count(self) -> int:
+        if self._redis is None:
+            raise _unavailable()
+        try:
+            return int(await self._redis.zcount(INDEX_KEY, int(time.time() * 1000), "+inf"))
+        except _UNAVAILABLE:
+            raise _unavailable() from None
+
     def stats(self) -> dict[str, Any]:
         """:meth:`astats` from any thread but the server's own (a widget's sampler)."""
         return self._from_thread(self.astats())
@@ -842,12 +877,7 @@ class RedisHub:
             transport, owner, seq, released, delivered, received, created, seen = fields
             if transport is None:
                 continue  # expired between the two reads
-            if owner:
-                state = ConnectionState.LIVE
-            elif transport == Transport.LONG_POLLING:
-                state = ConnectionState.WAITING
-            else:
-                state = ConnectionState.DISCONNECTED
+            state = _state_of(transport, owner)
             by_transport[transport] += 1
             by_state[state.value] += 1
             if len(listed) < STATS_LIST_LIMIT:
@@ -880,6 +910,15 @@ class RedisHub:
             "process": {"id": self.process_id, "attached": len(self._waiters)},
             "processes": processes,
         }
+
+
+def _state_of(transport: str, owner: str | None) -> ConnectionState:
+    """A connection's state from its hash: attached somewhere (``o``) is live."""
+    if owner:
+        return ConnectionState.LIVE
+    if transport == Transport.LONG_POLLING:
+        return ConnectionState.WAITING
+    return ConnectionState.DISCONNECTED
 
 
 def _event_halves(event_type: EventType, connection_id: str, text: str) -> tuple[str, str]:
