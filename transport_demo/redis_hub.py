@@ -253,6 +253,7 @@ class RedisHub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._waiters: dict[str, _Waiter] = {}
+        self._early: dict[str, float] = {}  # wake-ups for waiters not adopted yet (id -> when)
         # Texts per second per connection, counted in this process (a client that spreads its
         # sends over n processes gets up to n times the rate); forgotten once a minute.
         self._rates = RateLimit(settings.max_messages_per_second, settings.message_burst)
@@ -406,6 +407,10 @@ class RedisHub:
             waiter = self._waiters.get(rest)
             if waiter is not None:
                 waiter.wakeup.set()
+            elif len(self._early) < 10_000:
+                # The append's wake-up can overtake the reply to the script that attached the
+                # waiter (two sockets): keep it for a moment, and _adopt hands it over.
+                self._early[rest] = time.monotonic()
         elif kind == "e":
             connection_id, _, token = rest.partition(":")
             waiter = self._waiters.get(connection_id)
@@ -459,6 +464,8 @@ class RedisHub:
 
     async def _beat(self) -> None:
         assert self._redis is not None
+        stale = time.monotonic() - 2 * BEAT_SECONDS
+        self._early = {cid: at for cid, at in self._early.items() if at > stale}
         now_ms = int(time.time() * 1000)
         row = {"id": self.process_id, "attached": len(self._waiters), **self._counters}
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -567,6 +574,9 @@ class RedisHub:
         previous = self._waiters.get(waiter.connection_id)
         if previous is not None and previous is not waiter:
             self._end(previous, EndReason.SUPERSEDED)
+            waiter.wakeup.set()  # a wake-up the previous one took may have been meant for this one
+        if self._early.pop(waiter.connection_id, None) is not None:
+            waiter.wakeup.set()
         self._waiters[waiter.connection_id] = waiter
 
     async def _detach(self, waiter: _Waiter, ttl_seconds: float) -> None:
