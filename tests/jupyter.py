@@ -4,10 +4,15 @@ test, and running it in JupyterLab."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import socket
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -41,6 +46,36 @@ def wait_for_url(url: str, timeout: float = 60, **kwargs: object) -> httpx.Respo
             pass
         assert time.monotonic() < deadline, f"{url} did not answer in {timeout} s"
         time.sleep(0.3)
+
+
+@contextlib.contextmanager
+def running_jupyterlab(root: Path, token: str) -> Iterator[str]:
+    """A real JupyterLab on 127.0.0.1 serving ``root`` until the block ends; yields its URL.
+
+    Its runtime folder is ``root/.runtime`` (what ``list_running_servers()`` reads, so a kernel
+    finds its own server), its log ``root/.lab.log``; a hub's ``JUPYTERHUB_*`` variables, if the
+    tests run inside one, are not passed on.
+    """
+    port = free_port()
+    command = [
+        *(sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root"),
+        *("--ip=127.0.0.1", f"--port={port}", "--ServerApp.port_retries=0"),
+        *(f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"),
+        "--LabApp.expose_app_in_browser=True",
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
+    env |= {"JUPYTER_PLATFORM_DIRS": "1", "JUPYTER_RUNTIME_DIR": str(root / ".runtime")}
+    with (
+        (root / ".lab.log").open("w") as log,
+        subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env) as process,
+    ):
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_for_url(f"{url}/api/status", headers={"Authorization": f"token {token}"})
+            yield url
+        finally:
+            process.terminate()
+            process.wait(20)
 
 
 def write_notebook(path: Path, cells: list[str]) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +99,34 @@ def test_heartbeat_lateness_is_measured_against_the_schedule() -> None:
     poll = Probe(port=1, heartbeat_s=1.0)
     poll.beat(3 * second + 5_000_000, due=3 * second)
     assert poll.lags_since(0) == [5.0]
+
+
+def test_a_shaped_network_shows_in_every_figure() -> None:
+    """Through 20 ms each way: pushes take one trip, round trips and echoes two, long polling's
+    push waits for the next poll (its extra round trip), a reconnect costs a handshake and a
+    request, and a cut loses or doubles nothing."""
+    from transport_demo.bench import run
+    from transport_demo.network import Conditions
+
+    sizes = replace(Sizes.quick(), messages=30, rate=50, cuts=2)
+    data = run(
+        sizes, scenarios=("latency", "reconnect"), targets=OURS, network=Conditions(delay_ms=20)
+    ).as_dict()
+    assert report.network_label(data) == "20 ms one way"
+    latency, cuts = data["latency"], data["reconnect"]
+    for target in ("ours sse", "ours websocket"):
+        assert 20 <= latency[target]["push"]["p50_ms"] < 40, target
+    assert latency["ours long-polling"]["push"]["p50_ms"] >= 40  # the poll's trip back first
+    for target in OURS:
+        assert latency[target]["round_trip"]["p50_ms"] >= 40, target
+        assert cuts[target]["p50_ms"] >= 80, target  # a new TCP handshake, then the request
+        assert cuts[target]["lost"] == cuts[target]["doubled"] == 0, target
+    tables = report.network_table([data])
+    assert "#### 20 ms one way" in tables and "cut → next message" in tables
+
+
+def test_delay_option_reaches_the_run() -> None:
+    from transport_demo.bench.__main__ import parse_args
+
+    args = parse_args(["--delay-ms", "50", "--jitter-ms", "5", "--bandwidth-kbit", "2000"])
+    assert (args.delay_ms, args.jitter_ms, args.bandwidth_kbit) == (50, 5, 2000)

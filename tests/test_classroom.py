@@ -31,7 +31,7 @@ from transport_demo.settings import CLASSROOM_DEFAULTS
 from transport_demo.widgets import ClassroomView
 
 from .browser import CHROMIUM, launch
-from .jupyter import KERNEL_READY, free_port, wait_for_url, write_notebook
+from .jupyter import KERNEL_READY, running_jupyterlab, write_notebook
 from .test_widgets import execute
 from .waiting import until, until_async
 
@@ -489,23 +489,10 @@ CLASSROOM_NOTEBOOK = [
 )
 def test_class_view_in_jupyterlab_shows_the_room_and_its_buttons_work(tmp_path: Any) -> None:
     write_notebook(tmp_path / "room.ipynb", CLASSROOM_NOTEBOOK)
-    port, token = free_port(), "transport-demo-classroom-test"
-    command = [
-        *(sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root"),
-        *("--ip=127.0.0.1", f"--port={port}", "--ServerApp.port_retries=0"),
-        *(f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}"),
-        "--LabApp.expose_app_in_browser=True",
-    ]
-    env = {**os.environ, "JUPYTER_PLATFORM_DIRS": "1", "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt")}
-    with (
-        (tmp_path / "lab.log").open("w") as log,
-        subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env) as lab,
-        sync_playwright() as playwright,
-    ):
+    token = "transport-demo-classroom-test"
+    with running_jupyterlab(tmp_path, token) as url, sync_playwright() as playwright:
         browser = launch(playwright)
         try:
-            url = f"http://127.0.0.1:{port}"
-            wait_for_url(f"{url}/api/status", headers={"Authorization": f"token {token}"})
             page = browser.new_page(viewport={"width": 1400, "height": 1400})
             page.goto(f"{url}/lab/tree/room.ipynb?token={token}")
             page.wait_for_function("window.jupyterapp && window.jupyterapp.shell", timeout=90_000)
@@ -529,5 +516,3 @@ def test_class_view_in_jupyterlab_shows_the_room_and_its_buttons_work(tmp_path: 
             expect(numbers).to_contain_text("reconnects 1", timeout=10_000)
         finally:
             browser.close()
-            lab.terminate()
-            lab.wait(20)

@@ -4,24 +4,21 @@ exercise solutions pass their checks, and one runs in JupyterLab in a real brows
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
 from transport_demo import RunningServer
 from transport_demo.exercises import longpoll, sse, websocket
+
+from .jupyter import KERNEL_READY, running_jupyterlab
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -214,64 +211,21 @@ def copy_for_jupyterlab(folder: Path) -> Path:
     return folder
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def jupyterlab_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real JupyterLab on 127.0.0.1 serving the repository: its notebook URL, ``{name}`` left."""
-    port, token = free_port(), "transport-demo-test"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyter",
-            "lab",
-            "--no-browser",
-            "--allow-root",
-            f"--port={port}",
-            "--ip=127.0.0.1",
-            f"--IdentityProvider.token={token}",
-            # A copy: JupyterLab saves what it runs (autosave, checkpoints), and a test must not
-            # rewrite the repository's notebooks.
-            f"--ServerApp.root_dir={copy_for_jupyterlab(tmp_path_factory.mktemp('lab'))}",
-            "--LabApp.expose_app_in_browser=True",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "JUPYTER_PLATFORM_DIRS": "1"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/api/status?token={token}").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "JupyterLab did not start"
-            time.sleep(0.3)
+    """A real JupyterLab serving a copy of the notebooks: its notebook URL, ``{name}`` left.
+
+    A copy, because JupyterLab saves what it runs (autosave, checkpoints), and a test must not
+    rewrite the repository's notebooks."""
+    root = copy_for_jupyterlab(tmp_path_factory.mktemp("lab"))
+    token = "transport-demo-test"
+    with running_jupyterlab(root, token) as url:
         yield f"{url}/lab/tree/notebooks/{{name}}?token={token}"
-    finally:
-        process.terminate()
-        process.wait(20)
 
 
 @pytest.fixture
 def jupyterlab(jupyterlab_root: str) -> str:
     return jupyterlab_root.format(name="01_long_polling.ipynb")
-
-
-KERNEL_READY = """() => {
-    const panel = window.jupyterapp.shell.currentWidget;
-    const kernel = panel && panel.sessionContext && panel.sessionContext.session
-        && panel.sessionContext.session.kernel;
-    return kernel && kernel.connectionStatus === "connected" && kernel.status === "idle";
-}"""
 
 
 @pytest.mark.browser

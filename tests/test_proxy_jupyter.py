@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,11 +26,10 @@ from .browser import CHROMIUM, launch
 from .figures import record
 from .jupyter import (
     WIDGET_NOTEBOOK,
-    free_port,
     open_notebook_link,
     run_notebook_in_lab,
+    running_jupyterlab,
     wait_for_entries,
-    wait_for_url,
     write_notebook,
 )
 from .test_client_page import ECHO, IDLE_EVENT, TRANSPORTS, entries, section, send, start
@@ -65,34 +62,8 @@ class Lab:
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     root = tmp_path_factory.mktemp("lab")
     write_notebook(root / "widget.ipynb", WIDGET_NOTEBOOK)
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "jupyter",
-        "lab",
-        "--no-browser",
-        "--allow-root",
-        "--ip=127.0.0.1",
-        f"--port={port}",
-        "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={TOKEN}",
-        f"--ServerApp.root_dir={root}",
-        "--LabApp.expose_app_in_browser=True",
-    ]
-    env = {**os.environ, "JUPYTER_PLATFORM_DIRS": "1", "JUPYTER_RUNTIME_DIR": str(root / "rt")}
-    for name in [n for n in env if n.startswith("JUPYTERHUB_")]:
-        del env[name]
-    log = (root / "lab.log").open("w")
-    with subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env) as process:
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_for_url(f"{url}/api/status", headers={"Authorization": f"token {TOKEN}"})
-            yield Lab(url, root)
-        finally:
-            process.terminate()
-            process.wait(20)
-            log.close()
+    with running_jupyterlab(root, TOKEN) as url:
+        yield Lab(url, root)
 
 
 @pytest.fixture(scope="module")

@@ -39,6 +39,21 @@ from .wakeups import Wakeups
 
 __all__ = ["STATS_LIST_LIMIT", "Hub", "Outgoing", "Stream", "Transport"]
 
+COUNTERS = [
+    "connections_opened",
+    "connections_expired",
+    "messages_received",
+    "messages_published",
+    "events_sent",
+    "heartbeats_sent",
+    "streams_resumed",
+    "resumes_failed",
+    "rate_limited",
+    "refused_per_address",
+    "waiters_cut",
+]
+"""The /stats counters, in the order /stats shows them."""
+
 STATS_LIST_LIMIT = 1000
 """/stats lists at most this many connections (``connection_list_truncated`` says when more)."""
 
@@ -77,22 +92,7 @@ class Hub:
         self._closing = False
         self._reaper: asyncio.Task[None] | None = None
         self._started = clock()
-        self._counters = dict.fromkeys(
-            (
-                "connections_opened",
-                "connections_expired",
-                "messages_received",
-                "messages_published",
-                "events_sent",
-                "heartbeats_sent",
-                "streams_resumed",
-                "resumes_failed",
-                "rate_limited",
-                "refused_per_address",
-                "waiters_cut",
-            ),
-            0,
-        )
+        self._counters = dict.fromkeys(COUNTERS, 0)
 
     # -- life cycle -----------------------------------------------------------------------------
 
@@ -120,38 +120,11 @@ class Hub:
 
     # -- connections ----------------------------------------------------------------------------
 
-    def _create(self, transport: Transport, address: str | None = None) -> Connection:
-        self.refuse_if_closing()
-        if len(self._store) >= self.settings.max_connections:
-            raise TooManyConnections(
-                f"The server holds its maximum of {self.settings.max_connections} connections; "
-                "try again later."
-            )
-        try:
-            self._admission.addresses.admit(address)
-        except TooManyConnectionsFromAddress:
-            self._counters["refused_per_address"] += 1
-            raise
-        conn = self._store.create(transport, self._clock(), wall=time.time())
-        self._admission.addresses.add(conn.id, address)
-        self._counters["connections_opened"] += 1
-        return conn
-
-    def _get(self, connection_id: object, transport: Transport | None = None) -> Connection:
-        conn = self._store.get(connection_id) if isinstance(connection_id, str) else None
-        if conn is None or (transport is not None and conn.transport is not transport):
-            # Same answer for "expired", "never existed" and "another transport's id": an id is
-            # a key, and the answer must not tell a guesser which ids exist elsewhere.
-            raise UnknownConnection(
-                "No such connection: it expired or never existed. Start a new connection."
-            )
-        return conn
-
     def connection(self, connection_id: str) -> Connection:
         """The connection with this id (read it, don't change it); raises
         :class:`UnknownConnection`."""
         with self.lock:
-            return self._get(connection_id)
+            return self.find(connection_id)
 
     def __len__(self) -> int:
         return len(self._store)
@@ -181,7 +154,7 @@ class Hub:
         text = check_text(text, self.settings.max_message_bytes)
         with self.lock:
             self.refuse_if_closing()
-            seq = self._append(self._get(connection_id), EventType.MESSAGE, text)
+            seq = self._append(self.find(connection_id), EventType.MESSAGE, text)
             self._counters["messages_published"] += 1
             return seq
 
@@ -211,7 +184,7 @@ class Hub:
         text = check_text(text, self.settings.max_message_bytes)
         with self.lock:
             self.refuse_if_closing()
-            conn = self._get(connection_id, transport)
+            conn = self.find(connection_id, transport)
             try:
                 self._admission.rates.take(conn.id, self._clock())
             except RateLimited:
@@ -230,7 +203,14 @@ class Hub:
 
     def find(self, connection_id: object, transport: Transport | None = None) -> Connection:
         """The connection, or :class:`UnknownConnection` (also for another transport's id)."""
-        return self._get(connection_id, transport)
+        conn = self._store.get(connection_id) if isinstance(connection_id, str) else None
+        if conn is None or (transport is not None and conn.transport is not transport):
+            # Same answer for "expired", "never existed" and "another transport's id": an id is
+            # a key, and the answer must not tell a guesser which ids exist elsewhere.
+            raise UnknownConnection(
+                "No such connection: it expired or never existed. Start a new connection."
+            )
+        return conn
 
     def lookup(self, connection_id: str | None, transport: Transport) -> Connection | None:
         """The connection to resume, or ``None`` (unknown, expired or another transport's)."""
@@ -241,7 +221,21 @@ class Hub:
         """A new connection for a client at ``address`` (``None``: unknown, not counted); raises
         :class:`TooManyConnections`, :class:`TooManyConnectionsFromAddress` or
         :class:`ServerShuttingDown`."""
-        return self._create(transport, address)
+        self.refuse_if_closing()
+        if len(self._store) >= self.settings.max_connections:
+            raise TooManyConnections(
+                f"The server holds its maximum of {self.settings.max_connections} connections; "
+                "try again later."
+            )
+        try:
+            self._admission.addresses.admit(address)
+        except TooManyConnectionsFromAddress:
+            self._counters["refused_per_address"] += 1
+            raise
+        conn = self._store.create(transport, self._clock(), wall=time.time())
+        self._admission.addresses.add(conn.id, address)
+        self._counters["connections_opened"] += 1
+        return conn
 
     def now(self) -> float:
         """The hub's monotonic clock."""
@@ -392,7 +386,7 @@ class Hub:
     def state_of(self, connection_id: str) -> ConnectionState:
         """``live``, ``waiting`` or ``disconnected``; raises :class:`UnknownConnection`."""
         with self.lock:
-            conn = self._get(connection_id)
+            conn = self.find(connection_id)
             return conn.state(attached=conn.id in self._waiters)
 
     def stats(self) -> dict[str, Any]:

@@ -150,12 +150,14 @@ class RunningServer:
                 raise TimeoutError(f"The server on port {self.port} did not start in time.")
             time.sleep(0.01)
 
-    def restart(self, timeout: float = 2.0) -> None:
+    def restart(self, timeout: float = 2.0, *, down_for: float = 0.0) -> None:
         """Stop the server and start it again on the same port with the same hub: its
         connections, replay buffers and counters survive, so every client reconnects (with
         backoff) and resumes with nothing lost. A real restart loses them unless they are kept
-        outside the process (the storage seam, :mod:`transport_demo.connection`)."""
+        outside the process (the storage seam, :mod:`transport_demo.connection`).
+        ``down_for`` seconds between the two: long enough for clients to notice (a lesson)."""
         self.stop(timeout)
+        time.sleep(down_for)
         self._prepare(bind_socket(self.host, self.port))
         self._start()
         with _registry_lock:

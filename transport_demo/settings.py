@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     ws_compression: bool = Field(
         default=True,
         description="Offer permessage-deflate: ~10 bytes instead of ~170 per small JSON event, "
-        "for ~38 KiB more memory per WebSocket (docs/benchmarks.md).",
+        "for ~22 KiB more memory per WebSocket with 1 KiB windows (docs/benchmarks.md).",
     )
 
     redis_url: str | None = Field(

@@ -9,6 +9,14 @@ in ``docs/benchmarks.md``. From Python::
     results = bench.run(bench.Sizes.notebook(), scenarios=("latency", "throughput"))
     print(bench.report.markdown(results.as_dict()))
 
+Through a slower network (a shaped relay between the clients and each server; capacity stays on
+loopback)::
+
+    from transport_demo.network import Conditions
+    results = bench.run(bench.Sizes.network(), scenarios=("latency", "reconnect"),
+                        targets=bench.OURS, network=Conditions(delay_ms=50))
+    print(bench.report.network_table([results.as_dict()]))
+
 Needs the ``bench`` extra (``pip install -e ".[bench]"``) for the peers.
 """
 

@@ -4,6 +4,7 @@ python -m transport_demo.bench                      # everything, about 15 minut
 python -m transport_demo.bench --quick              # seconds: tiny sizes
 python -m transport_demo.bench --only latency,throughput --targets "ours sse,fastapi sse"
 python -m transport_demo.bench --json artifacts/bench.json --plots docs/images
+python -m transport_demo.bench --quick --delay-ms 50 --only latency,reconnect --targets "ours sse"
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ..network import Conditions
 from . import report
 from .run import SCENARIOS, TARGETS, Results, Sizes, plan, run
 
@@ -67,6 +69,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "defaults are 15 and 30)",
     )
     parser.add_argument(
+        "--delay-ms",
+        type=float,
+        default=0.0,
+        help="one-way delay of a shaped network between the clients and each server (a round "
+        "trip costs twice this); capacity always runs on loopback",
+    )
+    parser.add_argument("--jitter-ms", type=float, default=0.0, help="± this, per segment")
+    parser.add_argument("--bandwidth-kbit", type=float, help="link rate each way, kbit/s")
+    parser.add_argument(
         "--arrival",
         type=float,
         metavar="SECONDS",
@@ -87,6 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sizes = replace(sizes, steps=tuple(int(step) for step in args.steps.split(",")))
     if args.heartbeat:
         sizes = replace(sizes, heartbeat=args.heartbeat)
+    network = None
+    if args.delay_ms or args.jitter_ms or args.bandwidth_kbit:
+        network = Conditions(
+            delay_ms=args.delay_ms, jitter_ms=args.jitter_ms, bandwidth_kbit=args.bandwidth_kbit
+        )
     if args.arrival:
         sizes = replace(sizes, arrival=args.arrival)
     steps = plan(args.only, args.targets, sizes)
@@ -99,7 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             bar.update()
             write_json(results, args.json)  # so far: an interrupted run keeps what it measured
 
-        results = run(sizes, scenarios=args.only, targets=args.targets, progress=progress)
+        results = run(
+            sizes, scenarios=args.only, targets=args.targets, progress=progress, network=network
+        )
     data = write_json(results, args.json)
     tables = report.markdown(data)
     print(tables)

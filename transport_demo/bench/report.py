@@ -6,7 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["COMPARISONS", "checks", "markdown", "plot", "ratios"]
+__all__ = [
+    "COMPARISONS",
+    "checks",
+    "markdown",
+    "network_label",
+    "network_table",
+    "plot",
+    "plot_networks",
+    "ratios",
+]
 
 # Each transport of ours against: its bare same-stack baseline, the floor, the peers.
 COMPARISONS: dict[str, dict[str, str]] = {
@@ -113,9 +122,27 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def network_label(results: dict[str, Any]) -> str:
+    """``loopback``, or the shaped network a run went through (``50 ms``, ``25±5 ms, …``)."""
+    network = results.get("network") or {}
+    shaped = network.get("delay_ms") or network.get("jitter_ms") or network.get("bandwidth_kbit")
+    if not shaped:
+        return "loopback"
+    label = f"{network.get('delay_ms', 0):g}"
+    if network.get("jitter_ms"):
+        label += f"±{network['jitter_ms']:g}"
+    label += " ms one way"
+    if network.get("bandwidth_kbit") is not None:
+        label += f", {network['bandwidth_kbit']:g} kbit/s"
+    return label
+
+
 def markdown(results: dict[str, Any], *, targets: bool = True) -> str:
     """All the tables of a run, as Markdown (``targets=False``: without the targets table)."""
     parts = []
+    where = network_label(results)
+    if where != "loopback":
+        parts.append(f"*Clients reach the servers through a shaped network: {where}.*\n")
     latency = results.get("latency", {})
     if latency:
         parts.append("### Latency, server in its own process (ms)\n")
@@ -147,6 +174,14 @@ def markdown(results: dict[str, Any], *, targets: bool = True) -> str:
             ["target", "messages", "msg/s", "bytes/msg", "requests/msg"],
             [[t, v["messages"], v["messages_per_second"], v["bytes_per_message"],
               v["requests_per_message"]] for t, v in throughput.items()],
+        ))  # fmt: skip
+    reconnect = results.get("reconnect", {})
+    if reconnect:
+        parts.append("\n### A cut, then the first message after it (ms)\n")
+        parts.append(_table(
+            ["target", "cuts", "p50", "max", "requests/reconnect", "lost", "doubled"],
+            [[t, v["count"], v["p50_ms"], v["max_ms"], v["requests_per_reconnect"], v["lost"],
+              v["doubled"]] for t, v in reconnect.items()],
         ))  # fmt: skip
     capacity = results.get("capacity", {})
     if capacity:
@@ -231,3 +266,72 @@ def plot(results: dict[str, Any], directory: Path | None = None) -> list[Any]:
         for name, fig in figures:
             fig.savefig(directory / f"bench-{name}.svg", metadata={"Date": None})
     return [fig for _, fig in figures]
+
+
+def network_table(runs: list[dict[str, Any]]) -> str:
+    """One Markdown table per network: our three transports' push and round-trip latency and
+    the time from a cut to the next message (runs as written by ``Results.as_dict()``)."""
+    parts = []
+    for results in runs:
+        parts.append(f"\n#### {network_label(results)}\n")
+        rows = []
+        for target in ("ours long-polling", "ours sse", "ours websocket"):
+            latency = results.get("latency", {}).get(target)
+            cut = results.get("reconnect", {}).get(target)
+            if latency is None and cut is None:
+                continue
+            push = (latency or {}).get("push", {})
+            trip = (latency or {}).get("round_trip", {})
+            rows.append([target.removeprefix("ours "), push.get("p50_ms"), push.get("p99_ms"),
+                         trip.get("p50_ms"), trip.get("p99_ms"),
+                         (cut or {}).get("p50_ms")])  # fmt: skip
+        parts.append(_table(
+            ["transport", "push p50", "push p99", "round trip p50", "round trip p99",
+             "cut → next message p50"], rows,
+        ))  # fmt: skip
+    return "\n".join(parts).lstrip("\n") + "\n"
+
+
+def plot_networks(runs: list[dict[str, Any]], path: Path | None = None) -> Any:
+    """One panel per figure (push, round trip, cut → next message), one group of bars per
+    network, the three transports side by side in each; log axis (loopback's tenths of a
+    millisecond and a continent's hundreds on one scale). Saved to ``path`` when given."""
+    import matplotlib.pyplot as plt
+
+    transports = ("long-polling", "sse", "websocket")
+    colours = {"long-polling": "#e67e22", "sse": "#2e86c1", "websocket": "#27a55a"}
+    panels = (("push", "push latency p50 (bar) and p99 (tick)"),
+              ("round_trip", "round trip p50 (bar) and p99 (tick)"),
+              ("reconnect", "cut → next message, p50"))  # fmt: skip
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), sharey=True)
+    width = 0.26
+    for axis, (key, title) in zip(axes, panels, strict=True):
+        for i, transport in enumerate(transports):
+            target = f"ours {transport}"
+            p50s: list[float] = []
+            p99s: list[float | None] = []
+            for results in runs:
+                if key == "reconnect":
+                    figure = results.get("reconnect", {}).get(target, {})
+                    p50s.append(figure.get("p50_ms", 0.0))
+                    p99s.append(None)
+                else:
+                    figure = results.get("latency", {}).get(target, {}).get(key, {})
+                    p50s.append(figure.get("p50_ms", 0.0))
+                    p99s.append(figure.get("p99_ms"))
+            xs = [n + (i - 1) * width for n in range(len(runs))]
+            axis.bar(xs, p50s, width, color=colours[transport], label=transport)
+            ticks = [(x, p) for x, p in zip(xs, p99s, strict=True) if p is not None]
+            if ticks:
+                axis.scatter([x for x, _ in ticks], [p for _, p in ticks], marker="_", s=200,
+                             color="black", zorder=3)  # fmt: skip
+        axis.set_xticks(range(len(runs)), [network_label(r) for r in runs], fontsize=8)
+        axis.set_yscale("log")
+        axis.set_title(title, fontsize=10)
+        axis.grid(axis="y", which="major", alpha=0.3)
+    axes[0].set_ylabel("milliseconds (log scale)")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, metadata={"Date": None})
+    return fig

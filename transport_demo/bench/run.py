@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import os
 import platform
@@ -13,8 +14,10 @@ from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from typing import Any
 
+from ..network import Conditions, Network
 from .capacity import capacity
 from .probes import PROBES
+from .reconnect import reconnect_cost
 from .scenarios import burst, push_latency, round_trip
 from .targets import ServerProcess, ThreadServer
 
@@ -22,7 +25,8 @@ __all__ = ["OURS", "SCENARIOS", "TARGETS", "Results", "Sizes", "plan", "run"]
 
 TARGETS = tuple(PROBES)
 OURS = ("ours long-polling", "ours sse", "ours websocket")
-SCENARIOS = ("latency", "thread", "throughput", "capacity")
+SCENARIOS = ("latency", "thread", "throughput", "reconnect", "capacity")
+SHAPED = ("latency", "thread", "throughput", "reconnect")  # what runs through a network
 
 
 @dataclass(frozen=True)
@@ -42,13 +46,14 @@ class Sizes:
     capacity_workers: int = 2
     warmup: int = 50
     rounds: int = 3  # latency rounds; the median of each figure is reported
+    cuts: int = 5  # reconnects timed per transport
 
     @classmethod
     def quick(cls) -> Sizes:
         """Seconds, not minutes: the suite's smoke test."""
         return cls(
             messages=40, rate=400, round_trips=20, burst=300, counted=60, steps=(20,),
-            heartbeat=0.5, capacity_workers=1, warmup=5, rounds=1,
+            heartbeat=0.5, capacity_workers=1, warmup=5, rounds=1, cuts=2,
         )  # fmt: skip
 
     @classmethod
@@ -56,6 +61,13 @@ class Sizes:
         """The comparison notebook's run: class size, well under a minute."""
         return replace(cls.quick(), messages=200, rate=500, round_trips=50, burst=1000,
                        counted=200, warmup=20)  # fmt: skip
+
+    @classmethod
+    def network(cls) -> Sizes:
+        """The comparison notebook's runs through a slow network: few round trips (each costs
+        the network's round-trip time), a short burst; seconds per network."""
+        return replace(cls.quick(), messages=40, rate=100, round_trips=6, burst=300,
+                       counted=60, warmup=2, cuts=2)  # fmt: skip
 
 
 @dataclass
@@ -66,6 +78,8 @@ class Results:
     thread: dict[str, dict[str, Any]] = field(default_factory=dict)
     throughput: dict[str, dict[str, Any]] = field(default_factory=dict)
     capacity: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    reconnect: dict[str, dict[str, Any]] = field(default_factory=dict)
+    network: dict[str, Any] = field(default_factory=lambda: asdict(Conditions()))
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,7 +107,7 @@ def plan(
     """The (scenario, target) pairs a run goes through, in order."""
     steps = []
     for scenario in scenarios:
-        chosen = [t for t in targets if scenario != "thread" or t in OURS]
+        chosen = [t for t in targets if scenario not in ("thread", "reconnect") or t in OURS]
         steps += [(scenario, target) for target in chosen]
     return steps
 
@@ -105,12 +119,22 @@ def _by_family(targets: list[str]) -> Iterator[tuple[str, list[str]]]:
     yield from families.items()
 
 
-async def _latencies(server: Any, target: str, sizes: Sizes) -> dict[str, Any]:
+@contextlib.contextmanager
+def _through(server: Any, conditions: Conditions | None) -> Iterator[int]:
+    """The port a probe should use: the server's, or a shaped network's in front of it."""
+    if conditions is None:
+        yield server.port
+        return
+    with Network(server.port, conditions) as net:
+        yield net.port
+
+
+async def _latencies(server: Any, target: str, sizes: Sizes, port: int) -> dict[str, Any]:
     probe = PROBES[target][1]
     push = await push_latency(
-        probe(server.port), server, n=sizes.messages, rate=sizes.rate, warmup=sizes.warmup
+        probe(port), server, n=sizes.messages, rate=sizes.rate, warmup=sizes.warmup
     )
-    trip = await round_trip(probe(server.port), n=sizes.round_trips, warmup=sizes.warmup)
+    trip = await round_trip(probe(port), n=sizes.round_trips, warmup=sizes.warmup)
     return {"push": asdict(push), "round_trip": asdict(trip)}
 
 
@@ -135,15 +159,23 @@ def run(
     scenarios: tuple[str, ...] = SCENARIOS,
     targets: tuple[str, ...] = TARGETS,
     progress: Callable[[str, Results], None] | None = None,
+    network: Conditions | None = None,
 ) -> Results:
     """Run the benchmark; ``progress(label, results_so_far)`` is called after each (scenario,
     target) step.
+
+    With ``network`` the clients reach each server through a shaped
+    :class:`~transport_demo.network.Network` (delay, jitter, bandwidth) for the latency,
+    thread, throughput and reconnect scenarios; the server is still told to push directly, so a
+    push's latency is one trip down the network. Capacity always runs on loopback.
 
     Call from a thread without a running event loop (a notebook: ``await
     asyncio.to_thread(run, ...)``).
     """
     sizes = sizes or Sizes()
     results = Results(sizes=sizes, machine=machine())
+    if network is not None:
+        results.network = asdict(network)
 
     def done(label: str) -> None:
         if progress is not None:
@@ -159,18 +191,25 @@ def run(
         for round_ in range(sizes.rounds):
             last = round_ == sizes.rounds - 1
             for family, members in _by_family(chosen):
-                with ServerProcess(family, sizes.heartbeat) as server:
+                with (
+                    ServerProcess(family, sizes.heartbeat) as server,
+                    _through(server, network) as port,
+                ):
                     for target in members:
                         if "latency" in scenarios:
                             runs = rounds.setdefault(target, [])
-                            runs.append(asyncio.run(_latencies(server, target, sizes)))
+                            runs.append(asyncio.run(_latencies(server, target, sizes, port)))
                             if last:
                                 results.latency[target] = _median(runs)
                                 done(f"latency {target}")
                         if "throughput" in scenarios and round_ == 0:
                             measured = asyncio.run(
                                 burst(
-                                    PROBES[target][1], server, n=sizes.burst, counted=sizes.counted
+                                    PROBES[target][1],
+                                    server,
+                                    n=sizes.burst,
+                                    counted=sizes.counted,
+                                    port=port,
                                 )
                             )
                             results.throughput[target] = asdict(measured)
@@ -179,11 +218,24 @@ def run(
         for round_ in range(sizes.rounds):
             for target in (t for t in chosen if t in OURS):
                 runs = rounds.setdefault(f"thread {target}", [])
-                with ThreadServer(sizes.heartbeat) as threaded:
-                    runs.append(asyncio.run(_latencies(threaded, target, sizes)))
+                with (
+                    ThreadServer(sizes.heartbeat) as threaded,
+                    _through(threaded, network) as port,
+                ):
+                    runs.append(asyncio.run(_latencies(threaded, target, sizes, port)))
                 if round_ == sizes.rounds - 1:
                     results.thread[target] = _median(runs)
                     done(f"thread {target}")
+    if "reconnect" in scenarios and any(t in OURS for t in chosen):
+        with (
+            ServerProcess("ours", sizes.heartbeat) as server,
+            Network(server.port, network or Conditions()) as net,
+        ):
+            for target in (t for t in chosen if t in OURS):
+                transport = target.removeprefix("ours ")
+                cost = asyncio.run(reconnect_cost(transport, server, net, cuts=sizes.cuts))
+                results.reconnect[target] = asdict(cost)
+                done(f"reconnect {target}")
     if "capacity" in scenarios:
         for target in chosen:
             steps = capacity(

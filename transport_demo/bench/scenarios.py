@@ -141,15 +141,22 @@ async def round_trip(probe: Probe, *, n: int = 1000, warmup: int = 20) -> Latenc
 
 
 async def burst(
-    probe_type: type[Probe], pusher: Pusher, *, n: int = 10_000, counted: int = 1000
+    probe_type: type[Probe],
+    pusher: Pusher,
+    *,
+    n: int = 10_000,
+    counted: int = 1000,
+    port: int | None = None,
 ) -> Throughput:
     """``n`` texts pushed back to back to one client: messages per second, first push to last
-    receipt. Then ``counted`` more through a counting relay for bytes and requests per message."""
-    async with opened(probe_type(pusher.port)) as probe:
+    receipt. Then ``counted`` more through a counting relay for bytes and requests per message.
+    The client connects to ``port`` (default: the server's; a shaped network's in front of it)."""
+    port = port or pusher.port
+    async with opened(probe_type(port)) as probe:
         await collect(probe, pusher, 50, 0, 30)
         got = await collect(probe, pusher, n, 0, 120)
     seconds = (got[-1][1] - got[0][0]) / 1e9
-    async with CountingRelay(pusher.port) as relay:
+    async with CountingRelay(port) as relay:
         probe = probe_type(int(relay.url.rsplit(":", 1)[1]))
         async with opened(probe):
             await collect(probe, pusher, 50, 0, 30)

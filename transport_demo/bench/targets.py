@@ -66,6 +66,8 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
 
     async def push(self, to: str, n: int, rate: float, size: int) -> None:
         http = RawHTTP(self.port)

@@ -1,0 +1,34 @@
+// WebSocket, as a page uses it: one connection, messages both ways. The browser never
+// reconnects a WebSocket: after a close, only the page's own code can open a new one (here when
+// `options.reconnect` is set), and only the server's protocol can resume (this server's:
+// ?connection_id=…&last_seq=…).
+function connect(base, show, options) {
+  let connectionId = options.connectionId, lastSeq = options.lastSeq, socket, stopped = false;
+  let delay = 500;
+  function open() {
+    const resume = connectionId
+      ? `?connection_id=${encodeURIComponent(connectionId)}&last_seq=${lastSeq}` : "";
+    socket = new WebSocket(base.replace(/^http/, "ws") + "/ws" + resume);
+    socket.onopen = () => { delay = 500; show.state("open"); };
+    socket.onmessage = (message) => {
+      const event = JSON.parse(message.data);
+      if (event.type === "connected") connectionId = event.connection_id;
+      if (typeof event.seq === "number") lastSeq = Math.max(lastSeq, event.seq);
+      show.event(event);
+    };
+    socket.onclose = (close) => {
+      if (stopped) return show.state("closed");
+      if (!options.reconnect) return show.note("closed", `closed (code ${close.code}): a WebSocket does not reconnect by itself`);
+      show.note("reconnect", `closed (code ${close.code}): the page reconnects in ${delay} ms`);
+      setTimeout(() => stopped || open(), delay * (0.5 + Math.random() / 2));
+      delay = Math.min(delay * 2, 10000);
+    };
+  }
+  open();
+  return {
+    send: (text) => socket.send(JSON.stringify({ message: text })),
+    close: () => { stopped = true; socket.close(1000, "Stop pressed"); },
+    readyState: () => ["CONNECTING", "OPEN", "CLOSING", "CLOSED"][socket.readyState],
+    bufferedAmount: () => socket.bufferedAmount,   // bytes handed to send() not yet on the wire
+  };
+}
