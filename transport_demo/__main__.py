@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -12,7 +13,7 @@ from pydantic import ValidationError
 
 from . import classroom, logs
 from .app import create_app
-from .hub import Hub
+from .backend import make_hub
 from .server import DemoServer, PortInUseError, bind_socket, uvicorn_config
 from .settings import Settings
 from .urls import server_url
@@ -53,6 +54,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--join-host", metavar="ADDRESS", help="the address students use (default: the LAN one)"
     )
     parser.add_argument(
+        "--redis",
+        dest="redis_url",
+        metavar="URL",
+        help="keep connections in this Redis (redis://127.0.0.1:6379/0), so that several server "
+        "processes act as one (docs/scaling.md)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N worker processes on one port (needs --redis: they share no memory)",
+    )
+    parser.add_argument(
         "--allow-origin",
         action="append",
         dest="allowed_origins",
@@ -65,6 +80,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    workers = args.workers
+    del args.workers
     options = {key: value for key, value in vars(args).items() if value is not None}
     # This process is the server's own, so the GC policy for thousands of connections is the
     # default here (not in Settings: inside a notebook kernel it would freeze the kernel's objects).
@@ -76,7 +93,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValidationError, PortInUseError) as exc:
         print(f"transport-demo: {exc}", file=sys.stderr)
         return 2
-    hub = Hub(settings)
+    if workers > 1:
+        if not settings.redis_url:
+            print(
+                "transport-demo: --workers needs --redis URL: worker processes share no memory, "
+                "so without a shared store a client's next request would meet another worker's "
+                "'unknown_connection' (docs/scaling.md).",
+                file=sys.stderr,
+            )
+            return 2
+        return run_workers(options, settings, sock, workers)
+    hub = make_hub(settings)
     port = sock.getsockname()[1]
     server = DemoServer(uvicorn_config(create_app(settings, hub=hub), settings, port=port), hub)
     if settings.classroom:
@@ -104,6 +131,28 @@ def print_classroom(settings: Settings, port: int) -> None:
     print("  allowed origins: " + ", ".join(settings.allowed_origins))
     for line in classroom.limits_text(settings):
         print("  " + line)
+
+
+def run_workers(
+    options: dict[str, object], settings: Settings, sock: socket.socket, workers: int
+) -> int:
+    """``workers`` processes share ``sock`` (the kernel hands each new TCP connection to any of
+    them: a load balancer with no stickiness) and one Redis. Each builds its app from
+    ``TRANSPORT_DEMO_*`` variables, set here from the command line."""
+    from uvicorn.supervisors import Multiprocess
+
+    for key, value in options.items():
+        text = ",".join(value) if isinstance(value, list | tuple) else str(value)
+        os.environ[f"TRANSPORT_DEMO_{key.upper()}"] = text
+    port = sock.getsockname()[1]
+    config = uvicorn_config(
+        "transport_demo.app:create_app_from_env", settings, port=port, factory=True, workers=workers
+    )
+    url = server_url(settings.host, port, "/")
+    print(f"transport-demo: open {url} in a browser ({workers} workers on Redis; Ctrl+C stops)")
+    sys.stdout.flush()
+    Multiprocess(config, sockets=[sock]).run()
+    return 0
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.telemetry import TelemetryConfig
 
 from . import __version__, classroom, gc_policy, http_errors, lessons, longpoll, sse, websocket
-from .hub import Hub
+from .backend import Backend, make_hub
 from .origins import OriginPolicy
 from .settings import Settings
 
@@ -27,7 +27,7 @@ CLIENT_PAGE = "client.html"
 TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
-def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, hub: Backend | None = None) -> FastAPI:
     """The application; ``app.state.hub`` is its :class:`Hub`.
 
     The hub is started by the app's lifespan; ending its streams on shutdown is the server's job
@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
     ends.
     """
     settings = settings if settings is not None else Settings()
-    hub = hub if hub is not None else Hub(settings)
+    hub = hub if hub is not None else make_hub(settings)
     policy = OriginPolicy(settings.allowed_origins)
 
     @asynccontextmanager
@@ -86,7 +86,7 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
         # asyncio tasks alive on the server's loop: a leak shows here as a number that only grows.
         # gc_frozen: objects in the collector's permanent generation (settings.gc_freeze).
         return {
-            **hub.stats(),
+            **(await hub.astats()),
             "asyncio_tasks": len(asyncio.all_tasks()),
             "gc_frozen": gc.get_freeze_count(),
         }
@@ -103,6 +103,12 @@ def create_app(settings: Settings | None = None, *, hub: Hub | None = None) -> F
         return HTMLResponse(client_html(), headers={"Cache-Control": "no-cache"})
 
     return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The app with its settings from ``TRANSPORT_DEMO_*`` variables: what each worker process
+    builds under ``--workers`` (uvicorn imports it by name, ``factory=True``)."""
+    return create_app(Settings())
 
 
 def client_html() -> str:

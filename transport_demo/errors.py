@@ -9,6 +9,7 @@ from __future__ import annotations
 from .protocol import ErrorCode
 
 __all__ = [
+    "BackendUnavailable",
     "InvalidJSON",
     "InvalidRequest",
     "InvalidText",
@@ -98,3 +99,9 @@ class UnsupportedMediaType(TransportDemoError):
     """A body sent with a Content-Type other than JSON."""
 
     code = ErrorCode.UNSUPPORTED_MEDIA_TYPE
+
+
+class BackendUnavailable(TransportDemoError):
+    """The shared store (Redis) cannot be reached; try again shortly."""
+
+    code = ErrorCode.BACKEND_UNAVAILABLE

@@ -28,6 +28,7 @@ STATUS: dict[type[errors.TransportDemoError], int] = {
     errors.TooManyConnectionsFromAddress: 429,
     errors.TooManyConnections: 503,
     errors.ServerShuttingDown: 503,
+    errors.BackendUnavailable: 503,
 }
 
 # Starlette's own refusals (no route, wrong method, body over the limit), named for the wire.

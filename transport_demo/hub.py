@@ -323,6 +323,32 @@ class Hub:
             self._counters["waiters_cut"] += len(cut)
         return len(cut)
 
+    # -- the async interface the routers use (transport_demo.backend.Backend) -------------------
+    # In memory these finish at once; a shared store (transport_demo.redis_hub) awaits its I/O.
+
+    async def aconnect_long_poll(self, address: str | None = None) -> str:
+        """:meth:`connect_long_poll`, awaitable."""
+        return held_polls.connect(self, address)
+
+    async def areceive(self, connection_id: str, text: str, transport: Transport) -> int:
+        """:meth:`receive`, awaitable."""
+        return self.receive(connection_id, text, transport)
+
+    async def aopen_stream(
+        self,
+        transport: Transport,
+        connection_id: str | None = None,
+        last_seq: int | None = None,
+        *,
+        address: str | None = None,
+    ) -> Stream:
+        """:meth:`open_stream`, awaitable."""
+        return open_stream(self, transport, connection_id, last_seq, address=address)
+
+    async def astats(self) -> dict[str, Any]:
+        """:meth:`stats`, awaitable."""
+        return self.stats()
+
     # -- cleanup --------------------------------------------------------------------------------
 
     def reap(self) -> int:

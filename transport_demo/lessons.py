@@ -27,7 +27,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from .hub import Hub
+from .backend import Backend
 
 __all__ = ["router"]
 
@@ -68,10 +68,10 @@ async def short_poll(request: Request, body: ShortPoll | None = None) -> Respons
     """The baseline long polling improves on: the same connections and ``last_seq`` as
     ``/poll``, but the answer comes at once — the events after ``last_seq``, or ``empty``.
     Without ``connection_id``: a new (long-polling) connection."""
-    hub: Hub = request.app.state.hub
+    hub: Backend = request.app.state.hub
     body = body or ShortPoll()
     if body.connection_id is None:
-        return _json_text(hub.connect_long_poll())
+        return _json_text(await hub.aconnect_long_poll())
     answer = await hub.poll(body.connection_id, body.last_seq, hold=0)
     if json.loads(answer).get("type") == "timeout":
         empty = {"type": "empty", "connection_id": body.connection_id, "timestamp": _now()}

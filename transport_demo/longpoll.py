@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from .backend import Backend
 from .errors import InvalidRequest
-from .hub import Hub
 from .models import PollRequest, check_json_content_type, openapi_body, parse_json
 
 router = APIRouter(tags=["long polling"])
@@ -26,12 +26,12 @@ async def poll(request: Request) -> Response:
     answer at once. Otherwise: hold until events after ``last_seq`` exist, or ``poll_timeout``."""
     check_json_content_type(request.headers.get("content-type"))
     body = parse_json(PollRequest, await request.body(), empty_ok=True)
-    hub: Hub = request.app.state.hub
+    hub: Backend = request.app.state.hub
     if body.connection_id is None:
         if body.text is not None:
             raise InvalidRequest("A text needs a connection_id: open a connection first.")
         address = request.client.host if request.client else None
-        return json_response(hub.connect_long_poll(address))
+        return json_response(await hub.aconnect_long_poll(address))
     if body.text is not None:
         return json_response(await hub.send_and_poll(body.connection_id, body.text, body.last_seq))
     return json_response(await hub.poll(body.connection_id, body.last_seq))

@@ -59,6 +59,8 @@ class EndReason(enum.StrEnum):
     SHUTDOWN = "shutdown"  # the server is stopping
     CUT = "cut"  # the server's operator cut every connection of a transport (Hub.disconnect_all)
     CLOSED = "closed"  # the stream's socket is gone
+    EXPIRED = "expired"  # the connection is gone from the shared store (expired, or Redis lost it)
+    BACKEND_UNAVAILABLE = "backend_unavailable"  # the shared store (Redis) cannot be reached
 
 
 class ConnectionState(enum.StrEnum):
@@ -87,6 +89,7 @@ class ErrorCode(enum.StrEnum):
     BINARY_NOT_SUPPORTED = "binary_not_supported"
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
+    BACKEND_UNAVAILABLE = "backend_unavailable"  # the shared store (Redis) cannot be reached
 
 
 class CloseCode(enum.IntEnum):
@@ -101,6 +104,7 @@ class CloseCode(enum.IntEnum):
     ABNORMAL_CLOSURE = 1006
     INTERNAL_ERROR = 1011
     SERVICE_RESTART = 1012  # IANA's registry: restarting; come back after a randomized delay
+    TRY_AGAIN_LATER = 1013  # IANA's registry: the shared store (Redis) is unavailable for now
     SUPERSEDED = 4000  # this server's own: a newer socket resumed this connection
 
 

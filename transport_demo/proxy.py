@@ -19,7 +19,8 @@ Faults:
   like a buffering proxy; with ``honour_accel_buffering=True`` a response whose head says
   ``X-Accel-Buffering: no`` is passed through at once, as nginx does;
 * ``delay=d`` adds ``d`` seconds to every chunk in each direction (a round trip of ``2 * d``),
-  keeping their order: a slow network on loopback.
+  keeping their order: a slow network on loopback;
+* ``refusing = True`` aborts every new connection at once (the far side is down), until False.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class FaultyProxy:
         self.port = 0
         self.connections = 0
         self.cuts = 0
+        self.refusing = False
         self._loop = asyncio.new_event_loop()
         self._pairs: set[_Pair] = set()
         self._server: asyncio.Server | None = None
@@ -118,6 +120,9 @@ class FaultyProxy:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        if self.refusing:
+            writer.transport.abort()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:

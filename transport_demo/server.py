@@ -28,7 +28,7 @@ import uvicorn
 
 from . import logs, urls
 from .app import create_app
-from .hub import Hub
+from .backend import Backend, make_hub
 from .settings import Settings
 from .ws_protocol import DrainingWebSocketProtocol
 
@@ -44,7 +44,7 @@ class PortInUseError(OSError):
 class DemoServer(uvicorn.Server):
     """uvicorn's server, which first ends the hub's streams and held polls when it shuts down."""
 
-    def __init__(self, config: uvicorn.Config, hub: Hub) -> None:
+    def __init__(self, config: uvicorn.Config, hub: Backend) -> None:
         super().__init__(config)
         self.hub = hub
 
@@ -101,7 +101,7 @@ class RunningServer:
 
     def __init__(self, settings: Settings, sock: socket.socket) -> None:
         self.settings = settings
-        self.hub = Hub(settings)
+        self.hub: Backend = make_hub(settings)
         self.app = create_app(settings, hub=self.hub)
         self.host = settings.host
         self.port: int = sock.getsockname()[1]

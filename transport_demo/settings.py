@@ -72,6 +72,11 @@ class Settings(BaseSettings):
         "for ~22 KiB more memory per WebSocket with 1 KiB windows (docs/benchmarks.md).",
     )
 
+    redis_url: str | None = Field(
+        default=None,
+        description="Keep connections in this Redis (redis://host:port/db), so that several "
+        "server processes act as one (docs/scaling.md); None: in this process's memory.",
+    )
     gc_freeze: bool = Field(
         default=False,
         description="Move what has survived into the garbage collector's permanent generation "

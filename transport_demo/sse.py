@@ -16,12 +16,11 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.sse import EventSourceResponse, format_sse_event
 
 from . import events
-from .hub import Hub
+from .backend import AttachedStream, Backend
 from .longpoll import json_response
 from .models import SSEMessageRequest, check_json_content_type, openapi_body, parse_json
 from .protocol import EventType, Transport
 from .resume import resume_point
-from .stream import Stream
 
 router = APIRouter(tags=["server-sent events"])
 
@@ -31,21 +30,21 @@ async def open_sse_stream(
     connection_id: str | None = None,
     last_seq: str | None = None,
     last_event_id: Annotated[str | None, Header()] = None,
-) -> AsyncIterator[Stream]:
+) -> AsyncIterator[AttachedStream]:
     """Attach a stream for this request and detach it when the response is over, however it
     ends: a dependency's exit runs after the response, which an async generator's ``finally``
     does not promise when the client disconnects."""
-    hub: Hub = request.app.state.hub
+    hub: Backend = request.app.state.hub
     cid, seq = resume_point(connection_id, last_seq, last_event_id)
     address = request.client.host if request.client else None
-    stream = hub.open_stream(Transport.SSE, cid, seq, address=address)
+    stream = await hub.aopen_stream(Transport.SSE, cid, seq, address=address)
     try:
         yield stream
     finally:
-        stream.close()
+        await stream.aclose()
 
 
-async def sse_body(stream: Stream, retry_ms: int) -> AsyncIterator[bytes]:
+async def sse_body(stream: AttachedStream, retry_ms: int) -> AsyncIterator[bytes]:
     """The stream in SSE wire format: ``retry:``, then each batch of events as one chunk."""
     first = format_sse_event(retry=retry_ms)
     async for batch in stream.batches():
@@ -63,7 +62,7 @@ async def sse_body(stream: Stream, retry_ms: int) -> AsyncIterator[bytes]:
     responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
 )
 async def sse_stream(
-    request: Request, stream: Annotated[Stream, Depends(open_sse_stream)]
+    request: Request, stream: Annotated[AttachedStream, Depends(open_sse_stream)]
 ) -> EventSourceResponse:
     """``retry:``, ``connected``, then durable events (``id: <connection_id>:<seq>``), heartbeats.
 
@@ -83,8 +82,8 @@ async def sse_stream(
 async def sse_message(request: Request) -> Response:
     check_json_content_type(request.headers.get("content-type"))
     body = parse_json(SSEMessageRequest, await request.body())
-    hub: Hub = request.app.state.hub
-    seq = hub.receive(body.connection_id, body.text, Transport.SSE)
+    hub: Backend = request.app.state.hub
+    seq = await hub.areceive(body.connection_id, body.text, Transport.SSE)
     return json_response(
         events.encode(events.make_event(EventType.QUEUED, body.connection_id, seq=seq))
     )

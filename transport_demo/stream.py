@@ -120,6 +120,14 @@ class Stream(Waiter):
         """The client sent ``text`` on this stream: queue its echo, return the seq."""
         return self.hub.receive(self.conn.id, text, self.conn.transport)
 
+    async def areceive(self, text: str) -> int:
+        """:meth:`receive`, awaitable (the interface a shared store's stream also has)."""
+        return self.hub.receive(self.conn.id, text, self.conn.transport)
+
+    async def aclose(self) -> None:
+        """:meth:`close`, awaitable."""
+        self.close()
+
     def send_error(self, code: str, detail: str) -> bool:
         """Queue an ``error`` event for this stream only (not durable, never replayed).
 

@@ -10,21 +10,26 @@ from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketState
 
 from . import events
+from .backend import AttachedStream, Backend
 from .errors import TransportDemoError
 from .http_errors import status_of
-from .hub import Hub
 from .models import WebSocketFrame, parse_json
 from .origins import OriginPolicy
 from .protocol import CloseCode, EndReason, ErrorCode, Transport
 from .resume import resume_point
-from .stream import Stream
 
 router = APIRouter()
 
-# How the server closes a socket the hub ended; anything else (shutdown) is 1001.
-END_CLOSE_CODES = {
-    EndReason.SUPERSEDED: CloseCode.SUPERSEDED,
-    EndReason.CUT: CloseCode.SERVICE_RESTART,
+# How the server closes a socket the hub ended, and why; anything else (shutdown) is 1001.
+_SHUTDOWN = (CloseCode.GOING_AWAY, "server shutting down")
+END_CLOSES: dict[EndReason | None, tuple[int, str]] = {
+    EndReason.SUPERSEDED: (CloseCode.SUPERSEDED, "superseded by a resumed connection"),
+    EndReason.CUT: (
+        CloseCode.SERVICE_RESTART,
+        "cut by the server: reconnect after a randomized delay",
+    ),
+    EndReason.BACKEND_UNAVAILABLE: (CloseCode.TRY_AGAIN_LATER, "backend unavailable, try again"),
+    EndReason.EXPIRED: (CloseCode.GOING_AWAY, "connection lost, reconnect"),
 }
 
 
@@ -33,7 +38,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     """``connected``, then durable events and heartbeats; each ``{"message": …}`` frame is echoed
     as a durable ``user_message``. Resume with ``?connection_id=…&last_seq=…``."""
     app = websocket.app
-    hub: Hub = app.state.hub
+    hub: Backend = app.state.hub
     policy: OriginPolicy = app.state.origins
     origin = websocket.headers.get("origin")
     if not policy.allows(origin, websocket.headers.get("host")):
@@ -46,7 +51,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             websocket.query_params.get("connection_id"), websocket.query_params.get("last_seq")
         )
         address = websocket.client.host if websocket.client else None
-        stream = hub.open_stream(Transport.WEBSOCKET, cid, seq, address=address)
+        stream = await hub.aopen_stream(Transport.WEBSOCKET, cid, seq, address=address)
     except TransportDemoError as exc:
         await _deny(websocket, status_of(exc), exc.code, exc.detail)
         return
@@ -54,10 +59,10 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await websocket.accept()
         await _serve(websocket, stream, app.state.settings.max_envelope_bytes)
     finally:
-        stream.close()
+        await stream.aclose()
 
 
-async def _serve(websocket: WebSocket, stream: Stream, max_frame: int) -> None:
+async def _serve(websocket: WebSocket, stream: AttachedStream, max_frame: int) -> None:
     # Two halves; the first to finish ends the other (as Starlette's StreamingResponse does).
     sender = asyncio.create_task(_send_events(websocket, stream))
     receiver = asyncio.create_task(_receive_frames(websocket, stream, max_frame))
@@ -70,23 +75,24 @@ async def _serve(websocket: WebSocket, stream: Stream, max_frame: int) -> None:
         with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
             close_code = task.result() or close_code
     if close_code is None:  # the hub ended the stream
-        ended = stream.ended
-        close_code = CloseCode.GOING_AWAY
-        if ended is not None:
-            close_code = END_CLOSE_CODES.get(ended, CloseCode.GOING_AWAY)
+        close_code, reason = END_CLOSES.get(stream.ended, _SHUTDOWN)
+    else:
+        reason = _reason(close_code)
     if websocket.application_state is WebSocketState.CONNECTED:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-            await websocket.close(close_code, _reason(close_code))
+            await websocket.close(close_code, reason)
 
 
-async def _send_events(websocket: WebSocket, stream: Stream) -> int | None:
+async def _send_events(websocket: WebSocket, stream: AttachedStream) -> int | None:
     async for batch in stream.batches():
         for item in batch:  # one frame each: a WebSocket message is one event
             await websocket.send_text(item.data)
     return None
 
 
-async def _receive_frames(websocket: WebSocket, stream: Stream, max_frame: int) -> int | None:
+async def _receive_frames(
+    websocket: WebSocket, stream: AttachedStream, max_frame: int
+) -> int | None:
     """Read frames until the client closes; returns a close code when the server must close."""
     while True:
         message = await websocket.receive()
@@ -102,7 +108,7 @@ async def _receive_frames(websocket: WebSocket, stream: Stream, max_frame: int) 
         else:
             try:
                 frame = parse_json(WebSocketFrame, text)
-                stream.receive(frame.message)
+                await stream.areceive(frame.message)
                 continue
             except TransportDemoError as exc:
                 queued = stream.send_error(exc.code, exc.detail)
@@ -112,11 +118,8 @@ async def _receive_frames(websocket: WebSocket, stream: Stream, max_frame: int) 
 
 def _reason(code: int) -> str:
     reasons: dict[int, str] = {
-        CloseCode.GOING_AWAY: "server shutting down",
         CloseCode.POLICY_VIOLATION: "too many bad frames",
         CloseCode.MESSAGE_TOO_BIG: "message too big",
-        CloseCode.SUPERSEDED: "superseded by a resumed connection",
-        CloseCode.SERVICE_RESTART: "cut by the server: reconnect after a randomized delay",
     }
     return reasons.get(code, "")
 

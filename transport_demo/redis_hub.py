@@ -1,0 +1,939 @@
+"""The Redis hub: connections, seq counters and replay buffers in Redis, so that any number of
+server processes on the same Redis act as one server, with no sticky sessions.
+
+The design and its reasons are in docs/scaling.md. In short:
+
+* **State in Redis, one Lua script per operation** (:mod:`transport_demo.redis_scripts`): an
+  append increments the connection's seq, adds the encoded event to its stream (entry id =
+  seq) and publishes a wake-up, atomically, before ``publish`` returns or a send is answered.
+* **Waiters stay in their process.** A held poll or an attached stream lives where its socket
+  is; Redis records which process (``o``) and which waiter (``k``, a random token) is attached.
+  Only the waiter holding the token may take events, so a stale socket on another process can
+  never take (and lose) what the new one must send: that is what keeps delivery exactly once
+  across hops.
+* **Wake-ups by pub/sub, one channel per process** (``td:w:<process>``): the append script
+  publishes to the process the connection is attached on; a newer attach elsewhere tells the old
+  process to end its waiter (``superseded``). Pub/sub may lose a message (a dropped link); then
+  every waiter of this process ends with ``backend_unavailable`` and its client resumes: nothing
+  is lost, because the events themselves are in the stream, not in the message.
+* **Redis unavailable:** operations raise :class:`~transport_demo.errors.BackendUnavailable`
+  (HTTP 503 ``backend_unavailable``); streams send an ``error`` event and end (WebSocket close
+  1013, try again later); the listener retries with backoff up to 2 s. Nothing spins.
+* **Redis restarted empty:** the connection's keys are gone, so a resume is refused
+  (``resume_failed: unknown_connection``, long polling 404): the client is told and starts anew,
+  never served another history. A client that has seen a seq the store does not have (a restore
+  from an older snapshot) is refused the same way.
+
+Clients of Redis are made in :meth:`RedisHub.start`, on the server's own loop (a redis.asyncio
+client belongs to the loop that made it). :meth:`publish` and :meth:`broadcast` may be called from
+any other thread (a notebook's): they run on the server's loop and wait for the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import BusyLoadingError, RedisError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from . import events, redis_scripts
+from .admission import RateLimit
+from .connection import check_text, new_connection_id
+from .errors import (
+    BackendUnavailable,
+    QueueFull,
+    RateLimited,
+    ServerShuttingDown,
+    TooManyConnections,
+    UnknownConnection,
+)
+from .held_polls import hold_for
+from .protocol import ConnectionState, EndReason, ErrorCode, EventType, Transport
+from .settings import Settings
+from .stream import MAX_UNSENT_ERRORS, Outgoing
+
+__all__ = ["KEY_PREFIX", "RedisHub", "RedisStream", "connection_keys"]
+
+log = logging.getLogger("transport_demo.redis")
+
+KEY_PREFIX = "td"
+INDEX_KEY = f"{KEY_PREFIX}:index"
+PROCESSES_KEY = f"{KEY_PREFIX}:procs"  # hash: process id -> its /stats row (JSON)
+PROCESSES_SEEN_KEY = f"{KEY_PREFIX}:procs:seen"  # sorted set: process id -> last beat (ms)
+MAX_BATCH = 1000  # events one script returns; a longer backlog takes several
+BEAT_SECONDS = 1.0  # how often a process says it is alive (and checks that Redis is)
+COMMAND_TIMEOUT = 2.0  # seconds a command may take before Redis counts as unavailable
+STATS_LIST_LIMIT = 1000
+
+_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OSError)
+
+T = TypeVar("T")
+
+
+def connection_keys(connection_id: str) -> list[str]:
+    """The keys a script is given for one connection: its hash, its log and the index."""
+    return [f"{KEY_PREFIX}:{{{connection_id}}}", f"{KEY_PREFIX}:{{{connection_id}}}:log", INDEX_KEY]
+
+
+def _unknown() -> UnknownConnection:
+    return UnknownConnection(
+        "No such connection: it expired or never existed. Start a new connection."
+    )
+
+
+def _unavailable() -> BackendUnavailable:
+    return BackendUnavailable("The shared store (Redis) is unavailable; try again shortly.")
+
+
+class _Waiter:
+    """A held poll or an attached stream in this process; ``token`` names it in Redis."""
+
+    __slots__ = ("connection_id", "ended", "token", "transport", "wakeup")
+
+    def __init__(self, connection_id: str, transport: Transport = Transport.LONG_POLLING) -> None:
+        self.connection_id = connection_id
+        self.transport = transport
+        self.token = secrets.token_hex(8)
+        self.wakeup = asyncio.Event()
+        self.ended: EndReason | None = None
+
+
+class RedisStream(_Waiter):
+    """An SSE or WebSocket stream attached to a connection kept in Redis (the same interface as
+    :class:`~transport_demo.stream.Stream`)."""
+
+    __slots__ = ("connected", "hub", "outbox")
+
+    def __init__(self, hub: RedisHub, connection_id: str, transport: Transport) -> None:
+        super().__init__(connection_id, transport)
+        self.hub = hub
+        self.connected = Outgoing("")
+        self.outbox: list[Outgoing] = []
+
+    async def batches(self) -> AsyncIterator[list[Outgoing]]:
+        """``connected``, then durable events in seq order, with heartbeats when due; an
+        ``error`` event (``backend_unavailable``) last when Redis went away."""
+        hub = self.hub
+        loop = asyncio.get_running_loop()
+        interval = hub.settings.heartbeat_interval
+        yield [self.connected]
+        next_beat = loop.time() + interval
+        timer = loop.call_at(next_beat, self.wakeup.set)
+        try:
+            while True:
+                self.wakeup.clear()
+                if self.ended is None:
+                    try:
+                        batch = await self._take()
+                        now = loop.time()
+                        if batch is not None and now >= next_beat:
+                            beat = await self._heartbeat()
+                            if beat is None:
+                                batch = None
+                            else:
+                                batch.append(beat)
+                                next_beat += interval
+                                if next_beat <= now:  # fell behind: don't send a burst
+                                    next_beat = now + interval
+                                timer.cancel()
+                                timer = loop.call_at(next_beat, self.wakeup.set)
+                    except BackendUnavailable:
+                        self.ended = EndReason.BACKEND_UNAVAILABLE
+                        batch = None
+                else:
+                    batch = None
+                if batch is None:
+                    if self.ended is EndReason.BACKEND_UNAVAILABLE:
+                        yield [self._error(ErrorCode.BACKEND_UNAVAILABLE, str(_unavailable()))]
+                    elif self.ended is EndReason.EXPIRED:
+                        yield [self._error(ErrorCode.UNKNOWN_CONNECTION, str(_unknown()))]
+                    return
+                if batch:
+                    yield batch
+                    continue
+                await self.wakeup.wait()
+        finally:
+            timer.cancel()
+
+    async def areceive(self, text: str) -> int:
+        """The client sent ``text`` on this stream: store its echo, return the seq."""
+        return await self.hub.areceive(self.connection_id, text, self.transport)
+
+    def send_error(self, code: str, detail: str) -> bool:
+        """Queue an ``error`` event for this stream only; ``False`` when too many wait."""
+        if len(self.outbox) >= MAX_UNSENT_ERRORS:
+            return False
+        self.outbox.append(self._error(code, detail))
+        self.wakeup.set()
+        return True
+
+    async def aclose(self) -> None:
+        """The socket is gone: detach in Redis (the connection waits out its resume grace)."""
+        if self.ended is None:
+            self.ended = EndReason.CLOSED
+        await self.hub._detach(self, self.hub.settings.resume_grace)
+
+    def _gone(self, answer: int) -> None:
+        """A script said this stream may not go on: another took over (-4), or the connection is
+        no longer in Redis (-1: it expired, or Redis lost it). The client is told which: a
+        superseded stream ends quietly (WebSocket 4000: do not reconnect); a lost connection ends
+        with an ``unknown_connection`` error (WebSocket 1001), and its reconnection is told
+        ``resume_failed``, never handed another history."""
+        if self.ended is None:
+            self.ended = EndReason.SUPERSEDED if answer == -4 else EndReason.EXPIRED
+
+    def _error(self, code: str, detail: str) -> Outgoing:
+        return Outgoing(events.encode(events.error_event(self.connection_id, code, detail)))
+
+    async def _take(self) -> list[Outgoing] | None:
+        out, self.outbox = self.outbox, []
+        hub = self.hub
+        reply = await hub._call(
+            "TAKE",
+            self.connection_id,
+            self.token,
+            MAX_BATCH,
+            hub.settings.replay_window,
+        )
+        n = int(reply[0])
+        if n < 0:
+            self._gone(n)
+            return None
+        if n:
+            hub.count("events_sent", n)
+            prefix = self.connection_id + ":"
+            out.extend(
+                Outgoing(str(reply[i + 1]), prefix + str(reply[i])) for i in range(1, 2 * n, 2)
+            )
+            if n == MAX_BATCH:
+                self.wakeup.set()  # more is waiting: take it on the next turn
+        return out
+
+    async def _heartbeat(self) -> Outgoing | None:
+        hub = self.hub
+        reply = await hub._call("BEAT", self.connection_id, self.token, hub._attached_ttl_ms())
+        count = int(reply[0])
+        if count < 0:
+            self._gone(count)
+            return None
+        hub.count("heartbeats_sent")
+        return Outgoing(events.heartbeat_event(self.connection_id, count))
+
+
+class RedisHub:
+    """Connections kept in Redis; see the module docstring. The same interface as
+    :class:`~transport_demo.hub.Hub` (:class:`~transport_demo.backend.Backend`)."""
+
+    def __init__(self, settings: Settings, *, process_id: str | None = None) -> None:
+        if not settings.redis_url:
+            raise ValueError("RedisHub needs settings.redis_url")
+        self.settings = settings
+        self.url: str = settings.redis_url
+        self.process_id = (
+            process_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        )
+        self._channel = f"{KEY_PREFIX}:w:{self.process_id}"
+        self._redis: aioredis.Redis | None = None
+        self._sub: aioredis.Redis | None = None
+        self._scripts: dict[str, Any] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._waiters: dict[str, _Waiter] = {}
+        self._early: dict[str, float] = {}  # wake-ups for waiters not adopted yet (id -> when)
+        # Texts per second per connection, counted in this process (a client that spreads its
+        # sends over n processes gets up to n times the rate); forgotten once a minute.
+        self._rates = RateLimit(settings.max_messages_per_second, settings.message_burst)
+        self._rates_since = time.monotonic()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._subscribed = False  # the wake-up channel is subscribed
+        self._answering = True  # the last beat reached Redis
+        self._closing = False
+        self._started = time.monotonic()
+        self._counters = dict.fromkeys(
+            (
+                "connections_opened",
+                "connections_expired",
+                "messages_received",
+                "messages_published",
+                "events_sent",
+                "heartbeats_sent",
+                "streams_resumed",
+                "resumes_failed",
+                "rate_limited",
+                "refused_per_address",
+                "waiters_cut",
+            ),
+            0,
+        )
+
+    # -- life cycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Make the Redis clients on this loop, subscribe, start the process beat. Returns even
+        when Redis is down (the server then answers 503 until it comes back)."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._closing = False
+        retry = Retry(
+            ExponentialBackoff(cap=0.05, base=0.01), 1
+        )  # one retry: a stale pooled socket
+        self._redis = aioredis.Redis.from_url(
+            self.url,
+            decode_responses=True,
+            socket_timeout=COMMAND_TIMEOUT,
+            socket_connect_timeout=1.0,
+            retry=retry,
+        )
+        self._sub = aioredis.Redis.from_url(
+            self.url,
+            decode_responses=True,
+            socket_timeout=5.0,  # above get_message's 1 s wait (GUIDE: socket_timeout pitfall)
+            socket_connect_timeout=1.0,
+            health_check_interval=2,
+        )
+        self._scripts = {
+            name: self._redis.register_script(getattr(redis_scripts, name))
+            for name in redis_scripts.__all__
+        }
+        subscribed = asyncio.Event()
+        self._tasks = [
+            asyncio.create_task(self._listen_forever(subscribed), name="transport-demo-redis-sub"),
+            asyncio.create_task(self._beat_forever(), name="transport-demo-redis-beat"),
+        ]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.0):
+                await subscribed.wait()
+
+    async def close(self, timeout: float = 0.5) -> None:
+        """End every stream and held poll (``shutdown``), wait up to ``timeout`` for them to
+        detach, then close the Redis clients."""
+        self._closing = True
+        for waiter in list(self._waiters.values()):
+            self._end(waiter, EndReason.SHUTDOWN)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._waiters and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        if self._redis is not None:
+            with contextlib.suppress(*_UNAVAILABLE, RedisError):
+                async with asyncio.timeout(0.5):
+                    await self._redis.zrem(PROCESSES_SEEN_KEY, self.process_id)
+                    await self._redis.hdel(PROCESSES_KEY, self.process_id)
+        for client in (self._redis, self._sub):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+        self._redis = self._sub = None
+        self._subscribed = False
+
+    # -- talking to Redis -------------------------------------------------------------------
+
+    async def _call(self, name: str, connection_id: str, *args: object) -> list[Any]:
+        """Run the script ``name`` of :mod:`redis_scripts` on one connection's keys."""
+        runner = self._scripts.get(name)
+        if runner is None or self._redis is None:
+            raise _unavailable()
+        try:
+            reply = await runner(keys=connection_keys(connection_id), args=[connection_id, *args])
+        except _UNAVAILABLE:
+            raise _unavailable() from None
+        except ResponseError as exc:
+            if "LOADING" in str(exc) or "MASTERDOWN" in str(exc):
+                raise _unavailable() from None
+            raise
+        return list(reply)
+
+    def _ready(self) -> None:
+        """Refuse new work while closing or while wake-ups can't reach this process."""
+        if self._closing:
+            raise ServerShuttingDown("The server is shutting down.")
+        if not (self._subscribed and self._answering):
+            raise _unavailable()
+
+    def _attached_ttl_ms(self) -> float:
+        s = self.settings
+        return (3 * s.heartbeat_interval + s.resume_grace + 1) * 1000
+
+    def _idle_ttl_ms(self) -> float:
+        return self.settings.effective_poll_expiry * 1000
+
+    # -- wake-ups and ends --------------------------------------------------------------------
+
+    def _end(self, waiter: _Waiter, reason: EndReason) -> None:
+        if waiter.ended is None:
+            waiter.ended = reason
+        waiter.wakeup.set()
+
+    def _supersede_here(self, owner: str | None, token: str | None, connection_id: str) -> None:
+        """End the waiter that was attached, if it is in this process. Called right after the
+        script that took over, with no await in between, so no wake-up is missed."""
+        if owner == self.process_id:
+            waiter = self._waiters.get(connection_id)
+            if waiter is not None and waiter.token == token:
+                self._end(waiter, EndReason.SUPERSEDED)
+
+    async def _supersede(self, owner: str | None, token: str | None, mine: _Waiter) -> None:
+        """Tell the waiter that was attached on another process that it is over."""
+        if not owner or not token or token == mine.token or owner == self.process_id:
+            return
+        if self._redis is None:
+            return
+        with contextlib.suppress(*_UNAVAILABLE):  # the old one then ends on its next take
+            await self._redis.publish(f"{KEY_PREFIX}:w:{owner}", f"e:{mine.connection_id}:{token}")
+
+    def _on_message(self, data: str) -> None:
+        kind, _, rest = data.partition(":")
+        if kind == "w":
+            waiter = self._waiters.get(rest)
+            if waiter is not None:
+                waiter.wakeup.set()
+            elif len(self._early) < 10_000:
+                # The append's wake-up can overtake the reply to the script that attached the
+                # waiter (two sockets): keep it for a moment, and _adopt hands it over.
+                self._early[rest] = time.monotonic()
+        elif kind == "e":
+            connection_id, _, token = rest.partition(":")
+            waiter = self._waiters.get(connection_id)
+            if waiter is not None and waiter.token == token:
+                self._end(waiter, EndReason.SUPERSEDED)
+
+    def _fail_all(self) -> None:
+        """Redis went away: wake-ups may have been lost, so every waiter here ends; its client
+        resumes (on this process or another) once Redis is back."""
+        for waiter in list(self._waiters.values()):
+            self._end(waiter, EndReason.BACKEND_UNAVAILABLE)
+
+    async def _listen_forever(self, subscribed: asyncio.Event) -> None:
+        delay = 0.1
+        while True:
+            assert self._sub is not None
+            pubsub = self._sub.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self._channel)
+                self._subscribed = True
+                subscribed.set()
+                delay = 0.1
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None and message.get("type") == "message":
+                        self._on_message(str(message["data"]))
+            except (*_UNAVAILABLE, RedisError) as exc:
+                if self._subscribed:
+                    log.warning("Redis subscription lost (%s); ending this process's waiters", exc)
+                    self._subscribed = False
+                    self._fail_all()
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(delay)
+            delay = min(2.0, delay * 2)
+
+    async def _beat_forever(self) -> None:
+        """Say this process is alive (for /stats), forget expired connections from the index,
+        and notice a Redis that stopped answering (a silent link the subscription can't see)."""
+        while True:
+            try:
+                await self._beat()
+                self._answering = True
+            except (*_UNAVAILABLE, RedisError) as exc:
+                if self._answering:
+                    log.warning("Redis not answering (%s); ending this process's waiters", exc)
+                    self._answering = False
+                    self._fail_all()
+            await asyncio.sleep(BEAT_SECONDS)
+
+    async def _beat(self) -> None:
+        assert self._redis is not None
+        stale = time.monotonic() - 2 * BEAT_SECONDS
+        self._early = {cid: at for cid, at in self._early.items() if at > stale}
+        now_ms = int(time.time() * 1000)
+        row = {"id": self.process_id, "attached": len(self._waiters), **self._counters}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(PROCESSES_SEEN_KEY, {self.process_id: now_ms})
+            pipe.hset(PROCESSES_KEY, self.process_id, json.dumps(row))
+            pipe.zremrangebyscore(INDEX_KEY, "-inf", now_ms)
+            replies = await pipe.execute()
+        self._counters["connections_expired"] += int(replies[2])
+
+    # -- connections ----------------------------------------------------------------------------
+
+    async def _create(self, transport: Transport, owner: str, token: str, ttl_ms: float) -> str:
+        connection_id = new_connection_id()
+        reply = await self._call(
+            "CREATE",
+            connection_id,
+            transport.value,
+            repr(time.time()),
+            ttl_ms,
+            self.settings.max_connections,
+            owner,
+            token,
+        )
+        if int(reply[0]) == -5:
+            raise TooManyConnections(
+                f"The server holds its maximum of {self.settings.max_connections} connections; "
+                "try again later."
+            )
+        self._counters["connections_opened"] += 1
+        return connection_id
+
+    async def aconnect_long_poll(self, address: str | None = None) -> str:
+        """Create a long-polling connection; return its encoded ``connected`` event. (The
+        per-address limit of classroom mode is not kept across processes: ``address`` is
+        ignored.)"""
+        self._ready()
+        connection_id = await self._create(Transport.LONG_POLLING, "", "", self._idle_ttl_ms())
+        settings = self.settings
+        return events.encode(
+            events.make_event(
+                EventType.CONNECTED,
+                connection_id,
+                resumed=False,
+                transport=Transport.LONG_POLLING.value,
+                poll_timeout=settings.poll_timeout,
+                expires_after=settings.effective_poll_expiry,
+            )
+        )
+
+    async def aopen_stream(
+        self,
+        transport: Transport,
+        connection_id: str | None = None,
+        last_seq: int | None = None,
+        *,
+        address: str | None = None,
+    ) -> RedisStream:
+        """Attach a stream: resume ``connection_id`` after ``last_seq`` (on whichever process it
+        was attached before), or start a new connection (``resume_failed`` says why)."""
+        self._ready()
+        extra: dict[str, Any] = {}
+        stream: RedisStream | None = None
+        point = 0
+        if connection_id is not None:
+            stream = RedisStream(self, connection_id, transport)
+            reply = await self._call(
+                "ATTACH",
+                connection_id,
+                transport.value,
+                self.process_id,
+                stream.token,
+                "" if last_seq is None else last_seq,
+                self._attached_ttl_ms(),
+            )
+            if int(reply[0]) == 1:
+                self._counters["streams_resumed"] += 1
+                point = int(reply[1])
+                self._supersede_here(reply[2], reply[3], connection_id)
+                self._adopt(stream)
+                await self._supersede(reply[2], reply[3], stream)
+            else:
+                stream = None
+                self._counters["resumes_failed"] += 1
+                extra["resume_failed"] = UnknownConnection.code
+        if stream is None:
+            stream = RedisStream(self, "", transport)
+            stream.connection_id = await self._create(
+                transport, self.process_id, stream.token, self._attached_ttl_ms()
+            )
+            self._adopt(stream)
+        settings = self.settings
+        connected = events.make_event(
+            EventType.CONNECTED,
+            stream.connection_id,
+            resumed=not extra and connection_id is not None,
+            transport=transport.value,
+            last_seq=point,
+            heartbeat_interval=settings.heartbeat_interval,
+            resume_grace=settings.resume_grace,
+            **extra,
+        )
+        stream.connected = Outgoing(events.encode(connected), f"{stream.connection_id}:{point}")
+        return stream
+
+    def _adopt(self, waiter: _Waiter) -> None:
+        previous = self._waiters.get(waiter.connection_id)
+        if previous is not None and previous is not waiter:
+            self._end(previous, EndReason.SUPERSEDED)
+            waiter.wakeup.set()  # a wake-up the previous one took may have been meant for this one
+        if self._early.pop(waiter.connection_id, None) is not None:
+            waiter.wakeup.set()
+        self._waiters[waiter.connection_id] = waiter
+
+    async def _detach(self, waiter: _Waiter, ttl_seconds: float) -> None:
+        try:
+            if self._waiters.get(waiter.connection_id) is waiter and self._redis is not None:
+                with contextlib.suppress(BackendUnavailable):
+                    await asyncio.shield(
+                        self._call("DETACH", waiter.connection_id, waiter.token, ttl_seconds * 1000)
+                    )
+        finally:
+            if self._waiters.get(waiter.connection_id) is waiter:
+                del self._waiters[waiter.connection_id]
+
+    # -- durable events -------------------------------------------------------------------------
+
+    async def _append(
+        self, connection_id: str, event_type: EventType, text: str, transport: Transport | None
+    ) -> int:
+        prefix, suffix = _event_halves(event_type, connection_id, text)
+        reply = await self._call(
+            "APPEND",
+            connection_id,
+            "" if transport is None else transport.value,
+            prefix,
+            suffix,
+            self.settings.max_queue,
+            self.settings.replay_window,
+            "0" if transport is None else "1",
+        )
+        seq = int(reply[0])
+        if seq == -1:
+            raise _unknown()
+        if seq == -2:
+            raise QueueFull(
+                f"{reply[1]} events are waiting for this connection (the limit is "
+                f"{self.settings.max_queue}); this one was refused, none were dropped."
+            )
+        return seq
+
+    async def apublish(self, connection_id: str, text: str) -> int:
+        """:meth:`publish` on the server's loop."""
+        text = check_text(text, self.settings.max_message_bytes)
+        if self._closing:
+            raise ServerShuttingDown("The server is shutting down.")
+        seq = await self._append(connection_id, EventType.MESSAGE, text, None)
+        self._counters["messages_published"] += 1
+        return seq
+
+    async def abroadcast(self, text: str) -> int:
+        """:meth:`broadcast` on the server's loop: one pipelined append per connection."""
+        text = check_text(text, self.settings.max_message_bytes)
+        if self._closing:
+            raise ServerShuttingDown("The server is shutting down.")
+        if self._redis is None:
+            raise _unavailable()
+        try:
+            ids: list[str] = [
+                str(i)
+                for i in await self._redis.zrangebyscore(INDEX_KEY, int(time.time() * 1000), "+inf")
+            ]
+            script = self._scripts["APPEND"]
+            count = 0
+            for start in range(0, len(ids), 500):
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for connection_id in ids[start : start + 500]:
+                        prefix, suffix = _event_halves(EventType.MESSAGE, connection_id, text)
+                        args: list[Any] = [connection_id, "", prefix, suffix]
+                        args += [self.settings.max_queue, self.settings.replay_window, "0"]
+                        await script(keys=connection_keys(connection_id), args=args, client=pipe)
+                    replies = await pipe.execute()
+                count += sum(1 for reply in replies if int(reply[0]) > 0)
+        except _UNAVAILABLE:
+            raise _unavailable() from None
+        self._counters["messages_published"] += count
+        return count
+
+    async def areceive(self, connection_id: str, text: str, transport: Transport) -> int:
+        """A client sent ``text``: store its echo (``message``, on WebSocket ``user_message``)."""
+        text = check_text(text, self.settings.max_message_bytes)
+        if self._closing:
+            raise ServerShuttingDown("The server is shutting down.")
+        now = time.monotonic()
+        if now - self._rates_since > 60:
+            settings = self.settings
+            self._rates = RateLimit(settings.max_messages_per_second, settings.message_burst)
+            self._rates_since = now
+        try:
+            self._rates.take(connection_id, now)
+        except RateLimited:
+            self._counters["rate_limited"] += 1
+            raise
+        event_type = (
+            EventType.USER_MESSAGE if transport is Transport.WEBSOCKET else EventType.MESSAGE
+        )
+        seq = await self._append(connection_id, event_type, text, transport)
+        self._counters["messages_received"] += 1
+        return seq
+
+    def publish(self, connection_id: str, text: str) -> int:
+        """Store a durable ``message`` for one connection (wherever its client is attached) and
+        return its seq; from any thread but the server's own (there: ``await apublish``)."""
+        return self._from_thread(self.apublish(connection_id, text))
+
+    def broadcast(self, text: str) -> int:
+        """Store a durable ``message`` for every connection of every process; return how many
+        took it. From any thread but the server's own (there: ``await abroadcast``)."""
+        return self._from_thread(self.abroadcast(text))
+
+    # -- the memory hub's synchronous look-ups, for notebooks and tests (any other thread) -----
+
+    def __contains__(self, connection_id: object) -> bool:
+        return (
+            isinstance(connection_id, str)
+            and self._from_thread(self._state(connection_id)) is not None
+        )
+
+    def __len__(self) -> int:
+        return self._from_thread(self._count())
+
+    def state_of(self, connection_id: str) -> ConnectionState:
+        """``live``, ``waiting`` or ``disconnected``; raises :class:`UnknownConnection`."""
+        state = self._from_thread(self._state(connection_id))
+        if state is None:
+            raise _unknown()
+        return state
+
+    async def _state(self, connection_id: str) -> ConnectionState | None:
+        if self._redis is None:
+            raise _unavailable()
+        try:
+            transport, owner = await self._redis.hmget(connection_keys(connection_id)[0], "t", "o")
+        except _UNAVAILABLE:
+            raise _unavailable() from None
+        return None if transport is None else _state_of(str(transport), str(owner or ""))
+
+    async def _count(self) -> int:
+        if self._redis is None:
+            raise _unavailable()
+        try:
+            return int(await self._redis.zcount(INDEX_KEY, int(time.time() * 1000), "+inf"))
+        except _UNAVAILABLE:
+            raise _unavailable() from None
+
+    def stats(self) -> dict[str, Any]:
+        """:meth:`astats` from any thread but the server's own (a widget's sampler)."""
+        return self._from_thread(self.astats())
+
+    def disconnect_all(self, transport: Transport | None = None) -> int:
+        """Cut every stream and held poll of ``transport`` (``None``: all three) attached to
+        *this* process; return how many. Their clients resume, here or on another process. Any
+        thread but the server's own."""
+        return self._from_thread(self._disconnect_all(transport))
+
+    async def _disconnect_all(self, transport: Transport | None) -> int:
+        cut = [
+            waiter
+            for waiter in self._waiters.values()
+            if waiter.ended is None and (transport is None or waiter.transport is transport)
+        ]
+        for waiter in cut:
+            self._end(waiter, EndReason.CUT)
+        self._counters["waiters_cut"] += len(cut)
+        return len(cut)
+
+    def _from_thread(self, coro: Coroutine[Any, Any, T]) -> T:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            coro.close()
+            raise _unavailable()
+        if threading.get_ident() == self._loop_thread:
+            coro.close()
+            raise RuntimeError("On the server's own loop, await apublish()/abroadcast() instead.")
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(COMMAND_TIMEOUT * 3)
+
+    # -- long polling ---------------------------------------------------------------------------
+
+    async def poll(
+        self, connection_id: str, last_seq: int | None = None, *, hold: float | None = None
+    ) -> str:
+        """Answer a long poll, as :func:`transport_demo.held_polls.poll` does, with the
+        connection in Redis: a poll held here is woken by an append on any process."""
+        if hold is None:
+            hold = hold_for(self.settings.poll_timeout, self.settings.poll_hold_jitter)
+        self._ready()
+        waiter = _Waiter(connection_id)
+        seq_arg = "" if last_seq is None else last_seq
+        reply = await self._poll_step(waiter, seq_arg, "begin", hold)
+        if reply[0] < 0:
+            raise _unknown()
+        self._supersede_here(reply[1], reply[2], connection_id)
+        if reply[0] > 0 or hold <= 0:
+            await self._supersede(reply[1], reply[2], waiter)
+            if reply[0] == 0:  # not held, and nothing to send
+                return self._timeout(connection_id, EndReason.HOLD_EXPIRED, hold)
+            return self._poll_answer(connection_id, reply)
+        self._adopt(waiter)
+        cleared = False  # whether a script already detached this poll in Redis
+        try:
+            await self._supersede(reply[1], reply[2], waiter)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(hold):
+                    while True:
+                        await waiter.wakeup.wait()
+                        waiter.wakeup.clear()
+                        if waiter.ended is not None:
+                            break
+                        reply = await self._poll_step(waiter, seq_arg, "again", hold)
+                        if reply[0] == -4:
+                            waiter.ended = waiter.ended or EndReason.SUPERSEDED
+                            cleared = True
+                            break
+                        if reply[0] < 0:
+                            cleared = True
+                            raise _unknown()
+                        if reply[0] > 0:
+                            cleared = True
+                            return self._poll_answer(connection_id, reply)
+            if waiter.ended is EndReason.BACKEND_UNAVAILABLE:
+                raise _unavailable()
+            if waiter.ended is None:
+                reply = await self._poll_step(waiter, seq_arg, "final", hold)
+                cleared = True
+                if reply[0] > 0:
+                    return self._poll_answer(connection_id, reply)
+            return self._timeout(connection_id, waiter.ended or EndReason.HOLD_EXPIRED, hold)
+        finally:
+            if cleared:
+                if self._waiters.get(connection_id) is waiter:
+                    del self._waiters[connection_id]
+            else:  # superseded, shut down, cut: leave Redis saying nobody waits here
+                await self._detach(waiter, self.settings.effective_poll_expiry)
+
+    async def _poll_step(
+        self, waiter: _Waiter, last_seq: object, mode: str, hold: float
+    ) -> list[Any]:
+        reply = await self._call(
+            "POLL",
+            waiter.connection_id,
+            last_seq,
+            self.process_id,
+            waiter.token,
+            mode,
+            "1" if hold > 0 else "0",
+            hold * 1000 + self._idle_ttl_ms(),
+            self._idle_ttl_ms(),
+            MAX_BATCH,
+            self.settings.replay_window,
+        )
+        reply[0] = int(reply[0])
+        return reply
+
+    def _poll_answer(self, connection_id: str, reply: list[Any]) -> str:
+        n = reply[0]
+        self.count("events_sent", n)
+        return events.poll_batch(connection_id, [str(reply[i]) for i in range(4, 4 + 2 * n, 2)])
+
+    def _timeout(self, connection_id: str, reason: EndReason, hold: float) -> str:
+        return events.encode(
+            events.make_event(
+                EventType.TIMEOUT,
+                connection_id,
+                reason=reason.value,
+                poll_timeout=self.settings.poll_timeout,
+                hold=round(hold, 3),
+            )
+        )
+
+    async def send_and_poll(
+        self, connection_id: str, text: str, last_seq: int | None = None
+    ) -> str:
+        """A text sent on long polling: store it, then answer at once like a poll, with
+        ``queued_seq``."""
+        seq = await self.areceive(connection_id, text, Transport.LONG_POLLING)
+        answer = await self.poll(connection_id, last_seq, hold=0)
+        return answer[:-1] + f',"queued_seq":{seq}}}'
+
+    # -- monitoring -----------------------------------------------------------------------------
+
+    def count(self, counter: str, n: int = 1) -> None:
+        """Add ``n`` to one of this process's /stats counters."""
+        self._counters[counter] += n
+
+    async def astats(self) -> dict[str, Any]:
+        """/stats: the cluster's connections (from Redis), this process's counters, and every
+        live process's row. Short ids only, never message text."""
+        if self._redis is None:
+            raise _unavailable()
+        now_ms = int(time.time() * 1000)
+        try:
+            ids: list[str] = [
+                str(i) for i in await self._redis.zrangebyscore(INDEX_KEY, now_ms, "+inf")
+            ]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for connection_id in ids:
+                    pipe.hmget(
+                        connection_keys(connection_id)[0], "t", "o", "s", "r", "d", "rc", "c", "ls"
+                    )
+                pipe.zrangebyscore(PROCESSES_SEEN_KEY, now_ms - 3000 * BEAT_SECONDS, "+inf")
+                pipe.hgetall(PROCESSES_KEY)
+                replies = await pipe.execute()
+        except _UNAVAILABLE:
+            raise _unavailable() from None
+        live_procs, rows = replies[-2], replies[-1]
+        by_transport = dict.fromkeys((t.value for t in Transport), 0)
+        by_state = dict.fromkeys((s.value for s in ConnectionState), 0)
+        listed: list[dict[str, Any]] = []
+        for connection_id, fields in zip(ids, replies[:-2], strict=True):
+            transport, owner, seq, released, delivered, received, created, seen = fields
+            if transport is None:
+                continue  # expired between the two reads
+            state = _state_of(transport, owner)
+            by_transport[transport] += 1
+            by_state[state.value] += 1
+            if len(listed) < STATS_LIST_LIMIT:
+                listed.append(
+                    {
+                        "id": connection_id[:8],
+                        "transport": transport,
+                        "state": state.value,
+                        "queued": int(seq) - int(released),
+                        "delivered": int(delivered),
+                        "received": int(received),
+                        "last_seq": int(seq),
+                        "created": events.timestamp(float(created)),
+                        "last_seen": events.timestamp(int(seen) / 1000),
+                        "process": owner or None,
+                    }
+                )
+        total = sum(by_transport.values())
+        processes = [json.loads(rows[p]) for p in live_procs if p in rows]
+        return {
+            "connections": by_transport,
+            "states": by_state,
+            "total": total,
+            **self._counters,
+            "uptime": round(time.monotonic() - self._started, 3),
+            "connection_list": listed,
+            "connection_list_truncated": total > len(listed),
+            "client_addresses": 0,  # per-address limits are not kept across processes
+            "backend": "redis",
+            "process": {"id": self.process_id, "attached": len(self._waiters)},
+            "processes": processes,
+        }
+
+
+def _state_of(transport: str, owner: str | None) -> ConnectionState:
+    """A connection's state from its hash: attached somewhere (``o``) is live."""
+    if owner:
+        return ConnectionState.LIVE
+    if transport == Transport.LONG_POLLING:
+        return ConnectionState.WAITING
+    return ConnectionState.DISCONNECTED
+
+
+def _event_halves(event_type: EventType, connection_id: str, text: str) -> tuple[str, str]:
+    """The encoded durable event before and after its seq: the append script puts the seq it
+    assigns in between, so the stored bytes are exactly :func:`events.durable_event`'s."""
+    full = events.durable_event(event_type, connection_id, 0, text, time.time())
+    cut = full.index(',"seq":0,')
+    return full[:cut] + ',"seq":', full[cut + len(',"seq":0') :]
