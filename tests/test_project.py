@@ -118,6 +118,7 @@ PUBLIC_MODULES = [
     "transport_demo.errors",
     "transport_demo.held_polls",
     "transport_demo.hub",
+    "transport_demo.registry",
     "transport_demo.local_redis",
     "transport_demo.protocol",
     "transport_demo.redis_hub",

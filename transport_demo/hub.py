@@ -1,10 +1,11 @@
 """The hub: the registry of connections, the lock, waking waiters across threads, the reaper, stats.
 
 The delivery rules themselves (seq, replay buffer, acknowledgement, resume) are the sans-I/O core in
-:mod:`transport_demo.connection`; the hub applies them under its lock and wakes whoever waits: a
-held long poll, or an attached :class:`~transport_demo.stream.Stream`. Routers turn requests into
-calls here and write what comes back; the hub's answers are already-encoded JSON text, and it knows
-nothing about HTTP.
+:mod:`transport_demo.connection`; which connections exist and who waits on each is the registry's
+(:mod:`transport_demo.registry`, the base class); the hub applies the rules under its lock and
+wakes whoever waits: a held long poll, or an attached :class:`~transport_demo.stream.Stream`.
+Routers turn requests into calls here and write what comes back; the hub's answers are
+already-encoded JSON text, and it knows nothing about HTTP.
 
 Threading: the state belongs to the server's event loop, but :meth:`Hub.publish` and
 :meth:`Hub.broadcast` may be called from any thread (a notebook's). A ``threading.Lock`` guards the
@@ -16,55 +17,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from . import held_polls
-from .admission import Admission
-from .connection import Connection, ConnectionStore, Limits, MemoryStore, check_text
-from .errors import (
-    QueueFull,
-    RateLimited,
-    ServerShuttingDown,
-    TooManyConnections,
-    TooManyConnectionsFromAddress,
-    UnknownConnection,
-)
+from .connection import Connection, ConnectionStore, check_text
+from .errors import QueueFull, RateLimited
 from .protocol import ConnectionState, EndReason, EventType, Transport
+from .registry import Registry
 from .settings import Settings
-from .stream import Outgoing, Stream, Waiter, open_stream
-from .wakeups import Wakeups
+from .stream import Outgoing, Stream, open_stream
 
 __all__ = ["STATS_LIST_LIMIT", "Hub", "Outgoing", "Stream", "Transport"]
-
-COUNTERS = [
-    "connections_opened",
-    "connections_expired",
-    "messages_received",
-    "messages_published",
-    "events_sent",
-    "heartbeats_sent",
-    "streams_resumed",
-    "resumes_failed",
-    "rate_limited",
-    "refused_per_address",
-    "waiters_cut",
-]
-"""The /stats counters, in the order /stats shows them."""
 
 STATS_LIST_LIMIT = 1000
 """/stats lists at most this many connections (``connection_list_truncated`` says when more)."""
 
 
-class Hub:
-    """Connections, their waiters and counters; the delivery rules are
-    :class:`~transport_demo.connection.Connection`'s.
+class Hub(Registry):
+    """Connections, their waiters and counters (:class:`~transport_demo.registry.Registry`),
+    publishing from any thread, the transports' operations, the reaper and ``/stats``; the
+    delivery rules are :class:`~transport_demo.connection.Connection`'s.
 
     Call :meth:`start` on the server's loop before use and :meth:`close` when the server stops.
-    ``clock`` is the monotonic clock used for expiry (tests pass a fake one); ``store`` is where
-    connections live (the storage seam, :mod:`transport_demo.connection`).
     """
 
     def __init__(
@@ -74,25 +50,9 @@ class Hub:
         clock: Callable[[], float] = time.monotonic,
         store: ConnectionStore | None = None,
     ) -> None:
-        self.settings = settings if settings is not None else Settings()
-        limits = Limits(
-            self.settings.max_queue, self.settings.replay_window, self.settings.max_message_bytes
-        )
-        self._store: ConnectionStore = store if store is not None else MemoryStore(limits)
-        self._admission = Admission(
-            self.settings.max_connections_per_address,
-            self.settings.max_messages_per_second,
-            self.settings.message_burst,
-        )
-        self._clock = clock
-        self.lock = threading.Lock()
-        """Guards every connection and waiter; held briefly, never across an await."""
-        self._waiters: dict[str, Waiter] = {}  # connection id -> the poll or stream attached
-        self._wakeups = Wakeups(self.lock)
-        self._closing = False
+        super().__init__(settings, clock=clock, store=store)
         self._reaper: asyncio.Task[None] | None = None
         self._started = clock()
-        self._counters = dict.fromkeys(COUNTERS, 0)
 
     # -- life cycle -----------------------------------------------------------------------------
 
@@ -117,25 +77,6 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
             self._reaper = None
-
-    # -- connections ----------------------------------------------------------------------------
-
-    def connection(self, connection_id: str) -> Connection:
-        """The connection with this id (read it, don't change it); raises
-        :class:`UnknownConnection`."""
-        with self.lock:
-            return self.find(connection_id)
-
-    def __len__(self) -> int:
-        return len(self._store)
-
-    def __contains__(self, connection_id: object) -> bool:
-        return isinstance(connection_id, str) and self._store.get(connection_id) is not None
-
-    def refuse_if_closing(self) -> None:
-        """Raise :class:`ServerShuttingDown` once :meth:`close` has begun."""
-        if self._closing:
-            raise ServerShuttingDown("The server is shutting down.")
 
     # -- durable events -------------------------------------------------------------------------
 
@@ -199,77 +140,6 @@ class Hub:
             self._counters["messages_received"] += 1
             return seq
 
-    # -- the interface for waiters (held_polls.py, stream.py); call with ``lock`` held ---------
-
-    def find(self, connection_id: object, transport: Transport | None = None) -> Connection:
-        """The connection, or :class:`UnknownConnection` (also for another transport's id)."""
-        conn = self._store.get(connection_id) if isinstance(connection_id, str) else None
-        if conn is None or (transport is not None and conn.transport is not transport):
-            # Same answer for "expired", "never existed" and "another transport's id": an id is
-            # a key, and the answer must not tell a guesser which ids exist elsewhere.
-            raise UnknownConnection(
-                "No such connection: it expired or never existed. Start a new connection."
-            )
-        return conn
-
-    def lookup(self, connection_id: str | None, transport: Transport) -> Connection | None:
-        """The connection to resume, or ``None`` (unknown, expired or another transport's)."""
-        conn = self._store.get(connection_id) if connection_id is not None else None
-        return conn if conn is not None and conn.transport is transport else None
-
-    def create(self, transport: Transport, address: str | None = None) -> Connection:
-        """A new connection for a client at ``address`` (``None``: unknown, not counted); raises
-        :class:`TooManyConnections`, :class:`TooManyConnectionsFromAddress` or
-        :class:`ServerShuttingDown`."""
-        self.refuse_if_closing()
-        if len(self._store) >= self.settings.max_connections:
-            raise TooManyConnections(
-                f"The server holds its maximum of {self.settings.max_connections} connections; "
-                "try again later."
-            )
-        try:
-            self._admission.addresses.admit(address)
-        except TooManyConnectionsFromAddress:
-            self._counters["refused_per_address"] += 1
-            raise
-        conn = self._store.create(transport, self._clock(), wall=time.time())
-        self._admission.addresses.add(conn.id, address)
-        self._counters["connections_opened"] += 1
-        return conn
-
-    def now(self) -> float:
-        """The hub's monotonic clock."""
-        return self._clock()
-
-    def count(self, counter: str, n: int = 1) -> None:
-        """Add ``n`` to one of the /stats counters."""
-        self._counters[counter] += n
-
-    def wake(self, waiter: Waiter) -> None:
-        """Wake ``waiter`` on the hub's loop (from any thread)."""
-        self._wakeups.notify(waiter)
-
-    def end(self, waiter: Waiter, reason: EndReason) -> None:
-        """Tell ``waiter`` to stop, and why (the first reason given wins)."""
-        if waiter.ended is None:
-            waiter.ended = reason
-        self._wakeups.notify(waiter)
-
-    def attach(self, conn: Connection, waiter: Waiter) -> None:
-        """``waiter`` now waits on ``conn``; whatever waited before ends, ``superseded``."""
-        self.refuse_if_closing()
-        previous = self._waiters.get(conn.id)
-        if previous is not None:
-            self.end(previous, EndReason.SUPERSEDED)
-        self._waiters[conn.id] = waiter
-
-    def release(self, waiter: Waiter) -> bool:
-        """``waiter`` is done; returns whether it was still the one attached."""
-        if self._waiters.get(waiter.conn.id) is waiter:
-            del self._waiters[waiter.conn.id]
-            return True
-        return False
-
     # -- the transports' operations ---------------------------------------------------------
 
     def connect_long_poll(self, address: str | None = None) -> str:
@@ -278,7 +148,11 @@ class Hub:
         return held_polls.connect(self, address)
 
     async def poll(
-        self, connection_id: str, last_seq: int | None = None, *, hold: float | None = None
+        self,
+        connection_id: str,
+        last_seq: int | None = None,
+        *,
+        hold: float | None = None,
     ) -> str:
         """Answer a long poll (:func:`transport_demo.held_polls.poll`)."""
         return await held_polls.poll(self, connection_id, last_seq, hold=hold)
@@ -299,29 +173,6 @@ class Hub:
     ) -> Stream:
         """Attach an SSE or WebSocket stream (:func:`transport_demo.stream.open_stream`)."""
         return open_stream(self, transport, connection_id, last_seq, address=address)
-
-    def disconnect_all(self, transport: Transport | None = None) -> int:
-        """Cut every stream and held poll of ``transport`` (``None``: of all three); return how
-        many. Any thread. For teaching: the room watches its clients reconnect and resume.
-
-        The connections stay, so every client resumes with nothing lost. What each transport
-        sees: a held long poll is answered at once, ``timeout`` with ``reason: "cut"`` (between
-        polls there is nothing to cut; the next poll carries ``last_seq`` as always); an SSE
-        stream's response ends, and the client reconnects with ``Last-Event-ID``; a WebSocket is
-        closed with 1012 (IANA's "service restart": come back after a randomized delay), since an
-        ASGI application cannot drop a TCP connection without a close frame.
-        """
-        with self.lock:
-            cut = [
-                waiter
-                for waiter in self._waiters.values()
-                if waiter.ended is None
-                and (transport is None or waiter.conn.transport is transport)
-            ]
-            for waiter in cut:
-                self.end(waiter, EndReason.CUT)
-            self._counters["waiters_cut"] += len(cut)
-        return len(cut)
 
     # -- the async interface the routers use (transport_demo.backend.Backend) -------------------
     # In memory these finish at once; a shared store (transport_demo.redis_hub) awaits its I/O.
@@ -362,7 +213,10 @@ class Hub:
                 conn.id
                 for conn in self._store
                 if conn.expired(
-                    now, attached=conn.id in waiters, poll_expiry=poll_expiry, grace=grace
+                    now,
+                    attached=conn.id in waiters,
+                    poll_expiry=poll_expiry,
+                    grace=grace,
                 )
             ]
             for connection_id in expired:
@@ -382,12 +236,6 @@ class Hub:
             self.reap()
 
     # -- monitoring -----------------------------------------------------------------------------
-
-    def state_of(self, connection_id: str) -> ConnectionState:
-        """``live``, ``waiting`` or ``disconnected``; raises :class:`UnknownConnection`."""
-        with self.lock:
-            conn = self.find(connection_id)
-            return conn.state(attached=conn.id in self._waiters)
 
     def stats(self) -> dict[str, Any]:
         """Counts and a per-connection list for ``/stats``: short ids only, never message text."""

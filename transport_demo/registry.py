@@ -1,0 +1,202 @@
+"""The registry: which connections exist, which poll or stream waits on each, and the lock.
+
+:class:`Registry` is the part of the hub that the waiters use — a held long poll
+(:mod:`transport_demo.held_polls`) and a stream (:mod:`transport_demo.stream`) — through a small
+public interface (``lock``, ``find``, ``lookup``, ``create``, ``attach``, ``release``, ``wake``,
+``end``, ``count``, ``now``), never through private state. The delivery rules themselves are the
+sans-I/O core's (:mod:`transport_demo.connection`); :class:`~transport_demo.hub.Hub` adds
+publishing, the transports' operations, the reaper and ``/stats`` on top.
+
+Threading: every method that reads or changes connections or waiters is called with ``lock``
+held (or takes it); waking a waiter crosses to the server's loop (:mod:`transport_demo.wakeups`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from .admission import Admission
+from .connection import Connection, ConnectionStore, Limits, MemoryStore
+from .errors import (
+    ServerShuttingDown,
+    TooManyConnections,
+    TooManyConnectionsFromAddress,
+    UnknownConnection,
+)
+from .protocol import ConnectionState, EndReason, Transport
+from .settings import Settings
+from .stream import Waiter
+from .wakeups import Wakeups
+
+__all__ = ["COUNTERS", "Registry"]
+
+COUNTERS = [
+    "connections_opened",
+    "connections_expired",
+    "messages_received",
+    "messages_published",
+    "events_sent",
+    "heartbeats_sent",
+    "streams_resumed",
+    "resumes_failed",
+    "rate_limited",
+    "refused_per_address",
+    "waiters_cut",
+]
+"""The /stats counters, in the order /stats shows them."""
+
+
+class Registry:
+    """Connections and the waiter attached to each; see the module docstring.
+
+    ``clock`` is the monotonic clock used for expiry (tests pass a fake one); ``store`` is where
+    connections live (the storage seam, :mod:`transport_demo.connection`).
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        store: ConnectionStore | None = None,
+    ) -> None:
+        self.settings = settings if settings is not None else Settings()
+        limits = Limits(
+            self.settings.max_queue,
+            self.settings.replay_window,
+            self.settings.max_message_bytes,
+        )
+        self._store: ConnectionStore = store if store is not None else MemoryStore(limits)
+        self._admission = Admission(
+            self.settings.max_connections_per_address,
+            self.settings.max_messages_per_second,
+            self.settings.message_burst,
+        )
+        self._clock = clock
+        self.lock = threading.Lock()
+        """Guards every connection and waiter; held briefly, never across an await."""
+        self._waiters: dict[str, Waiter] = {}  # connection id -> the poll or stream attached
+        self._wakeups = Wakeups(self.lock)
+        self._closing = False
+        self._counters = dict.fromkeys(COUNTERS, 0)
+
+    # -- connections ----------------------------------------------------------------------------
+
+    def connection(self, connection_id: str) -> Connection:
+        """The connection with this id (read it, don't change it); raises
+        :class:`UnknownConnection`."""
+        with self.lock:
+            return self.find(connection_id)
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def __contains__(self, connection_id: object) -> bool:
+        return isinstance(connection_id, str) and self._store.get(connection_id) is not None
+
+    def refuse_if_closing(self) -> None:
+        """Raise :class:`ServerShuttingDown` once :meth:`close` has begun."""
+        if self._closing:
+            raise ServerShuttingDown("The server is shutting down.")
+
+    # -- the interface for waiters (held_polls.py, stream.py); call with ``lock`` held ---------
+
+    def find(self, connection_id: object, transport: Transport | None = None) -> Connection:
+        """The connection, or :class:`UnknownConnection` (also for another transport's id)."""
+        conn = self._store.get(connection_id) if isinstance(connection_id, str) else None
+        if conn is None or (transport is not None and conn.transport is not transport):
+            # Same answer for "expired", "never existed" and "another transport's id": an id is
+            # a key, and the answer must not tell a guesser which ids exist elsewhere.
+            raise UnknownConnection(
+                "No such connection: it expired or never existed. Start a new connection."
+            )
+        return conn
+
+    def lookup(self, connection_id: str | None, transport: Transport) -> Connection | None:
+        """The connection to resume, or ``None`` (unknown, expired or another transport's)."""
+        conn = self._store.get(connection_id) if connection_id is not None else None
+        return conn if conn is not None and conn.transport is transport else None
+
+    def create(self, transport: Transport, address: str | None = None) -> Connection:
+        """A new connection for a client at ``address`` (``None``: unknown, not counted); raises
+        :class:`TooManyConnections`, :class:`TooManyConnectionsFromAddress` or
+        :class:`ServerShuttingDown`."""
+        self.refuse_if_closing()
+        if len(self._store) >= self.settings.max_connections:
+            raise TooManyConnections(
+                f"The server holds its maximum of {self.settings.max_connections} connections; "
+                "try again later."
+            )
+        try:
+            self._admission.addresses.admit(address)
+        except TooManyConnectionsFromAddress:
+            self._counters["refused_per_address"] += 1
+            raise
+        conn = self._store.create(transport, self._clock(), wall=time.time())
+        self._admission.addresses.add(conn.id, address)
+        self._counters["connections_opened"] += 1
+        return conn
+
+    def now(self) -> float:
+        """The hub's monotonic clock."""
+        return self._clock()
+
+    def count(self, counter: str, n: int = 1) -> None:
+        """Add ``n`` to one of the /stats counters."""
+        self._counters[counter] += n
+
+    def wake(self, waiter: Waiter) -> None:
+        """Wake ``waiter`` on the hub's loop (from any thread)."""
+        self._wakeups.notify(waiter)
+
+    def end(self, waiter: Waiter, reason: EndReason) -> None:
+        """Tell ``waiter`` to stop, and why (the first reason given wins)."""
+        if waiter.ended is None:
+            waiter.ended = reason
+        self._wakeups.notify(waiter)
+
+    def attach(self, conn: Connection, waiter: Waiter) -> None:
+        """``waiter`` now waits on ``conn``; whatever waited before ends, ``superseded``."""
+        self.refuse_if_closing()
+        previous = self._waiters.get(conn.id)
+        if previous is not None:
+            self.end(previous, EndReason.SUPERSEDED)
+        self._waiters[conn.id] = waiter
+
+    def release(self, waiter: Waiter) -> bool:
+        """``waiter`` is done; returns whether it was still the one attached."""
+        if self._waiters.get(waiter.conn.id) is waiter:
+            del self._waiters[waiter.conn.id]
+            return True
+        return False
+
+    def disconnect_all(self, transport: Transport | None = None) -> int:
+        """Cut every stream and held poll of ``transport`` (``None``: of all three); return how
+        many. Any thread. For teaching: the room watches its clients reconnect and resume.
+
+        The connections stay, so every client resumes with nothing lost. What each transport
+        sees: a held long poll is answered at once, ``timeout`` with ``reason: "cut"`` (between
+        polls there is nothing to cut; the next poll carries ``last_seq`` as always); an SSE
+        stream's response ends, and the client reconnects with ``Last-Event-ID``; a WebSocket is
+        closed with 1012 (IANA's "service restart": come back after a randomized delay), since an
+        ASGI application cannot drop a TCP connection without a close frame.
+        """
+        with self.lock:
+            cut = [
+                waiter
+                for waiter in self._waiters.values()
+                if waiter.ended is None
+                and (transport is None or waiter.conn.transport is transport)
+            ]
+            for waiter in cut:
+                self.end(waiter, EndReason.CUT)
+            self._counters["waiters_cut"] += len(cut)
+        return len(cut)
+
+    def state_of(self, connection_id: str) -> ConnectionState:
+        """``live``, ``waiting`` or ``disconnected``; raises :class:`UnknownConnection`."""
+        with self.lock:
+            conn = self.find(connection_id)
+            return conn.state(attached=conn.id in self._waiters)
