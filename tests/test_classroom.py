@@ -453,7 +453,14 @@ def arrived_once(page: Any, ids: dict[str, str], texts: list[str], reconnects: i
         log = part.locator('[data-role="log"]')
         for text in texts:
             durable = log.locator('[data-type="message"]').filter(has_text=text)
-            expect(durable).to_have_count(1, timeout=15_000)
+            try:
+                expect(durable).to_have_count(1, timeout=30_000)
+            except AssertionError as exc:  # say what the section did meanwhile
+                status = part.locator('[data-role="status"]').inner_text()
+                raise AssertionError(
+                    f"{transport}: {text!r} not shown once; status {status!r}; log:\n"
+                    + log.inner_text()[-3000:]
+                ) from exc
         assert part.locator('[data-role="connection-id"]').inner_text() == cid
         assert part.locator('[data-role="gaps"]').inner_text() == "0"
         assert part.locator('[data-role="duplicates"]').inner_text() == "0"

@@ -156,6 +156,7 @@ EXPECTED = {
 }
 
 
+@pytest.mark.slow  # two minutes for all six: the fast tier checks their shape, CI runs them
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_runs_top_to_bottom_within_a_minute(path: Path) -> None:
     notebook, seconds = run(path)  # a fresh kernel: what Restart Kernel & Run All does
@@ -166,6 +167,7 @@ def test_runs_top_to_bottom_within_a_minute(path: Path) -> None:
     assert seconds < 60
 
 
+@pytest.mark.slow
 def test_a_rerun_in_the_same_kernel_reuses_the_server() -> None:
     """Run All twice without a restart: the start cell is idempotent, teardown is repeatable."""
     notebook = nbformat.read(ROOT / "notebooks" / "01_long_polling.ipynb", as_version=4)

@@ -63,6 +63,7 @@ from .errors import (
 )
 from .held_polls import hold_for
 from .protocol import ConnectionState, EndReason, ErrorCode, EventType, Transport
+from .registry import COUNTERS
 from .settings import Settings
 from .stream import MAX_UNSENT_ERRORS, Outgoing
 
@@ -263,22 +264,7 @@ class RedisHub:
         self._answering = True  # the last beat reached Redis
         self._closing = False
         self._started = time.monotonic()
-        self._counters = dict.fromkeys(
-            (
-                "connections_opened",
-                "connections_expired",
-                "messages_received",
-                "messages_published",
-                "events_sent",
-                "heartbeats_sent",
-                "streams_resumed",
-                "resumes_failed",
-                "rate_limited",
-                "refused_per_address",
-                "waiters_cut",
-            ),
-            0,
-        )
+        self._counters = dict.fromkeys(COUNTERS, 0)
 
     # -- life cycle -----------------------------------------------------------------------------
 
