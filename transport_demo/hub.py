@@ -179,7 +179,7 @@ class Hub(Registry):
 
     async def aconnect_long_poll(self, address: str | None = None) -> str:
         """:meth:`connect_long_poll`, awaitable."""
-        return held_polls.connect(self, address)
+        return self.connect_long_poll(address)
 
     async def areceive(self, connection_id: str, text: str, transport: Transport) -> int:
         """:meth:`receive`, awaitable."""
@@ -194,7 +194,7 @@ class Hub(Registry):
         address: str | None = None,
     ) -> Stream:
         """:meth:`open_stream`, awaitable."""
-        return open_stream(self, transport, connection_id, last_seq, address=address)
+        return self.open_stream(transport, connection_id, last_seq, address=address)
 
     async def astats(self) -> dict[str, Any]:
         """:meth:`stats`, awaitable."""
