@@ -5,6 +5,7 @@ python -m transport_demo.bench --quick              # seconds: tiny sizes
 python -m transport_demo.bench --only latency,throughput --targets "ours sse,fastapi sse"
 python -m transport_demo.bench --json artifacts/bench.json --plots docs/images
 python -m transport_demo.bench --quick --delay-ms 50 --only latency,reconnect --targets "ours sse"
+python -m transport_demo.bench --only capacity --targets "redis sse,redis-2 sse"   # on Redis
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 from ..network import Conditions
 from . import report
-from .run import SCENARIOS, TARGETS, Results, Sizes, plan, run
+from .run import ALL_TARGETS, SCENARIOS, TARGETS, Results, Sizes, plan, run
 
 
 def _names(text: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
@@ -57,9 +58,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--targets",
-        type=lambda text: _names(text, TARGETS, "target"),
+        type=lambda text: _names(text, ALL_TARGETS, "target"),
         default=TARGETS,
-        help="comma-separated targets (default: all)",
+        help="comma-separated targets (default: all but ours on Redis, the 'redis ...' and "
+        "'redis-2 ...' targets, which start a Redis server for their run)",
     )
     parser.add_argument("--steps", help="capacity steps, e.g. 1000,5000,10000")
     parser.add_argument(

@@ -43,6 +43,10 @@ class CapacityStep:
     lag_p99_ms: float
     lag_max_ms: float
     server_gc_max_ms: float  # the longest full garbage collection in the server meanwhile
+    # On Redis: its resident memory, and per connection (the server's own is in rss_*: with
+    # worker processes, the sum over them all).
+    store_rss_mib: float = 0.0
+    store_per_connection_kib: float = 0.0
 
 
 async def _worker_main(pipe: Connection, target: str, port: int, heartbeat: float) -> None:
@@ -137,6 +141,11 @@ def _workers(target: str, port: int, heartbeat: float, count: int) -> Iterator[l
                 process.kill()
 
 
+def _rss(pids: list[int]) -> int:
+    """Resident memory of these processes together, KiB."""
+    return sum(rss_kib(pid) for pid in pids)
+
+
 def server_gc(port: int) -> dict[str, float]:
     """The server's full garbage collections since the last call (``/bench/gc``)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/bench/gc", timeout=30) as answer:
@@ -177,7 +186,9 @@ def capacity(
         if on_start is not None:
             threading.Thread(target=on_start, args=(server,), daemon=True).start()
         time.sleep(0.5)
-        baseline_kib = rss_kib(server.pid)
+        baseline_kib = _rss(server.pids)
+        store_pids = [server.store.process.pid] if server.store and server.store.process else []
+        store_baseline_kib = _rss(store_pids)
         for n in steps:
             shares = [n // workers + (1 if i < n % workers else 0) for i in range(workers)]
             spread = heartbeat if arrival is None else arrival
@@ -185,7 +196,8 @@ def capacity(
             opened = sum(count for count, _ in grown)
             failed = sum(failures for _, failures in grown)
             time.sleep(min(1.0, heartbeat / 2))  # the last handshakes settle
-            rss = rss_kib(server.pid)
+            rss = _rss(server.pids)
+            store_rss = _rss(store_pids)
             server_gc(server.port)  # from now on
             heard = _ask(pipes, "listen", [listen] * workers)
             gc_figures = server_gc(server.port)
@@ -204,6 +216,10 @@ def capacity(
                     lag_p99_ms=round(percentile(lags, 99), 1),
                     lag_max_ms=round(max(lags, default=0.0), 1),
                     server_gc_max_ms=gc_figures["max_ms"],
+                    store_rss_mib=round(store_rss / 1024, 1),
+                    store_per_connection_kib=round(
+                        (store_rss - store_baseline_kib) / max(opened, 1), 2
+                    ),
                 )
             )
             if failed + silent > n / 100 or results[-1].lag_p99_ms > SATURATED_LAG_MS:

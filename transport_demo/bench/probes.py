@@ -24,7 +24,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
-__all__ = ["PROBES", "Probe", "RawHTTP"]
+__all__ = ["ON_REDIS", "PROBES", "Probe", "RawHTTP"]
 
 TextHandler = Callable[[str, int], None]
 
@@ -495,4 +495,13 @@ PROBES: dict[str, tuple[str, type[Probe]]] = {
     "socketio polling": ("socketio", SocketIOPolling),
     "socketio websocket": ("socketio", SocketIOWS),
     "sse-starlette": ("sse-starlette", StarletteSSE),
+    # Ours on Redis (``--redis``), one process and two worker processes on one port (``--workers
+    # 2``): not in the default run; ask for them with --targets.
+    "redis long-polling": ("ours-redis", OursLongPoll),
+    "redis sse": ("ours-redis", OursSSE),
+    "redis websocket": ("ours-redis", OursWS),
+    "redis-2 long-polling": ("ours-redis:2", OursLongPoll),
+    "redis-2 sse": ("ours-redis:2", OursSSE),
+    "redis-2 websocket": ("ours-redis:2", OursWS),
 }
+ON_REDIS = tuple(name for name, (family, _) in PROBES.items() if family.startswith("ours-redis"))

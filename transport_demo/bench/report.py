@@ -83,7 +83,7 @@ def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": value < limit if row["kind"] == "peer" else value <= limit,
             })  # fmt: skip
     for target, steps in results.get("capacity", {}).items():
-        if not target.startswith("ours") or not steps:
+        if not target.startswith(("ours", "redis")) or not steps:
             continue
         top = steps[-1]
         n = top["requested"]
@@ -188,11 +188,14 @@ def markdown(results: dict[str, Any], *, targets: bool = True) -> str:
         parts.append("\n### Idle connections with heartbeats\n")
         parts.append(_table(
             ["target", "connections", "failed", "silent", "server RSS MiB", "KiB/connection",
-             "heartbeats", "lag p50 ms", "lag p99 ms", "lag max ms", "server GC max ms"],
+             "heartbeats", "lag p50 ms", "lag p99 ms", "lag max ms", "server GC max ms",
+             "Redis MiB (KiB/connection)"],
             [[t, s["connections"], s["failed"], s["silent"], s["rss_mib"],
               s["rss_per_connection_kib"],
               s["heartbeats"], s["lag_p50_ms"], s["lag_p99_ms"], s["lag_max_ms"],
-              s.get("server_gc_max_ms")]
+              s.get("server_gc_max_ms"),
+              f"{s['store_rss_mib']:.1f} ({s['store_per_connection_kib']:.2f})"
+              if s.get("store_rss_mib") else None]
              for t, steps in capacity.items() for s in steps],
         ))  # fmt: skip
     found = checks(results) if targets else []

@@ -4,6 +4,8 @@ transport_demo.bench.servers FAMILY PORT``), all with the same pushing hook.
 Families:
 
 * ``ours`` — this package's app (``create_app``), exactly as the command line runs it.
+* ``ours-redis`` — the same on the Redis named by ``BENCH_REDIS_URL`` (``--redis``), in
+  ``BENCH_WORKERS`` worker processes sharing one port (``--workers``; default 1).
 * ``fastapi`` — the bare baselines on the same stack: a FastAPI WebSocket endpoint, a FastAPI SSE
   endpoint (FastAPI's own ``EventSourceResponse`` and one ``asyncio.Queue``) and a FastAPI
   long-poll endpoint (one ``asyncio.Event``), each a dozen lines: no envelope, no bookkeeping.
@@ -44,7 +46,7 @@ from .system import raise_fd_limit, stamp
 
 __all__ = ["FAMILIES", "run"]
 
-FAMILIES = ("ours", "fastapi", "websockets", "socketio", "sse-starlette")
+FAMILIES = ("ours", "ours-redis", "fastapi", "websockets", "socketio", "sse-starlette")
 HEARTBEAT = float(os.environ.get("BENCH_HEARTBEAT", "5"))
 QUEUE_LIMIT = 1000  # the same bound as our max_queue: a burst waits for the client, never grows
 
@@ -164,24 +166,28 @@ def start_push(deliver: Deliver, query: str) -> None:
 # -- ours -----------------------------------------------------------------------------------------
 
 
-def ours_app() -> Any:
+def ours_app(redis_url: str | None = None) -> Any:
     from ..app import create_app
+    from ..backend import make_hub
     from ..errors import QueueFull
-    from ..hub import Hub
+    from ..redis_hub import RedisHub
     from ..settings import Settings
 
     # As `python -m transport_demo` runs: the GC policy on unless the environment says otherwise
     # (TRANSPORT_DEMO_* variables reach this process, e.g. TRANSPORT_DEMO_POLL_HOLD_JITTER=0.2).
-    settings = Settings(heartbeat_interval=HEARTBEAT, poll_timeout=HEARTBEAT)
+    settings = Settings(heartbeat_interval=HEARTBEAT, poll_timeout=HEARTBEAT, redis_url=redis_url)
     if "TRANSPORT_DEMO_GC_FREEZE" not in os.environ:
         settings = settings.model_copy(update={"gc_freeze": True})
-    hub = Hub(settings)
+    hub = make_hub(settings)
     app = create_app(settings, hub=hub)
 
     async def deliver(to: str, text: str) -> None:
         while True:
             try:
-                hub.publish(to, text)
+                if isinstance(hub, RedisHub):  # on the server's loop: the awaitable form
+                    await hub.apublish(to, text)
+                else:
+                    hub.publish(to, text)
                 return
             except QueueFull:  # backpressure: wait for the client to take some
                 await asyncio.sleep(0.001)
@@ -193,6 +199,14 @@ def ours_app() -> Any:
 
     app.state.bench_hub = hub
     return app
+
+
+def ours_redis_app() -> Any:
+    """Ours on the Redis named by ``BENCH_REDIS_URL``, with the benchmark's routes: the factory
+    each worker process builds (uvicorn imports it by name)."""
+    if gc_pauses not in gc.callbacks:  # a worker is a fresh process
+        gc.callbacks.append(gc_pauses)
+    return with_gc_route(ours_app(os.environ["BENCH_REDIS_URL"]))
 
 
 # -- bare FastAPI -------------------------------------------------------------------------------
@@ -431,6 +445,7 @@ async def serve_websockets(port: int) -> None:
 
 APPS: dict[str, Callable[[], Any]] = {
     "ours": ours_app,
+    "ours-redis": lambda: ours_app(os.environ["BENCH_REDIS_URL"]),
     "fastapi": fastapi_app,
     "socketio": socketio_app,
     "sse-starlette": sse_starlette_app,
@@ -451,8 +466,25 @@ def run(family: str, port: int) -> None:
     from ..settings import Settings
 
     sock = bind_socket("127.0.0.1", port)
+    workers = int(os.environ.get("BENCH_WORKERS", "1"))
+    if family == "ours-redis" and workers > 1:
+        from uvicorn.supervisors import Multiprocess
+
+        config = uvicorn_config(
+            "transport_demo.bench.servers:ours_redis_app",
+            Settings(),
+            port=port,
+            factory=True,
+            workers=workers,
+            log_level="warning",
+            access_log=False,
+        )
+        print("ready", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            Multiprocess(config, sockets=[sock]).run()
+        return
     app = APPS[family]()
-    if family == "ours":
+    if family in ("ours", "ours-redis"):
         from ..server import DemoServer
 
         server: uvicorn.Server = DemoServer(

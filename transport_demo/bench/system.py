@@ -7,7 +7,7 @@ import resource
 import socket
 import time
 
-__all__ = ["free_port", "raise_fd_limit", "rss_kib", "stamp"]
+__all__ = ["children", "free_port", "raise_fd_limit", "rss_kib", "stamp"]
 
 
 def stamp(size: int) -> str:
@@ -38,3 +38,16 @@ def rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def children(pid: int) -> list[int]:
+    """The process's descendants (Linux ``/proc``), e.g. a supervisor's worker processes."""
+    found: list[int] = []
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as listing:
+            direct = [int(child) for child in listing.read().split()]
+    except OSError:
+        return found
+    for child in direct:
+        found += [child, *children(child)]
+    return found

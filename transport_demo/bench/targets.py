@@ -5,28 +5,40 @@ notebook runs it (:class:`ThreadServer`)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .probes import RawHTTP
-from .system import free_port, stamp
+from .system import children, free_port, stamp
+
+if TYPE_CHECKING:
+    from ..local_redis import LocalRedis
 
 __all__ = ["ServerProcess", "ThreadServer"]
 
 
 class ServerProcess:
-    """``with ServerProcess("fastapi", heartbeat=5) as server:`` — one family on a free port."""
+    """``with ServerProcess("fastapi", heartbeat=5) as server:`` — one family on a free port.
+    ``"ours-redis:2"`` is ours on a Redis started for it, in two worker processes."""
 
     def __init__(self, family: str, heartbeat: float) -> None:
-        self.family = family
+        self.family, _, workers = family.partition(":")
+        self.workers = int(workers or 1)
         self.heartbeat = heartbeat
         self.port = free_port()
         self.process: subprocess.Popen[str] | None = None
+        self.store: LocalRedis | None = None  # the Redis an ``ours-redis`` family runs on
+
+    @property
+    def pids(self) -> list[int]:
+        """The server's processes: the one started, and its workers if it has any."""
+        return [self.pid, *children(self.pid)]
 
     @property
     def pid(self) -> int:
@@ -35,6 +47,11 @@ class ServerProcess:
 
     def __enter__(self) -> ServerProcess:
         env = {**os.environ, "BENCH_HEARTBEAT": str(self.heartbeat), "PYTHONUNBUFFERED": "1"}
+        if self.family == "ours-redis":
+            from ..local_redis import start_redis
+
+            self.store = start_redis()
+            env |= {"BENCH_REDIS_URL": self.store.url, "BENCH_WORKERS": str(self.workers)}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "transport_demo.bench.servers", self.family, str(self.port)],
             stdout=subprocess.PIPE,
@@ -50,13 +67,25 @@ class ServerProcess:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
                     sock.sendall(b"GET /bench/push?n=0 HTTP/1.1\r\nHost: x\r\n\r\n")
-                    if sock.recv(16).startswith(b"HTTP/1.1 200"):
+                    if sock.recv(16).startswith(b"HTTP/1.1 200") and self._all_workers_up():
                         return self
             except OSError:
                 pass
             time.sleep(0.05)
         self.__exit__()
         raise RuntimeError(f"the {self.family} server does not answer")
+
+    def _all_workers_up(self) -> bool:
+        """Every worker has said it is alive in Redis (one answering is not enough)."""
+        if self.workers == 1:
+            return True
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+            sock.sendall(b"GET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        body = answer.partition(b"\r\n\r\n")[2]
+        return len(json.loads(body).get("processes", [])) >= self.workers
 
     def __exit__(self, *exc_info: object) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -68,6 +97,9 @@ class ServerProcess:
                 self.process.wait()
         if self.process is not None and self.process.stdout is not None:
             self.process.stdout.close()
+        if self.store is not None:
+            self.store.close()
+            self.store = None
 
     async def push(self, to: str, n: int, rate: float, size: int) -> None:
         http = RawHTTP(self.port)
