@@ -63,6 +63,7 @@ from .errors import (
 )
 from .held_polls import hold_for
 from .protocol import ConnectionState, EndReason, ErrorCode, EventType, Transport
+from .redis_calls import Arg, ScriptCalls
 from .registry import COUNTERS
 from .settings import Settings
 from .stream import MAX_UNSENT_ERRORS, Outgoing
@@ -103,7 +104,7 @@ def _unavailable() -> BackendUnavailable:
 class _Waiter:
     """A held poll or an attached stream in this process; ``token`` names it in Redis."""
 
-    __slots__ = ("connection_id", "ended", "token", "transport", "wakeup")
+    __slots__ = ("connection_id", "ended", "pending", "token", "transport", "wakeup")
 
     def __init__(self, connection_id: str, transport: Transport = Transport.LONG_POLLING) -> None:
         self.connection_id = connection_id
@@ -111,6 +112,14 @@ class _Waiter:
         self.token = secrets.token_hex(8)
         self.wakeup = asyncio.Event()
         self.ended: EndReason | None = None
+        # Something may be in Redis for this waiter: set by wake-ups, cleared before each take.
+        # A stream's heartbeat timer wakes it without this, so a beat costs one script, not two.
+        self.pending = True
+
+    def wake(self) -> None:
+        """There may be something to take."""
+        self.pending = True
+        self.wakeup.set()
 
 
 class RedisStream(_Waiter):
@@ -139,7 +148,7 @@ class RedisStream(_Waiter):
                 self.wakeup.clear()
                 if self.ended is None:
                     try:
-                        batch = await self._take()
+                        batch = await self._take() if self.pending else self._take_outbox()
                         now = loop.time()
                         if batch is not None and now >= next_beat:
                             beat = await self._heartbeat()
@@ -200,8 +209,13 @@ class RedisStream(_Waiter):
     def _error(self, code: str, detail: str) -> Outgoing:
         return Outgoing(events.encode(events.error_event(self.connection_id, code, detail)))
 
-    async def _take(self) -> list[Outgoing] | None:
+    def _take_outbox(self) -> list[Outgoing]:
         out, self.outbox = self.outbox, []
+        return out
+
+    async def _take(self) -> list[Outgoing] | None:
+        self.pending = False  # cleared first: a wake-up during the script sets it again
+        out = self._take_outbox()
         hub = self.hub
         reply = await hub._call(
             "TAKE",
@@ -221,7 +235,7 @@ class RedisStream(_Waiter):
                 Outgoing(str(reply[i + 1]), prefix + str(reply[i])) for i in range(1, 2 * n, 2)
             )
             if n == MAX_BATCH:
-                self.wakeup.set()  # more is waiting: take it on the next turn
+                self.wake()  # more is waiting: take it on the next turn
         return out
 
     async def _heartbeat(self) -> Outgoing | None:
@@ -250,7 +264,7 @@ class RedisHub:
         self._channel = f"{KEY_PREFIX}:w:{self.process_id}"
         self._redis: aioredis.Redis | None = None
         self._sub: aioredis.Redis | None = None
-        self._scripts: dict[str, Any] = {}
+        self._calls: ScriptCalls | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._waiters: dict[str, _Waiter] = {}
@@ -291,10 +305,9 @@ class RedisHub:
             socket_connect_timeout=1.0,
             health_check_interval=2,
         )
-        self._scripts = {
-            name: self._redis.register_script(getattr(redis_scripts, name))
-            for name in redis_scripts.__all__
-        }
+        self._calls = ScriptCalls(
+            self._redis, {name: getattr(redis_scripts, name) for name in redis_scripts.__all__}
+        )
         subscribed = asyncio.Event()
         self._tasks = [
             asyncio.create_task(self._listen_forever(subscribed), name="transport-demo-redis-sub"),
@@ -320,6 +333,10 @@ class RedisHub:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
+        if self._calls is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(COMMAND_TIMEOUT):
+                    await self._calls.aclose()
         if self._redis is not None:
             with contextlib.suppress(*_UNAVAILABLE, RedisError):
                 async with asyncio.timeout(0.5):
@@ -330,17 +347,19 @@ class RedisHub:
                 with contextlib.suppress(Exception):
                     await client.aclose()
         self._redis = self._sub = None
+        self._calls = None
         self._subscribed = False
 
     # -- talking to Redis -------------------------------------------------------------------
 
-    async def _call(self, name: str, connection_id: str, *args: object) -> list[Any]:
-        """Run the script ``name`` of :mod:`redis_scripts` on one connection's keys."""
-        runner = self._scripts.get(name)
-        if runner is None or self._redis is None:
+    async def _call(self, name: str, connection_id: str, *args: Arg) -> list[Any]:
+        """Run the script ``name`` of :mod:`redis_scripts` on one connection's keys (pipelined
+        with the other calls of this moment: :mod:`transport_demo.redis_calls`)."""
+        calls = self._calls
+        if calls is None:
             raise _unavailable()
         try:
-            reply = await runner(keys=connection_keys(connection_id), args=[connection_id, *args])
+            reply = await calls.run(name, connection_keys(connection_id), [connection_id, *args])
         except _UNAVAILABLE:
             raise _unavailable() from None
         except ResponseError as exc:
@@ -392,7 +411,7 @@ class RedisHub:
         if kind == "w":
             waiter = self._waiters.get(rest)
             if waiter is not None:
-                waiter.wakeup.set()
+                waiter.wake()
             elif len(self._early) < 10_000:
                 # The append's wake-up can overtake the reply to the script that attached the
                 # waiter (two sockets): keep it for a moment, and _adopt hands it over.
@@ -560,9 +579,9 @@ class RedisHub:
         previous = self._waiters.get(waiter.connection_id)
         if previous is not None and previous is not waiter:
             self._end(previous, EndReason.SUPERSEDED)
-            waiter.wakeup.set()  # a wake-up the previous one took may have been meant for this one
+            waiter.wake()  # a wake-up the previous one took may have been meant for this one
         if self._early.pop(waiter.connection_id, None) is not None:
-            waiter.wakeup.set()
+            waiter.wake()
         self._waiters[waiter.connection_id] = waiter
 
     async def _detach(self, waiter: _Waiter, ttl_seconds: float) -> None:
@@ -623,19 +642,22 @@ class RedisHub:
                 str(i)
                 for i in await self._redis.zrangebyscore(INDEX_KEY, int(time.time() * 1000), "+inf")
             ]
-            script = self._scripts["APPEND"]
-            count = 0
-            for start in range(0, len(ids), 500):
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for connection_id in ids[start : start + 500]:
-                        prefix, suffix = _event_halves(EventType.MESSAGE, connection_id, text)
-                        args: list[Any] = [connection_id, "", prefix, suffix]
-                        args += [self.settings.max_queue, self.settings.replay_window, "0"]
-                        await script(keys=connection_keys(connection_id), args=args, client=pipe)
-                    replies = await pipe.execute()
-                count += sum(1 for reply in replies if int(reply[0]) > 0)
         except _UNAVAILABLE:
             raise _unavailable() from None
+        settings = self.settings
+
+        async def append(connection_id: str) -> bool:
+            prefix, suffix = _event_halves(EventType.MESSAGE, connection_id, text)
+            reply = await self._call(
+                "APPEND", connection_id, "", prefix, suffix,
+                settings.max_queue, settings.replay_window, "0",
+            )  # fmt: skip
+            return int(reply[0]) > 0
+
+        count = 0
+        for start in range(0, len(ids), 500):  # a few batches at a time, pipelined
+            taken = await asyncio.gather(*(append(cid) for cid in ids[start : start + 500]))
+            count += sum(taken)
         self._counters["messages_published"] += count
         return count
 
@@ -796,7 +818,7 @@ class RedisHub:
                 await self._detach(waiter, self.settings.effective_poll_expiry)
 
     async def _poll_step(
-        self, waiter: _Waiter, last_seq: object, mode: str, hold: float
+        self, waiter: _Waiter, last_seq: Arg, mode: str, hold: float
     ) -> list[Any]:
         reply = await self._call(
             "POLL",
