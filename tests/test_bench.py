@@ -130,3 +130,30 @@ def test_delay_option_reaches_the_run() -> None:
 
     args = parse_args(["--delay-ms", "50", "--jitter-ms", "5", "--bandwidth-kbit", "2000"])
     assert (args.delay_ms, args.jitter_ms, args.bandwidth_kbit) == (50, 5, 2000)
+
+
+def test_ours_on_redis_in_one_and_two_worker_processes(tmp_path: Path) -> None:
+    """The Redis targets start a Redis for their run; with two workers both serve (the RSS counts
+    every server process) and heartbeats still arrive; Redis's own memory is reported."""
+    out = tmp_path / "bench.json"
+    targets = "redis sse,redis-2 websocket,redis-2 long-polling"
+    result = subprocess.run(
+        [sys.executable, "-m", "transport_demo.bench", "--quick", "--no-progress",
+         "--only", "latency,throughput,capacity", "--targets", targets, "--json", str(out)],
+        capture_output=True, text=True, timeout=360,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert set(data["latency"]) == set(targets.split(",")) == set(data["capacity"])
+    for target, figures in data["latency"].items():
+        assert 0 < figures["push"]["p50_ms"] <= figures["push"]["p99_ms"], target
+    for target, steps in data["capacity"].items():
+        step = steps[-1]
+        assert step["connections"] == Sizes.quick().steps[-1] and step["failed"] == 0, target
+        assert step["heartbeats"] > 0 and step["silent"] == 0, target
+        assert step["store_rss_mib"] > 0, target
+    # Two workers and their supervisor are three processes: more resident memory than one.
+    assert data["capacity"]["redis-2 websocket"][-1]["rss_mib"] > (
+        1.5 * data["capacity"]["redis sse"][-1]["rss_mib"]
+    )
+    assert "Redis MiB" in result.stdout

@@ -34,9 +34,7 @@ processes acting as one) plugs in here, and must keep this contract:
 
 from __future__ import annotations
 
-import itertools
 import uuid
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -130,7 +128,9 @@ class Connection:
         self.created = wall
         self.last_seen = now
         self.next_seq = 1
-        self.buffer: deque[tuple[int, str]] = deque()
+        # A list, not a deque: an empty deque is ~760 bytes, an empty list 56, and most
+        # connections are idle with nothing stored; _trim drops a prefix in one move.
+        self.buffer: list[tuple[int, str]] = []
         self.acked = 0
         self.released = 0
         self.heartbeats = 0
@@ -185,15 +185,18 @@ class Connection:
         buffer = self.buffer
         if not buffer or buffer[-1][0] <= seq:
             return []
-        start = max(0, seq + 1 - buffer[0][0])
-        return list(itertools.islice(buffer, start, None))
+        return buffer[max(0, seq + 1 - buffer[0][0]) :]
 
     def _trim(self) -> None:
         buffer, window = self.buffer, self.limits.replay_window
-        while buffer and (
-            buffer[0][0] <= self.acked or (len(buffer) > window and buffer[0][0] <= self.released)
+        acked, released, n = self.acked, self.released, len(buffer)
+        drop = 0
+        while drop < n and (
+            buffer[drop][0] <= acked or (n - drop > window and buffer[drop][0] <= released)
         ):
-            buffer.popleft()
+            drop += 1
+        if drop:
+            del buffer[:drop]  # one move for the whole acknowledged prefix
 
     # -- what a poll or a stream writes ---------------------------------------------------------
 

@@ -817,9 +817,7 @@ class RedisHub:
             else:  # superseded, shut down, cut: leave Redis saying nobody waits here
                 await self._detach(waiter, self.settings.effective_poll_expiry)
 
-    async def _poll_step(
-        self, waiter: _Waiter, last_seq: Arg, mode: str, hold: float
-    ) -> list[Any]:
+    async def _poll_step(self, waiter: _Waiter, last_seq: Arg, mode: str, hold: float) -> list[Any]:
         reply = await self._call(
             "POLL",
             waiter.connection_id,
