@@ -694,3 +694,42 @@ def test_the_memory_hubs_transport_tests_pass_on_redis(redis_server: LocalRedis)
     )
     assert done.returncode == 0, done.stdout[-4000:]
     assert " passed" in done.stdout and " failed" not in done.stdout
+
+
+def test_connections_per_address_are_bounded_across_processes(redis_server: LocalRedis) -> None:
+    """Classroom limits on Redis: one address's connections are counted across every process,
+    a resume is no new connection, and an expired one frees its place."""
+    limited = {**FAST, "resume_grace": 1.0, "max_connections_per_address": 2}
+    one = start_server(port=0, redis_url=redis_server.url, **limited)
+    two = start_server(port=0, redis_url=redis_server.url, **limited)
+    try:
+        with httpx.Client(timeout=10) as http:
+            polling = http.post(one.url + "/poll", json={}).json()["connection_id"]
+            with http.stream("GET", two.url + "/sse") as stream:
+                lines = stream.iter_lines()
+                first = next(line for line in lines if line.startswith("data:"))
+                streaming = json.loads(first[5:])["connection_id"]
+                refused = http.post(two.url + "/poll", json={})
+                assert refused.status_code == 429, refused.text
+                assert refused.json()["error"] == "too_many_connections_from_address"
+                with pytest.raises(InvalidStatus) as ws_refused:
+                    ws_connect(two.ws_url + "/ws").close()
+                assert ws_refused.value.response.status_code == 429
+                # a resume of an existing connection is no new one: allowed at the limit
+                again = http.post(one.url + "/poll", json={"connection_id": polling})
+                assert again.status_code == 200, again.text
+                stats = http.get(one.url + "/stats").json()
+                assert stats["client_addresses"] == 1
+            assert streaming != polling
+            # the stream is gone: once its resume grace (1 s) and the idle poll's expiry (2 s)
+            # pass, the address may open connections again
+            until(
+                lambda: http.post(two.url + "/poll", json={}).status_code == 200,
+                timeout=15,
+                what="an expired connection frees its address's place",
+            )
+        refusals = one.hub.stats()["refused_per_address"] + two.hub.stats()["refused_per_address"]
+        assert refusals >= 2
+    finally:
+        one.stop()
+        two.stop()

@@ -59,6 +59,7 @@ from .errors import (
     RateLimited,
     ServerShuttingDown,
     TooManyConnections,
+    TooManyConnectionsFromAddress,
     UnknownConnection,
 )
 from .held_polls import hold_for
@@ -76,6 +77,7 @@ KEY_PREFIX = "td"
 INDEX_KEY = f"{KEY_PREFIX}:index"
 PROCESSES_KEY = f"{KEY_PREFIX}:procs"  # hash: process id -> its /stats row (JSON)
 PROCESSES_SEEN_KEY = f"{KEY_PREFIX}:procs:seen"  # sorted set: process id -> last beat (ms)
+ADDRESSES_KEY = f"{KEY_PREFIX}:addrs"  # sorted set: counted client address -> when its last expires
 MAX_BATCH = 1000  # events one script returns; a longer backlog takes several
 BEAT_SECONDS = 1.0  # how often a process says it is alive (and checks that Redis is)
 COMMAND_TIMEOUT = 2.0  # seconds a command may take before Redis counts as unavailable
@@ -477,13 +479,18 @@ class RedisHub:
             pipe.zadd(PROCESSES_SEEN_KEY, {self.process_id: now_ms})
             pipe.hset(PROCESSES_KEY, self.process_id, json.dumps(row))
             pipe.zremrangebyscore(INDEX_KEY, "-inf", now_ms)
+            pipe.zremrangebyscore(ADDRESSES_KEY, "-inf", now_ms)
             replies = await pipe.execute()
         self._counters["connections_expired"] += int(replies[2])
 
     # -- connections ----------------------------------------------------------------------------
 
-    async def _create(self, transport: Transport, owner: str, token: str, ttl_ms: float) -> str:
+    async def _create(
+        self, transport: Transport, owner: str, token: str, ttl_ms: float, address: str | None
+    ) -> str:
         connection_id = new_connection_id()
+        limit = self.settings.max_connections_per_address
+        counted = address if address is not None and limit is not None else ""
         reply = await self._call(
             "CREATE",
             connection_id,
@@ -493,21 +500,31 @@ class RedisHub:
             self.settings.max_connections,
             owner,
             token,
+            counted,
+            limit or 0,
         )
         if int(reply[0]) == -5:
             raise TooManyConnections(
                 f"The server holds its maximum of {self.settings.max_connections} connections; "
                 "try again later."
             )
+        if int(reply[0]) == -6:
+            self._counters["refused_per_address"] += 1
+            raise TooManyConnectionsFromAddress(
+                f"Your address ({address}) already holds {limit} connections, the most this "
+                "server allows per address. Close some tabs or clients, or wait until old "
+                "connections expire."
+            )
         self._counters["connections_opened"] += 1
         return connection_id
 
     async def aconnect_long_poll(self, address: str | None = None) -> str:
-        """Create a long-polling connection; return its encoded ``connected`` event. (The
-        per-address limit of classroom mode is not kept across processes: ``address`` is
-        ignored.)"""
+        """Create a long-polling connection; return its encoded ``connected`` event. ``address``
+        counts against ``max_connections_per_address`` across every process (kept in Redis)."""
         self._ready()
-        connection_id = await self._create(Transport.LONG_POLLING, "", "", self._idle_ttl_ms())
+        connection_id = await self._create(
+            Transport.LONG_POLLING, "", "", self._idle_ttl_ms(), address
+        )
         settings = self.settings
         return events.encode(
             events.make_event(
@@ -558,7 +575,7 @@ class RedisHub:
         if stream is None:
             stream = RedisStream(self, "", transport)
             stream.connection_id = await self._create(
-                transport, self.process_id, stream.token, self._attached_ttl_ms()
+                transport, self.process_id, stream.token, self._attached_ttl_ms(), address
             )
             self._adopt(stream)
         settings = self.settings
@@ -598,7 +615,13 @@ class RedisHub:
     # -- durable events -------------------------------------------------------------------------
 
     async def _append(
-        self, connection_id: str, event_type: EventType, text: str, transport: Transport | None
+        self,
+        connection_id: str,
+        event_type: EventType,
+        text: str,
+        transport: Transport | None,
+        *,
+        wake: bool = True,
     ) -> int:
         prefix, suffix = _event_halves(event_type, connection_id, text)
         reply = await self._call(
@@ -610,6 +633,7 @@ class RedisHub:
             self.settings.max_queue,
             self.settings.replay_window,
             "0" if transport is None else "1",
+            "1" if wake else "0",
         )
         seq = int(reply[0])
         if seq == -1:
@@ -663,6 +687,11 @@ class RedisHub:
 
     async def areceive(self, connection_id: str, text: str, transport: Transport) -> int:
         """A client sent ``text``: store its echo (``message``, on WebSocket ``user_message``)."""
+        return await self._receive(connection_id, text, transport, wake=True)
+
+    async def _receive(
+        self, connection_id: str, text: str, transport: Transport, *, wake: bool
+    ) -> int:
         text = check_text(text, self.settings.max_message_bytes)
         if self._closing:
             raise ServerShuttingDown("The server is shutting down.")
@@ -679,7 +708,7 @@ class RedisHub:
         event_type = (
             EventType.USER_MESSAGE if transport is Transport.WEBSOCKET else EventType.MESSAGE
         )
-        seq = await self._append(connection_id, event_type, text, transport)
+        seq = await self._append(connection_id, event_type, text, transport, wake=wake)
         self._counters["messages_received"] += 1
         return seq
 
@@ -854,8 +883,10 @@ class RedisHub:
         self, connection_id: str, text: str, last_seq: int | None = None
     ) -> str:
         """A text sent on long polling: store it, then answer at once like a poll, with
-        ``queued_seq``."""
-        seq = await self.areceive(connection_id, text, Transport.LONG_POLLING)
+        ``queued_seq``. A poll held meanwhile is superseded by this one, as in memory: it is
+        not woken by the append (it would race this answer for the echo), but ended by the
+        take-over that follows."""
+        seq = await self._receive(connection_id, text, Transport.LONG_POLLING, wake=False)
         answer = await self.poll(connection_id, last_seq, hold=0)
         return answer[:-1] + f',"queued_seq":{seq}}}'
 
@@ -880,16 +911,17 @@ class RedisHub:
                     pipe.hmget(
                         connection_keys(connection_id)[0], "t", "o", "s", "r", "d", "rc", "c", "ls"
                     )
+                pipe.zcount(ADDRESSES_KEY, now_ms, "+inf")
                 pipe.zrangebyscore(PROCESSES_SEEN_KEY, now_ms - 3000 * BEAT_SECONDS, "+inf")
                 pipe.hgetall(PROCESSES_KEY)
                 replies = await pipe.execute()
         except _UNAVAILABLE:
             raise _unavailable() from None
-        live_procs, rows = replies[-2], replies[-1]
+        addresses, live_procs, rows = replies[-3], replies[-2], replies[-1]
         by_transport = dict.fromkeys((t.value for t in Transport), 0)
         by_state = dict.fromkeys((s.value for s in ConnectionState), 0)
         listed: list[dict[str, Any]] = []
-        for connection_id, fields in zip(ids, replies[:-2], strict=True):
+        for connection_id, fields in zip(ids, replies[:-3], strict=True):
             transport, owner, seq, released, delivered, received, created, seen = fields
             if transport is None:
                 continue  # expired between the two reads
@@ -921,7 +953,7 @@ class RedisHub:
             "uptime": round(time.monotonic() - self._started, 3),
             "connection_list": listed,
             "connection_list_truncated": total > len(listed),
-            "client_addresses": 0,  # per-address limits are not kept across processes
+            "client_addresses": int(addresses),  # counted ones (classroom limits), cluster-wide
             "backend": "redis",
             "process": {"id": self.process_id, "attached": len(self._waiters)},
             "processes": processes,

@@ -34,6 +34,15 @@ local function keep(ms)
   redis.call('PEXPIRE', h, ms)
   redis.call('PEXPIRE', log, ms)
   redis.call('ZADD', index, now + ms, id)
+  -- Counted against its client address (classroom limits): the address's set lives as long as
+  -- its longest-lived connection; a member whose score is past is a connection that expired.
+  local ad = redis.call('HGET', h, 'ad')
+  if ad then
+    local ak = 'td:a:' .. ad
+    redis.call('ZADD', ak, now + ms, id)
+    if redis.call('PTTL', ak) < ms then redis.call('PEXPIRE', ak, ms) end
+    redis.call('ZADD', 'td:addrs', 'GT', now + ms, ad)  -- addresses holding any (for /stats)
+  end
 end
 local function trim(a, r, s, window)
   -- free seq <= acked; past the window also what was released (as Connection._trim)
@@ -59,11 +68,19 @@ end
 CREATE = (
     _PRELUDE
     + """
--- ARGV: id, transport, created, ttl_ms, max_connections, owner, token
+-- ARGV: id, transport, created, ttl_ms, max_connections, owner, token,
+--       address ('' when not counted), max_connections_per_address
 redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
 if redis.call('ZCARD', index) >= tonumber(ARGV[5]) then return {-5} end
+if ARGV[8] ~= '' then
+  local ak = 'td:a:' .. ARGV[8]
+  redis.call('ZREMRANGEBYSCORE', ak, '-inf', now)
+  local held = redis.call('ZCARD', ak)
+  if held >= tonumber(ARGV[9]) then return {-6, held} end
+end
 redis.call('HSET', h, 't', ARGV[2], 'c', ARGV[3], 's', 0, 'a', 0, 'r', 0, 'd', 0, 'rc', 0,
            'hb', 0, 'ls', now, 'x', '', 'o', ARGV[6], 'k', ARGV[7])
+if ARGV[8] ~= '' then redis.call('HSET', h, 'ad', ARGV[8]) end
 keep(tonumber(ARGV[4]))
 return {1}
 """
@@ -72,7 +89,8 @@ return {1}
 APPEND = (
     _PRELUDE
     + """
--- ARGV: id, transport ('' any), event prefix, event suffix, max_queue, window, is_receive
+-- ARGV: id, transport ('' any), event prefix, event suffix, max_queue, window, is_receive,
+--       wake ('0': the caller takes over the connection next, so nobody is woken)
 if redis.call('EXISTS', h) == 0 then return {-1} end
 if ARGV[2] ~= '' and redis.call('HGET', h, 't') ~= ARGV[2] then return {-1} end
 local s, r, a = num('s'), num('r'), num('a')
@@ -87,7 +105,9 @@ trim(a, r, s, tonumber(ARGV[6]))
 local ttl = redis.call('PTTL', h)
 if ttl > 0 then redis.call('PEXPIRE', log, ttl) end
 local owner = redis.call('HGET', h, 'o')
-if owner and owner ~= '' then redis.call('PUBLISH', 'td:w:' .. owner, 'w:' .. id) end
+if owner and owner ~= '' and ARGV[8] ~= '0' then
+  redis.call('PUBLISH', 'td:w:' .. owner, 'w:' .. id)
+end
 return {s}
 """
 )
