@@ -10,6 +10,7 @@ sends through either process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -34,6 +35,7 @@ from tests.waiting import until
 from transport_demo import RunningServer, start_server
 from transport_demo.clients import BaseClient, LongPollClient, SSEClient, WebSocketClient
 from transport_demo.local_redis import LocalRedis, start_redis
+from transport_demo.protocol import Transport
 from transport_demo.proxy import FaultyProxy
 from transport_demo.redis_hub import connection_keys
 
@@ -733,3 +735,49 @@ def test_connections_per_address_are_bounded_across_processes(redis_server: Loca
     finally:
         one.stop()
         two.stop()
+
+
+def test_an_operators_cut_reaches_every_process(
+    cluster: list[ServerProcess], publisher: RunningServer
+) -> None:
+    """``hub.disconnect_all`` on one process (the instructor's notebook) cuts the WebSockets
+    attached to every process (close 1012, come back), and only that transport."""
+    with contextlib.ExitStack() as opened:
+        sockets = [
+            opened.enter_context(ws_connect(p.ws_url + "/ws", open_timeout=5)) for p in cluster
+        ]
+        for ws in sockets:
+            assert json.loads(ws.recv(5))["type"] == "connected"
+        with httpx.Client(timeout=10) as http:
+            polling = new_connection(http, cluster[0].url, "long-polling")
+        answers: list[dict[str, Any]] = []
+
+        def hold() -> None:  # a held poll of another transport, which must not be cut
+            with httpx.Client(timeout=10) as own:
+                body = {"connection_id": polling, "last_seq": 0}
+                answers.append(own.post(cluster[0].url + "/poll", json=body).json())
+
+        held = threading.Thread(target=hold, daemon=True)
+        held.start()
+        until(lambda: cluster_waiting(cluster[0].url, polling), timeout=5, what="the poll held")
+        assert publisher.hub.disconnect_all(Transport.WEBSOCKET) == 0  # none attached here
+        for ws in sockets:
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    ws.recv(5)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
+        held.join(10)
+        assert answers and answers[0].get("reason") != "cut", answers
+
+        def cut_on_both() -> bool:  # each process's row is refreshed once a second
+            rows = httpx.get(cluster[0].url + "/stats", timeout=10).json()["processes"]
+            cut = {row["id"]: row.get("waiters_cut", 0) for row in rows}
+            return sum(1 for count in cut.values() if count >= 1) >= 2
+
+        until(cut_on_both, timeout=10, what="both processes counted their cut")
+
+
+def cluster_waiting(url: str, connection_id: str) -> bool:
+    """Whether ``connection_id``'s poll is held (``live``) on the cluster."""
+    listed = httpx.get(url + "/stats", timeout=10).json()["connection_list"]
+    return any(c["id"] == connection_id[:8] and c["state"] == "live" for c in listed)

@@ -77,6 +77,7 @@ KEY_PREFIX = "td"
 INDEX_KEY = f"{KEY_PREFIX}:index"
 PROCESSES_KEY = f"{KEY_PREFIX}:procs"  # hash: process id -> its /stats row (JSON)
 PROCESSES_SEEN_KEY = f"{KEY_PREFIX}:procs:seen"  # sorted set: process id -> last beat (ms)
+CLUSTER_CHANNEL = f"{KEY_PREFIX}:all"  # pub/sub: what every process must do (an operator's cut)
 ADDRESSES_KEY = f"{KEY_PREFIX}:addrs"  # sorted set: counted client address -> when its last expires
 MAX_BATCH = 1000  # events one script returns; a longer backlog takes several
 BEAT_SECONDS = 1.0  # how often a process says it is alive (and checks that Redis is)
@@ -418,6 +419,15 @@ class RedisHub:
                 # The append's wake-up can overtake the reply to the script that attached the
                 # waiter (two sockets): keep it for a moment, and _adopt hands it over.
                 self._early[rest] = time.monotonic()
+        elif kind == "c":  # an operator's cut, published by any process (disconnect_all)
+            origin, _, transport = rest.partition(":")
+            if origin != self.process_id:
+                try:
+                    chosen = Transport(transport) if transport else None
+                except ValueError:  # not ours to act on; the listener must keep listening
+                    log.warning("ignored a cut for an unknown transport: %r", transport[:40])
+                    return
+                self._cut(chosen)
         elif kind == "e":
             connection_id, _, token = rest.partition(":")
             waiter = self._waiters.get(connection_id)
@@ -436,7 +446,7 @@ class RedisHub:
             assert self._sub is not None
             pubsub = self._sub.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self._channel)
+                await pubsub.subscribe(self._channel, CLUSTER_CHANNEL)
                 self._subscribed = True
                 subscribed.set()
                 delay = 0.1
@@ -762,12 +772,22 @@ class RedisHub:
         return self._from_thread(self.astats())
 
     def disconnect_all(self, transport: Transport | None = None) -> int:
-        """Cut every stream and held poll of ``transport`` (``None``: all three) attached to
-        *this* process; return how many. Their clients resume, here or on another process. Any
-        thread but the server's own."""
+        """Cut every stream and held poll of ``transport`` (``None``: all three) in the whole
+        cluster: this process's now, every other process's when the message reaches it (pub/sub,
+        within milliseconds). Returns how many this process cut; each process counts its own in
+        ``waiters_cut`` (``/stats``, per process). Their clients resume, here or on another
+        process, with nothing lost. Any thread but the server's own."""
         return self._from_thread(self._disconnect_all(transport))
 
     async def _disconnect_all(self, transport: Transport | None) -> int:
+        count = self._cut(transport)
+        if self._redis is not None:
+            message = f"c:{self.process_id}:{'' if transport is None else transport.value}"
+            with contextlib.suppress(*_UNAVAILABLE):  # Redis away: its waiters end anyway
+                await self._redis.publish(CLUSTER_CHANNEL, message)
+        return count
+
+    def _cut(self, transport: Transport | None) -> int:
         cut = [
             waiter
             for waiter in self._waiters.values()

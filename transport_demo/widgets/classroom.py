@@ -212,7 +212,8 @@ class ClassroomView(widgets.VBox):
         chosen = None if transport is None else Transport(transport)
         count = self.server.hub.disconnect_all(chosen)
         name = "every transport" if chosen is None else LABELS[chosen]
-        self._say(f"cut {count} of {name}: watch them reconnect and resume")
+        where = " here, and every other process its own" if self.server.settings.redis_url else ""
+        self._say(f"cut {count} of {name}{where}: watch them reconnect and resume")
         return count
 
     def restart(self) -> None:
