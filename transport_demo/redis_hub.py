@@ -684,7 +684,7 @@ class RedisHub:
             prefix, suffix = _event_halves(EventType.MESSAGE, connection_id, text)
             reply = await self._call(
                 "APPEND", connection_id, "", prefix, suffix,
-                settings.max_queue, settings.replay_window, "0",
+                settings.max_queue, settings.replay_window, "0", "1",
             )  # fmt: skip
             return int(reply[0]) > 0
 

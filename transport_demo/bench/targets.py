@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from typing import TYPE_CHECKING, Any
 
 from .probes import RawHTTP
@@ -79,13 +80,8 @@ class ServerProcess:
         """Every worker has said it is alive in Redis (one answering is not enough)."""
         if self.workers == 1:
             return True
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
-            sock.sendall(b"GET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            answer = b""
-            while chunk := sock.recv(65536):
-                answer += chunk
-        body = answer.partition(b"\r\n\r\n")[2]
-        return len(json.loads(body).get("processes", [])) >= self.workers
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=5) as answer:
+            return len(json.loads(answer.read()).get("processes", [])) >= self.workers
 
     def __exit__(self, *exc_info: object) -> None:
         if self.process is not None and self.process.poll() is None:
