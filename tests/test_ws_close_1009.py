@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import select
+import socket
+import struct
+import time
 from typing import Any
 
 import pytest
+import websocket
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from transport_demo.ws_protocol import ends_with_client_close
+from transport_demo.ws_protocol import DRAIN_BYTES, DRAIN_SECONDS, ends_with_client_close
 
 pytestmark = pytest.mark.anyio
 
@@ -54,3 +59,138 @@ def test_the_close_frame_detector() -> None:
     assert ends_with_client_close(bytes([0x88, 0x80, 0, 0, 0, 0]))  # no code
     assert not ends_with_client_close(b"x" * 300)
     assert not ends_with_client_close(close[:-1])
+
+
+# A blocking client, as in the report (issue 20, item 11): websocket-client writes the whole frame
+# before it reads anything, so if the server closes TCP while that write is still going (with the
+# rest of the message unread), the kernel resets the connection, the write fails
+# (ConnectionResetError or BrokenPipeError) and the client never reads the close frame.
+
+
+def blocking_close_code(ws_url: str, size: int, send_buffer: int | None = None) -> int | str:
+    """Send one ``size``-character message with websocket-client; return the close code the client
+    reads, or the name of the exception that ended the connection instead. A small ``send_buffer``
+    (SO_SNDBUF) keeps the client writing while the server drains, as over a real link."""
+    options = [] if send_buffer is None else [(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)]
+    ws = websocket.create_connection(f"{ws_url}/ws", timeout=10, sockopt=options)
+    try:
+        json.loads(ws.recv())  # connected
+        ws.send(json.dumps({"message": "x" * size}))
+        while True:
+            opcode, frame = ws.recv_data_frame(True)
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                code: int = struct.unpack("!H", frame.data[:2])[0]
+                return code
+    except (OSError, websocket.WebSocketException) as error:
+        return type(error).__name__
+    finally:
+        hang_up(ws)
+
+
+def hang_up(ws: websocket.WebSocket) -> None:
+    """Close the client's socket at once (websocket-client's ``shutdown``, typed)."""
+    if ws.sock is not None:
+        ws.sock.close()
+
+
+def test_a_blocking_clients_oversized_message_gets_1009(make_server: Any) -> None:
+    """The report's client. On loopback the 2 MiB can land in the socket buffers before the server
+    has read much of it, which hides the reset (before the fix, 0 to 6 resets in 10, run to run);
+    with a 64 KiB send buffer the client is still writing when the server gives up, as over a real
+    link (before the fix: 10 resets in 10)."""
+    server = make_server()
+    codes = [blocking_close_code(server.ws_url, 2 << 20) for _ in range(5)]
+    codes += [blocking_close_code(server.ws_url, 2 << 20, send_buffer=64 << 10) for _ in range(5)]
+    assert codes == [1009] * 10
+
+
+def test_a_10_mib_message_gets_1009(make_server: Any) -> None:
+    """Still under the drain budget (uvicorn's own limit, 16 MiB, is what clients are used to)."""
+    server = make_server()
+    assert DRAIN_BYTES > 10 << 20
+    codes = [blocking_close_code(server.ws_url, 10 << 20, send_buffer=64 << 10) for _ in range(2)]
+    assert [*codes, blocking_close_code(server.ws_url, 10 << 20)] == [1009] * 3
+
+
+def start_endless_message(ws_url: str) -> socket.socket:
+    """Connect, then announce a text frame of 2**40 bytes (over any limit): the server fails the
+    connection on the header alone, and everything the client sends next is drained. Returns the
+    client's socket, to write the frame's payload on."""
+    ws = websocket.create_connection(f"{ws_url}/ws", timeout=10)
+    assert ws.sock is not None
+    try:
+        json.loads(ws.recv())  # connected
+        ws.sock.sendall(bytes([0x81, 0x80 | 127]) + struct.pack("!Q", 1 << 40) + b"mask")
+    except BaseException:
+        ws.sock.close()
+        raise
+    return ws.sock
+
+
+def is_closed(sock: socket.socket) -> bool:
+    """Whether the server has closed: end of stream, or a reset (the close frame is skipped)."""
+    try:
+        while select.select([sock], [], [], 0)[0]:
+            if not sock.recv(1 << 16):
+                return True
+    except OSError:
+        return True
+    return False
+
+
+def assert_serving(ws_url: str) -> None:
+    ws = websocket.create_connection(f"{ws_url}/ws", timeout=10)
+    try:
+        assert json.loads(ws.recv())["type"] == "connected"
+    finally:
+        ws.close()
+
+
+def test_a_client_that_keeps_sending_is_cut_after_the_byte_budget(make_server: Any) -> None:
+    server = make_server()
+    sock = start_endless_message(server.ws_url)
+    chunk = b"x" * (1 << 16)
+    sent = 0
+    start = time.monotonic()
+    try:
+        while time.monotonic() - start < DRAIN_SECONDS + 1:
+            try:
+                sock.sendall(chunk)
+            except OSError:
+                break
+            sent += len(chunk)
+            if is_closed(sock):
+                break
+        else:
+            pytest.fail(f"still open after {DRAIN_SECONDS + 1} s ({sent >> 20} MiB sent)")
+        elapsed = time.monotonic() - start
+    finally:
+        sock.close()
+    # The budget, not the clock, ended it: on loopback it takes far less than DRAIN_SECONDS to
+    # send. What was sent past it was left in the socket buffers when the server closed.
+    assert elapsed < DRAIN_SECONDS, (elapsed, sent)
+    assert DRAIN_BYTES <= sent <= DRAIN_BYTES + (32 << 20), sent
+    assert_serving(server.ws_url)
+
+
+def test_a_client_that_keeps_trickling_is_cut_after_drain_seconds(make_server: Any) -> None:
+    server = make_server()
+    sock = start_endless_message(server.ws_url)
+    start = time.monotonic()
+    try:
+        # 100 bytes every 50 ms: never quiet for DRAIN_QUIET_SECONDS, and far under the budget.
+        while time.monotonic() - start < DRAIN_SECONDS + 1:
+            try:
+                sock.sendall(b"x" * 100)
+            except OSError:
+                break
+            if is_closed(sock):
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"still open after {DRAIN_SECONDS + 1} s")
+        elapsed = time.monotonic() - start
+    finally:
+        sock.close()
+    assert DRAIN_SECONDS - 0.5 < elapsed < DRAIN_SECONDS + 1, elapsed
+    assert_serving(server.ws_url)

@@ -10,7 +10,10 @@ RFC 6455 would let a failing endpoint close at once (§7.1.7; §7.1.1 only says 
 close TCP first). So here, after such a failure, the server keeps *reading and discarding* what the
 client still sends (it does not process it) until the client's close frame has arrived, and only
 then closes (HTTP/1.1's "lingering close", RFC 9112 §9.6, applied to WebSocket), bounded in bytes
-and in time, so a client that never stops sending cannot hold the connection open.
+(``DRAIN_BYTES``) and in time (``DRAIN_SECONDS``), so a client that never stops sending cannot
+hold the connection open. The byte bound is sized to the largest message a client plausibly sends,
+not to our own limit: a bound of four times ``ws_max_size`` (~1.5 MiB by default) still reset a
+blocking client sending 2 MiB, since the server closed while that client was still writing.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from websockets.server import ServerProtocol
 __all__ = [
     "DEFLATE_MEM_LEVEL",
     "DEFLATE_WINDOW_BITS",
+    "DRAIN_BYTES",
     "DRAIN_QUIET_SECONDS",
     "DRAIN_SECONDS",
     "DrainingWebSocketProtocol",
@@ -34,6 +38,11 @@ __all__ = [
 
 DRAIN_SECONDS = 2.0
 """The longest the server keeps reading after failing a connection."""
+DRAIN_BYTES = (16 << 20) + (64 << 10)
+"""The most the server reads and discards (never buffers) after failing a connection, waiting for
+the client's close, before it closes anyway: uvicorn's default ``ws_max_size``, 16 MiB, the largest
+message a client used to uvicorn servers expects to send, plus room for its close frame and a few
+small frames. When four times ``ws_max_size`` plus 1 KiB is more (a limit over ~4 MiB), that."""
 DRAIN_QUIET_SECONDS = 0.25
 """Silence after which the client is taken to have sent everything it will send."""
 
@@ -94,9 +103,8 @@ class DrainingWebSocketProtocol(WebSocketsSansIOProtocol):
         self.transport.write(b"".join(self.conn.data_to_send()))
         self.close_sent = True
         self._draining = True
-        # Four times the largest message, plus room for its close: what an honest client that
-        # was mid-message can still have in flight.
-        self._drain_budget = 4 * (self.config.ws_max_size or 1 << 20) + 1024
+        # What an honest client that was mid-message can still have to send (see DRAIN_BYTES).
+        self._drain_budget = max(DRAIN_BYTES, 4 * (self.config.ws_max_size or 0) + 1024)
         loop = asyncio.get_running_loop()
         # uvicorn closes the transport when the app ends unless close_timer is set: it is ours now.
         self.close_timer = loop.call_later(DRAIN_SECONDS, self._end_drain)
