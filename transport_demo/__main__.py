@@ -102,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
+        # Workers install the filters themselves (create_app_from_env); this is for the
+        # supervising process's own lines.
         return run_workers(options, settings, sock, workers)
     hub = make_hub(settings)
     port = sock.getsockname()[1]
@@ -151,6 +153,7 @@ def run_workers(
     url = server_url(settings.host, port, "/")
     print(f"transport-demo: open {url} in a browser ({workers} workers on Redis; Ctrl+C stops)")
     sys.stdout.flush()
+    logs.install_filters()  # after uvicorn_config: creating the Config configures logging
     Multiprocess(config, sockets=[sock]).run()
     return 0
 

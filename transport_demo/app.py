@@ -13,7 +13,17 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse
 from fastapi.telemetry import TelemetryConfig
 
-from . import __version__, classroom, gc_policy, http_errors, lessons, longpoll, sse, websocket
+from . import (
+    __version__,
+    classroom,
+    gc_policy,
+    http_errors,
+    lessons,
+    logs,
+    longpoll,
+    sse,
+    websocket,
+)
 from .backend import Backend, make_hub
 from .origins import OriginPolicy
 from .settings import Settings
@@ -108,7 +118,13 @@ def create_app(settings: Settings | None = None, *, hub: Backend | None = None) 
 
 def create_app_from_env() -> FastAPI:
     """The app with its settings from ``TRANSPORT_DEMO_*`` variables: what each worker process
-    builds under ``--workers`` (uvicorn imports it by name, ``factory=True``)."""
+    builds under ``--workers`` (uvicorn imports it by name, ``factory=True``).
+
+    A worker is a spawned process: it starts with fresh logging, which uvicorn configures before
+    it loads this factory, so the id-redacting filters are installed here, after uvicorn's
+    ``configure_logging()``, where they stay (otherwise the workers log full connection ids).
+    """
+    logs.install_filters()
     return create_app(Settings())
 
 

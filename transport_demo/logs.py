@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import deque
+from collections.abc import Mapping
 
 LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "transport_demo")
 
@@ -23,14 +24,50 @@ def redact(text: str) -> str:
     return _UUID.sub(r"\1…", text)
 
 
+def _redacted_value(value: object) -> object:
+    """``value`` with its ids redacted: ``value`` itself when it shows none.
+
+    A str is redacted as it is. Numbers are kept (a ``%d`` needs a number, and no number prints
+    as a uuid). Any other object that prints a uuid (a ``uuid.UUID``, an exception naming a
+    connection) becomes its redacted text, which ``%s`` prints the same way.
+    """
+    if value is None or isinstance(value, int | float):
+        return value
+    try:
+        text = value if isinstance(value, str) else str(value)
+    except Exception:  # an object that cannot print itself: the formatter will report it
+        return value
+    redacted = redact(text)
+    return value if redacted == text else redacted
+
+
 class RedactIds(logging.Filter):
-    """Rewrites a record's message with its ids redacted (it always lets the record through)."""
+    """Redacts the ids in a record's message and arguments (it always lets the record through).
+
+    The redaction happens inside ``record.msg`` and ``record.args``, keeping their shape, rather
+    than replacing the message by its formatted text with no arguments: a formatter may read the
+    arguments itself. uvicorn's ``AccessFormatter`` unpacks them as ``(client_addr, method,
+    full_path, http_version, status_code)``, and failed with a "Logging error" and a traceback
+    (the access line lost) on every resume whose query named a connection.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = redact(message)
-        if redacted != message:
-            record.msg, record.args = redacted, None
+        record.msg = _redacted_value(record.msg)
+        args = record.args
+        # Identity, not ==, tells what changed: an argument's __eq__ may be anything (an array's).
+        if isinstance(args, tuple):
+            values = tuple(_redacted_value(value) for value in args)
+            if any(new is not old for new, old in zip(values, args, strict=True)):
+                record.args = values
+        elif isinstance(args, Mapping):  # logger.info("%(name)s", {"name": ...})
+            mapping = {key: _redacted_value(value) for key, value in args.items()}
+            if any(mapping[key] is not value for key, value in args.items()):
+                record.args = mapping
+        # On a terminal, uvicorn's formatters print ``color_message`` (the message with colour
+        # codes, formatted with the same arguments) instead of ``msg``.
+        color_message = record.__dict__.get("color_message")
+        if isinstance(color_message, str):
+            record.color_message = redact(color_message)
         return True
 
 
