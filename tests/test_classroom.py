@@ -350,7 +350,7 @@ from transport_demo import start_server
 from transport_demo.clients import LongPollClient, SSEClient, WebSocketClient
 from transport_demo.widgets import ClassroomView, runner
 server = start_server(port=0, classroom=True, host="127.0.0.1", max_connections_per_address=None,
-                      heartbeat_interval=2, poll_timeout=3)
+                      max_sockets_per_address=None, heartbeat_interval=2, poll_timeout=3)
 view = ClassroomView(server, interval=0.25, show_qr=False)
 kinds = [LongPollClient] * 60 + [SSEClient] * 70 + [WebSocketClient] * 70
 clients = [cls(server.url, backoff_initial=0.2, backoff_max=2) for cls in kinds]

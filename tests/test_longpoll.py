@@ -90,7 +90,7 @@ def test_lost_response_is_redelivered_with_last_seq(
     body = json.dumps({"connection_id": cid, "last_seq": 0}).encode()
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
         sock.sendall(
-            b"POST /poll HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST /poll HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             + f"Content-Length: {len(body)}\r\n\r\n".encode()
             + body
         )

@@ -88,10 +88,11 @@ EXPECTED = {
     "00_start_here.ipynb": [
         r"RunningServer http://127\.0\.0\.1:8000 running",
         r"'long-polling': 0",
-        # CORS withholds the answer from a foreign page; it does not keep the request out.
-        r"'server opened a connection': True,\s+'Access-Control-Allow-Origin': None",
+        # The request arrives (CORS would not keep it out); the server's Origin check refuses it.
+        r"'status': 403,\s+'server opened a connection': False,"
+        r"\s+'Access-Control-Allow-Origin': None",
         r"https://evil\.example\s+→ 400, allow-origin: None",
-        r"\(200, 'connected', None\)",
+        r"\(403, 'origin_not_allowed', None\)",
         r"(?m)^'null'$",  # the loopback default allows Origin: null (any sandboxed iframe)
     ],
     "01_long_polling.ipynb": [

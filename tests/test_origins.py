@@ -117,7 +117,9 @@ def handshake(server: RunningServer, host: str, origin: str) -> int:
 
 
 def test_websocket_accepts_the_origin_its_host_names(make_server: Any) -> None:
-    server = make_server(allowed_origins=["http://localhost:*"])
+    # hub.example: the hub's public name, known to the server (JUPYTERHUB_PUBLIC_URL or
+    # allowed_hosts); an unknown Host is refused whatever the Origin (test_hardening.py).
+    server = make_server(allowed_origins=["http://localhost:*"], allowed_hosts=["hub.example"])
     assert handshake(server, "hub.example", "https://hub.example") == 101
     assert handshake(server, "127.0.0.1:8888", "http://127.0.0.1:8888") == 101
     # Another site's page sends its own origin with our Host: refused before the upgrade.

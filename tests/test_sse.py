@@ -113,7 +113,7 @@ def test_resume_with_query_parameters(server: RunningServer, http: httpx.Client)
 def test_cut_in_the_middle_of_an_event_then_resume(server: RunningServer) -> None:
     """A raw socket reads part of the stream and hangs up mid-event; the resume replays it."""
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
-        sock.sendall(b"GET /sse HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(b"GET /sse HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         buffer = b""
         while b"id: " not in buffer:
             buffer += sock.recv(4096)

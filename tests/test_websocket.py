@@ -134,7 +134,8 @@ def test_cut_mid_frame_then_resume(server: RunningServer) -> None:
     # A raw client resumes, reads part of the big frame and hangs up.
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
         sock.sendall(
-            f"GET /ws?connection_id={cid}&last_seq=0 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            f"GET /ws?connection_id={cid}&last_seq=0 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Upgrade: websocket\r\n"
             "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
             "Sec-WebSocket-Version: 13\r\n\r\n".encode()
         )

@@ -16,6 +16,7 @@ from .app import create_app
 from .backend import make_hub
 from .server import DemoServer, PortInUseError, bind_socket, uvicorn_config
 from .settings import Settings
+from .socket_guard import raise_open_file_limit
 from .urls import server_url
 
 
@@ -68,6 +69,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="run N worker processes on one port (needs --redis: they share no memory)",
     )
     parser.add_argument(
+        "--allow-host",
+        action="append",
+        dest="allowed_hosts",
+        metavar="NAME",
+        help="a Host name the server answers for, besides loopback, the bound address and the "
+        "join host, e.g. the name of a proxy in front of it (repeatable; '*': any; see "
+        "docs/threat-model.md, DNS rebinding)",
+    )
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="close a socket whose request headers are not complete within SECONDS (default 10)",
+    )
+    parser.add_argument(
+        "--max-sockets-per-address",
+        type=int,
+        metavar="N",
+        help="open TCP sockets one client address may hold (default: no limit; a classroom: 50)",
+    )
+    parser.add_argument(
         "--allow-origin",
         action="append",
         dest="allowed_origins",
@@ -80,6 +102,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    # Every socket is a file: a few hundred idle ones must meet the server's own bounds, not the
+    # soft "ulimit -n" (1,024 by default, 128 in some containers) that would fail every accept.
+    raise_open_file_limit()
     workers = args.workers
     del args.workers
     options = {key: value for key, value in vars(args).items() if value is not None}

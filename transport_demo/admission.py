@@ -88,6 +88,29 @@ class RateLimit:
     def __init__(self, rate: float | None, burst: int) -> None:
         self.rate, self.burst = rate, burst
         self._buckets: dict[str, _Bucket] = {}
+        self._pruned = 0.0
+
+    @property
+    def refill_seconds(self) -> float:
+        """How long an empty bucket takes to fill up again (``burst / rate``)."""
+        return self.burst / self.rate if self.rate else 0.0
+
+    def prune(self, now: float) -> int:
+        """Forget every bucket that has refilled by ``now``; return how many.
+
+        A full bucket answers exactly as a missing one does (each key starts full), so pruning
+        changes no decision, unlike forgetting every bucket at fixed times (which hands each key a
+        fresh burst). Runs at most once per :attr:`refill_seconds` (so it is cheap to call before
+        every take); the buckets kept are the keys seen within about two refill times.
+        """
+        if self.rate is None or now - self._pruned < self.refill_seconds:
+            return 0
+        self._pruned = now
+        horizon = now - self.refill_seconds
+        stale = [key for key, bucket in self._buckets.items() if bucket.updated <= horizon]
+        for key in stale:
+            del self._buckets[key]
+        return len(stale)
 
     def take(self, key: str, now: float) -> None:
         """Spend one token of ``key``'s bucket at time ``now``, or raise :class:`RateLimited`

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
@@ -25,7 +27,9 @@ from . import (
     websocket,
 )
 from .backend import Backend, make_hub
-from .origins import OriginPolicy
+from .gatekeeper import Gatekeeper
+from .lan import is_wildcard, lan_address
+from .origins import HostPolicy, OriginPolicy
 from .settings import Settings
 
 CLIENT_PAGE = "client.html"
@@ -74,6 +78,9 @@ def create_app(settings: Settings | None = None, *, hub: Backend | None = None) 
     app.state.settings = settings
     app.state.origins = policy
     app.add_middleware(http_errors.BodyLimit, limit=settings.max_envelope_bytes)
+    # Host and Origin allow-lists before anything else runs (gatekeeper.py); inside CORS, so that
+    # preflights are answered as before.
+    app.add_middleware(Gatekeeper, hosts=host_policy(settings), origins=policy)
     # Outermost, so that errors carry CORS headers too and a page can read them. Browsers enforce
     # CORS on the HTTP endpoints; the WebSocket Origin check is in websocket.py.
     app.add_middleware(
@@ -87,12 +94,12 @@ def create_app(settings: Settings | None = None, *, hub: Backend | None = None) 
     app.include_router(longpoll.router)
     app.include_router(sse.router)
     app.include_router(websocket.router)
-    app.include_router(lessons.router)  # teaching demos under /lessons, not the contract
+    if not settings.classroom:
+        # Teaching demos under /lessons, not the contract; not served to a room of strangers
+        # (their logins and streams are outside every limit, and client.html never uses them).
+        app.include_router(lessons.router)
 
-    @app.get("/stats", tags=["monitoring"], summary="Connection counts and per-connection state")
-    async def stats(request: Request) -> dict[str, Any]:
-        """Counts by transport and state, totals, uptime, and connections by their first 8
-        characters: never a full id (a full id is the key to a connection) and never a text."""
+    async def current_stats() -> dict[str, Any]:
         # asyncio tasks alive on the server's loop: a leak shows here as a number that only grows.
         # gc_freezes: how often the GC policy froze the heap (settings.gc_freeze). Not the frozen
         # object count: gc.get_freeze_count() walks them all (tens of ms with 10,000 connections).
@@ -101,6 +108,25 @@ def create_app(settings: Settings | None = None, *, hub: Backend | None = None) 
             "asyncio_tasks": len(asyncio.all_tasks()),
             "gc_freezes": freezer.count,
         }
+
+    cached_stats = StatsCache(current_stats, CLASSROOM_STATS_SECONDS if settings.classroom else 0)
+
+    @app.get("/stats", tags=["monitoring"], summary="Connection counts and per-connection state")
+    async def stats(request: Request) -> dict[str, Any]:
+        """Counts by transport and state, totals, uptime, and connections by their first 8
+        characters: never a full id (a full id is the key to a connection) and never a text.
+
+        In classroom mode the answer is at most a second old (one build of up to 1,000 rows a
+        second, however many students ask), and the per-connection list goes to this machine
+        (loopback: the instructor) only; everyone else gets the totals."""
+        answer = await cached_stats.get()
+        if settings.classroom and not (request.client and is_this_machine(request.client.host)):
+            return {
+                key: value
+                for key, value in answer.items()
+                if key not in ("connection_list", "connection_list_truncated")
+            }
+        return answer
 
     @app.get("/join", response_class=HTMLResponse, include_in_schema=False)
     async def join_page(request: Request) -> HTMLResponse:
@@ -126,6 +152,41 @@ def create_app_from_env() -> FastAPI:
     """
     logs.install_filters()
     return create_app(Settings())
+
+
+def is_this_machine(address: str) -> bool:
+    """Whether a client at ``address`` is this machine's own browser or kernel: the loopback
+    address ``localhost`` resolves to (127.0.0.1 or ::1). A student on the LAN never has it."""
+    return address in ("127.0.0.1", "::1", "::ffff:127.0.0.1")
+
+
+CLASSROOM_STATS_SECONDS = 1.0
+"""How old a classroom's /stats answer may be."""
+
+
+class StatsCache:
+    """The last /stats answer, reused for ``seconds`` (0: always fresh, as outside a classroom)."""
+
+    def __init__(self, build: Callable[[], Awaitable[dict[str, Any]]], seconds: float) -> None:
+        self._build = build
+        self._seconds = seconds
+        self._answer: dict[str, Any] | None = None
+        self._at = 0.0
+
+    async def get(self) -> dict[str, Any]:
+        now = time.monotonic()
+        if self._answer is None or now - self._at >= self._seconds:
+            self._answer, self._at = await self._build(), now
+        return self._answer
+
+
+def host_policy(settings: Settings) -> HostPolicy:
+    """The ``Host`` names this server answers for (:class:`~transport_demo.origins.HostPolicy`):
+    on every interface, also the machine's LAN address and host name."""
+    extra = list(settings.allowed_hosts or ())
+    if is_wildcard(settings.host):
+        extra += [lan_address(), socket.gethostname(), socket.getfqdn()]
+    return HostPolicy(settings.host, join_host=settings.join_host, extra=extra)
 
 
 def client_html() -> str:

@@ -8,7 +8,7 @@ talk to. Operations that may wait on a shared store are coroutines; the memory h
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .protocol import EndReason, Transport
@@ -27,6 +27,9 @@ class AttachedStream(Protocol):
     def connection_id(self) -> str: ...
 
     ended: EndReason | None
+    on_superseded: Callable[[], None] | None
+    """Called once when another stream takes the connection over (the router sets it: it resets
+    the socket if its client leaves what was written unread, socket_guard.abort_unread)."""
 
     def batches(self) -> AsyncIterator[list[Outgoing]]: ...
 

@@ -34,6 +34,7 @@ processes acting as one) plugs in here, and must keep this contract:
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,13 +45,28 @@ from .errors import InvalidText, MessageTooLarge, QueueFull
 from .protocol import ConnectionState, EventType, Transport
 
 __all__ = [
+    "MAX_BATCH_BYTES",
     "Connection",
     "ConnectionStore",
     "Limits",
     "MemoryStore",
     "check_text",
+    "first_bytes",
+    "is_connection_id",
     "new_connection_id",
 ]
+
+MAX_BATCH_BYTES = 256 * 1024
+"""The most bytes of encoded events one write carries: a long poll's answer, a stream's batch.
+
+A resume replays everything after the client's seq, and a full replay window of texts made of
+control characters (each six bytes once JSON-escaped) is ~25 MB: written at once, every resume
+(even one that never reads) would cost that much memory. Capped, a backlog leaves in batches of
+at most this size (one event always goes, however large), each taken when the last was written:
+a stream's writer waits while the socket is full, and a poll's client asks again with
+``last_seq``."""
+
+_CONNECTION_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +98,28 @@ def check_text(text: object, max_bytes: int) -> str:
         except UnicodeEncodeError:
             raise InvalidText("The text is not valid Unicode (a lone surrogate).") from None
     return text
+
+
+def is_connection_id(value: object) -> bool:
+    """Whether ``value`` has the shape of an id this server makes (:func:`new_connection_id`: a
+    lowercase uuid4). Anything else from a client is an unknown connection, refused before it
+    names a key or a rate bucket (issue: a store keyed by arbitrary strings grows on demand)."""
+    return (
+        isinstance(value, str) and len(value) == 36 and _CONNECTION_ID.fullmatch(value) is not None
+    )
+
+
+def first_bytes(
+    batch: list[tuple[int, str]], budget: int = MAX_BATCH_BYTES
+) -> list[tuple[int, str]]:
+    """The longest prefix of ``batch`` whose encoded events fit in ``budget`` bytes of UTF-8, and
+    never less than one event (an event is never split, and one over the budget still goes)."""
+    total = 0
+    for index, (_, data) in enumerate(batch):
+        total += len(data) if data.isascii() else len(data.encode("utf-8"))
+        if total > budget and index:
+            return batch[:index]
+    return batch
 
 
 def new_connection_id() -> str:
@@ -201,14 +239,15 @@ class Connection:
     # -- what a poll or a stream writes ---------------------------------------------------------
 
     def poll_batch(self, last_seq: int | None) -> list[str]:
-        """The encoded events a long poll answers with (empty: nothing to send yet).
+        """The encoded events a long poll answers with (empty: nothing to send yet), at most
+        :data:`MAX_BATCH_BYTES` of them: the next poll gets the rest.
 
         With ``last_seq`` they stay stored until a later poll acknowledges them; without it (a
         client that does not resume) sending them counts as delivering them.
         """
         if last_seq is not None:
             self.ack(last_seq)
-        batch = self.after(self.acked)
+        batch = first_bytes(self.after(self.acked))
         if not batch:
             return []
         if last_seq is None:
@@ -225,8 +264,9 @@ class Connection:
         return self.acked
 
     def take_unsent(self) -> list[tuple[int, str]]:
-        """For a stream: the stored events not yet handed to its socket, now marked as handed."""
-        batch = self.after(self.released)
+        """For a stream: the stored events not yet handed to its socket, now marked as handed;
+        at most :data:`MAX_BATCH_BYTES` of them (the caller takes again for the rest)."""
+        batch = first_bytes(self.after(self.released))
         if batch:
             self.released = batch[-1][0]
             self.delivered += len(batch)

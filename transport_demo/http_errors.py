@@ -100,7 +100,9 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         length = Headers(scope=scope).get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
+        if length is not None and (
+            not (length.isascii() and length.isdigit()) or int(length) > self.limit
+        ):
             await self._refuse(scope, receive, send)
             return
         received = 0

@@ -71,7 +71,10 @@ async def short_poll(request: Request, body: ShortPoll | None = None) -> Respons
     hub: Backend = request.app.state.hub
     body = body or ShortPoll()
     if body.connection_id is None:
-        return _json_text(await hub.aconnect_long_poll())
+        # Counted against the client's address like /poll's connections (a short-poll
+        # connection is a long-polling one).
+        address = request.client.host if request.client else None
+        return _json_text(await hub.aconnect_long_poll(address))
     answer = await hub.poll(body.connection_id, body.last_seq, hold=0)
     if json.loads(answer).get("type") == "timeout":
         empty = {"type": "empty", "connection_id": body.connection_id, "timestamp": _now()}

@@ -24,8 +24,9 @@ def json_response(body: str) -> Response:
 async def poll(request: Request) -> Response:
     """No ``connection_id``: a new connection (answered at once). With ``text``: queue it and
     answer at once. Otherwise: hold until events after ``last_seq`` exist, or ``poll_timeout``."""
-    check_json_content_type(request.headers.get("content-type"))
-    body = parse_json(PollRequest, await request.body(), empty_ok=True)
+    raw = await request.body()
+    check_json_content_type(request.headers.get("content-type"), raw)
+    body = parse_json(PollRequest, raw, empty_ok=True)
     hub: Backend = request.app.state.hub
     if body.connection_id is None:
         if body.text is not None:

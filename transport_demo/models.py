@@ -60,9 +60,16 @@ def parse_json(model: type[Model], raw: bytes | str, *, empty_ok: bool = False) 
         raise InvalidRequest(_describe(errors)) from None
 
 
-def check_json_content_type(content_type: str | None) -> None:
-    """A body must be JSON: no ``Content-Type`` is taken as JSON, anything else is refused."""
+def check_json_content_type(content_type: str | None, body: bytes = b"") -> None:
+    """A body must be sent as JSON (``application/json`` or ``…+json``); anything else is refused,
+    and so is a body without a ``Content-Type``. Only an empty body may come without one
+    (``curl -X POST /poll`` opens a connection). Requiring the JSON type means a foreign page
+    cannot send a body without a CORS preflight (``text/plain`` needs none)."""
     if content_type is None:
+        if body.strip():
+            raise UnsupportedMediaType(
+                "Send the body as JSON with Content-Type: application/json (it had none)."
+            )
         return
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type != "application/json" and not media_type.endswith("+json"):

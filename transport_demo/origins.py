@@ -23,11 +23,20 @@ Two more rules (docs/protocol.md, "Origins"):
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
 
-__all__ = ["OriginPolicy", "check_null_origin", "is_loopback", "origin_regex"]
+__all__ = [
+    "HostPolicy",
+    "OriginPolicy",
+    "check_null_origin",
+    "host_name",
+    "is_loopback",
+    "jupyterhub_hosts",
+    "origin_regex",
+]
 
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
@@ -104,7 +113,9 @@ class OriginPolicy:
         self._pattern = re.compile(self.regex)
 
     def allows(self, origin: str | None, host: str | None = None) -> bool:
-        """True for an allowed origin, the server's own origin, or no ``Origin`` at all.
+        """True for an allowed origin, the server's own origin, or no ``Origin`` at all; never
+        for an ``Origin`` with userinfo (``http://evil@127.0.0.1:8000``: no browser sends one,
+        and it would pass for its host).
 
         No ``Origin`` header means no browser sent it (browsers always send one on a WebSocket
         handshake), and cross-site hijacking needs a browser; command-line clients may connect.
@@ -112,6 +123,76 @@ class OriginPolicy:
         """
         if origin is None:
             return True
+        if "@" in origin:
+            return False
         if host and same_origin_as_host(origin, host):
             return True
         return self._pattern.fullmatch(origin) is not None
+
+
+def host_name(host_header: str) -> str:
+    """The name in a ``Host`` header, lowercased, without port, brackets or a trailing dot
+    (``"[::1]:8000"`` → ``"::1"``, ``"Example.COM.:80"`` → ``"example.com"``)."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        host = host[1:].partition("]")[0]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    return host.rstrip(".")
+
+
+def jupyterhub_hosts(environ: Mapping[str, str] | None = None) -> tuple[tuple[str, ...], bool]:
+    """The hub's public host names, from what JupyterHub tells a user's server
+    (``JUPYTERHUB_PUBLIC_URL``, ``JUPYTERHUB_PUBLIC_HUB_URL``, ``JUPYTERHUB_HOST``), and whether
+    this process runs under a hub at all (``JUPYTERHUB_SERVICE_PREFIX``)."""
+    env = os.environ if environ is None else environ
+    names = []
+    for key in ("JUPYTERHUB_PUBLIC_URL", "JUPYTERHUB_PUBLIC_HUB_URL", "JUPYTERHUB_HOST"):
+        value = env.get(key, "").strip()
+        if value:
+            name = urlsplit(value if "//" in value else "//" + value).hostname
+            if name:
+                names.append(name.lower())
+    return tuple(names), bool(env.get("JUPYTERHUB_SERVICE_PREFIX"))
+
+
+class HostPolicy:
+    """Decides whether a request's ``Host`` names this server: the defence against DNS rebinding.
+
+    A rebinding page (``http://evil.example:8000``, whose name the attacker then points at
+    127.0.0.1) talks to this server as its own origin: its ``Origin`` and ``Host`` agree, so the
+    origin rules admit it, and its same-origin ``GET`` requests carry no ``Origin`` at all. What
+    it cannot change is the ``Host`` header, which names the attacker's domain. So a request is
+    served only when its ``Host`` is one of: this machine's loopback names and addresses, the
+    bound address, the join host (classroom), the names in ``extra`` (``allowed_hosts``), and the
+    hub's public host names when JupyterHub gives them. ``"*"`` in ``extra`` turns the check off.
+
+    Under JupyterHub with the server on loopback and no public name known, any ``Host`` is
+    accepted: a browser can reach such a server only through the hub's authenticated proxy
+    (jupyter-server-proxy forwards the hub's ``Host``), never by rebinding a name to the kernel's
+    own loopback, which is not the student's machine.
+    """
+
+    def __init__(
+        self,
+        bound_host: str,
+        *,
+        join_host: str | None = None,
+        extra: Iterable[str] = (),
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        names = {host_name(name) for name in (bound_host, join_host or "", *extra) if name}
+        hub_names, under_hub = jupyterhub_hosts(environ)
+        names.update(hub_names)
+        self.any = "*" in names or (under_hub and not hub_names and is_loopback(bound_host))
+        names.discard("")
+        for wildcard in ("0.0.0.0", "::"):
+            names.discard(wildcard)
+        self.names = frozenset(names)
+
+    def allows(self, host_header: str | None) -> bool:
+        """True when ``host_header`` names this server (or is absent: HTTP/1.0, no browser)."""
+        if self.any or host_header is None:
+            return True
+        host = host_name(host_header)
+        return host in self.names or is_loopback(host)

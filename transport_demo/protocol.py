@@ -86,6 +86,7 @@ class ErrorCode(enum.StrEnum):
     INVALID_REQUEST = "invalid_request"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     ORIGIN_NOT_ALLOWED = "origin_not_allowed"
+    HOST_NOT_ALLOWED = "host_not_allowed"  # a Host header that does not name this server (421)
     BINARY_NOT_SUPPORTED = "binary_not_supported"
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"

@@ -40,7 +40,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -52,7 +52,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import events, redis_scripts
 from .admission import RateLimit
-from .connection import check_text, new_connection_id
+from .connection import MAX_BATCH_BYTES, check_text, is_connection_id, new_connection_id
 from .errors import (
     BackendUnavailable,
     QueueFull,
@@ -107,7 +107,15 @@ def _unavailable() -> BackendUnavailable:
 class _Waiter:
     """A held poll or an attached stream in this process; ``token`` names it in Redis."""
 
-    __slots__ = ("connection_id", "ended", "pending", "token", "transport", "wakeup")
+    __slots__ = (
+        "connection_id",
+        "ended",
+        "on_superseded",
+        "pending",
+        "token",
+        "transport",
+        "wakeup",
+    )
 
     def __init__(self, connection_id: str, transport: Transport = Transport.LONG_POLLING) -> None:
         self.connection_id = connection_id
@@ -115,6 +123,7 @@ class _Waiter:
         self.token = secrets.token_hex(8)
         self.wakeup = asyncio.Event()
         self.ended: EndReason | None = None
+        self.on_superseded: Callable[[], None] | None = None  # the router's (AttachedStream)
         # Something may be in Redis for this waiter: set by wake-ups, cleared before each take.
         # A stream's heartbeat timer wakes it without this, so a beat costs one script, not two.
         self.pending = True
@@ -208,6 +217,8 @@ class RedisStream(_Waiter):
         ``resume_failed``, never handed another history."""
         if self.ended is None:
             self.ended = EndReason.SUPERSEDED if answer == -4 else EndReason.EXPIRED
+            if self.ended is EndReason.SUPERSEDED and self.on_superseded is not None:
+                self.on_superseded()
 
     def _error(self, code: str, detail: str) -> Outgoing:
         return Outgoing(events.encode(events.error_event(self.connection_id, code, detail)))
@@ -226,6 +237,7 @@ class RedisStream(_Waiter):
             self.token,
             MAX_BATCH,
             hub.settings.replay_window,
+            MAX_BATCH_BYTES,
         )
         n = int(reply[0])
         if n < 0:
@@ -237,8 +249,11 @@ class RedisStream(_Waiter):
             out.extend(
                 Outgoing(str(reply[i + 1]), prefix + str(reply[i])) for i in range(1, 2 * n, 2)
             )
-            if n == MAX_BATCH:
-                self.wake()  # more is waiting: take it on the next turn
+            if n == MAX_BATCH or sum(len(item.data) for item in out) >= MAX_BATCH_BYTES // 4:
+                # A full batch (by count, or maybe by bytes: the script stops at MAX_BATCH_BYTES
+                # of UTF-8, which is at least a quarter as many characters): more may be waiting,
+                # so take again on the next turn (an empty take costs one script).
+                self.wake()
         return out
 
     async def _heartbeat(self) -> Outgoing | None:
@@ -273,9 +288,9 @@ class RedisHub:
         self._waiters: dict[str, _Waiter] = {}
         self._early: dict[str, float] = {}  # wake-ups for waiters not adopted yet (id -> when)
         # Texts per second per connection, counted in this process (a client that spreads its
-        # sends over n processes gets up to n times the rate); forgotten once a minute.
+        # sends over n processes gets up to n times the rate); a bucket is forgotten once it has
+        # refilled (RateLimit.prune), which changes no answer: a full bucket is a new one.
         self._rates = RateLimit(settings.max_messages_per_second, settings.message_burst)
-        self._rates_since = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = False  # the wake-up channel is subscribed
         self._answering = True  # the last beat reached Redis
@@ -361,6 +376,10 @@ class RedisHub:
         calls = self._calls
         if calls is None:
             raise _unavailable()
+        if not is_connection_id(connection_id):
+            # What every script answers for a connection that is not in Redis: an id a client
+            # made up never names a key (nor is sent to Redis at all).
+            return [-1]
         try:
             reply = await calls.run(name, connection_keys(connection_id), [connection_id, *args])
         except _UNAVAILABLE:
@@ -390,6 +409,8 @@ class RedisHub:
     def _end(self, waiter: _Waiter, reason: EndReason) -> None:
         if waiter.ended is None:
             waiter.ended = reason
+            if reason is EndReason.SUPERSEDED and waiter.on_superseded is not None:
+                waiter.on_superseded()
         waiter.wakeup.set()
 
     def _supersede_here(self, owner: str | None, token: str | None, connection_id: str) -> None:
@@ -705,11 +726,10 @@ class RedisHub:
         text = check_text(text, self.settings.max_message_bytes)
         if self._closing:
             raise ServerShuttingDown("The server is shutting down.")
+        if not is_connection_id(connection_id):
+            raise _unknown()  # before a rate bucket is keyed by it
         now = time.monotonic()
-        if now - self._rates_since > 60:
-            settings = self.settings
-            self._rates = RateLimit(settings.max_messages_per_second, settings.message_burst)
-            self._rates_since = now
+        self._rates.prune(now)
         try:
             self._rates.take(connection_id, now)
         except RateLimited:
@@ -718,7 +738,11 @@ class RedisHub:
         event_type = (
             EventType.USER_MESSAGE if transport is Transport.WEBSOCKET else EventType.MESSAGE
         )
-        seq = await self._append(connection_id, event_type, text, transport, wake=wake)
+        try:
+            seq = await self._append(connection_id, event_type, text, transport, wake=wake)
+        except UnknownConnection:
+            self._rates.forget(connection_id)  # a well-formed id of no connection keeps no bucket
+            raise
         self._counters["messages_received"] += 1
         return seq
 
@@ -879,6 +903,7 @@ class RedisHub:
             self._idle_ttl_ms(),
             MAX_BATCH,
             self.settings.replay_window,
+            MAX_BATCH_BYTES,
         )
         reply[0] = int(reply[0])
         return reply

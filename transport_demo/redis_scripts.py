@@ -54,10 +54,14 @@ end
 local function num(field)
   return tonumber(redis.call('HGET', h, field) or '0')
 end
-local function range(after, count)
+local function range(after, count, budget)
+  -- At most count entries and budget bytes of data (never fewer than one entry).
   local out = {}
+  local size = 0
   local entries = redis.call('XRANGE', log, (after + 1) .. '-0', '+', 'COUNT', count)
   for i, e in ipairs(entries) do
+    size = size + #e[2][2]
+    if size > budget and i > 1 then break end
     out[#out + 1] = tonumber(string.match(e[1], '^(%d+)'))
     out[#out + 1] = e[2][2]
   end
@@ -136,7 +140,7 @@ POLL = (
     _PRELUDE
     + """
 -- A long poll. ARGV: id, last_seq ('' none), owner, token, mode ('begin' | 'again' | 'final'),
--- hold ('1': may be held), held_ttl_ms, idle_ttl_ms, max_batch, window
+-- hold ('1': may be held), held_ttl_ms, idle_ttl_ms, max_batch, window, max_batch_bytes
 if redis.call('EXISTS', h) == 0 or redis.call('HGET', h, 't') ~= 'long-polling' then
   return {-1}
 end
@@ -150,7 +154,7 @@ if ARGV[2] ~= '' then
   if point > s then return {-3} end
   if point > a then a = point end
 end
-local batch = range(a, tonumber(ARGV[9]))
+local batch = range(a, tonumber(ARGV[9]), tonumber(ARGV[11]))
 local n = #batch / 2
 if n > 0 then
   if ARGV[2] == '' then a = batch[#batch - 1] end
@@ -174,11 +178,11 @@ return out
 TAKE = (
     _PRELUDE
     + """
--- A stream takes what it has not written yet. ARGV: id, token, max_batch, window
+-- A stream takes what it has not written yet. ARGV: id, token, max_batch, window, max_bytes
 if redis.call('EXISTS', h) == 0 then return {-1} end
 if redis.call('HGET', h, 'k') ~= ARGV[2] then return {-4} end
 local s, a, r = num('s'), num('a'), num('r')
-local batch = range(r, tonumber(ARGV[3]))
+local batch = range(r, tonumber(ARGV[3]), tonumber(ARGV[5]))
 local n = #batch / 2
 if n > 0 then
   r = batch[#batch - 1]

@@ -24,6 +24,7 @@ def resume_point(
 
 
 def _seq(value: str | None, what: str) -> int:
-    if value is None or not value.isdigit() or len(value) > 18:
+    # isascii() too: str.isdigit() is true for "²" and other Unicode digits that int() refuses.
+    if value is None or not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise InvalidRequest(f"{what} must end in a seq: a whole number, 0 or more.")
     return int(value)

@@ -30,7 +30,7 @@ from . import logs, urls
 from .app import create_app
 from .backend import Backend, make_hub
 from .settings import Settings
-from .ws_protocol import DrainingWebSocketProtocol
+from .socket_guard import GuardedHttpProtocol, GuardedWebSocketProtocol, SocketLimits
 
 __all__ = ["DemoServer", "PortInUseError", "RunningServer", "start_server", "stop_all"]
 
@@ -59,15 +59,26 @@ def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Co
         "host": settings.host,
         "port": settings.port,
         "loop": "asyncio",
-        "http": "httptools",  # a dependency: never fall back to h11 silently
-        "ws": DrainingWebSocketProtocol,  # websockets-sansio, closing cleanly after a 1009
+        # httptools (a dependency: never fall back to h11 silently) with bounds on header time,
+        # header size and sockets per address (socket_guard.py)
+        "http": GuardedHttpProtocol,
+        # websockets-sansio, closing cleanly after a 1009 (ws_protocol.py), counted likewise
+        "ws": GuardedWebSocketProtocol,
         "ws_max_size": settings.max_envelope_bytes,
         "ws_per_message_deflate": settings.ws_compression,
         "timeout_graceful_shutdown": 1,
         "lifespan": "on",
         **overrides,
     }
-    return uvicorn.Config(app, **options)
+    config = uvicorn.Config(app, **options)
+    # Read by the protocols above; a plain attribute, so that it reaches --workers processes with
+    # the rest of the pickled configuration.
+    config.socket_limits = SocketLimits(  # type: ignore[attr-defined]
+        header_timeout=settings.header_timeout,
+        max_header_bytes=settings.max_header_bytes,
+        max_sockets_per_address=settings.max_sockets_per_address,
+    )
+    return config
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

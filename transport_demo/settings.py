@@ -20,6 +20,7 @@ CLASSROOM_DEFAULTS: dict[str, Any] = {
     "message_burst": 20,
     "max_message_bytes": 4096,
     "max_connections": 2000,
+    "max_sockets_per_address": 50,
 }
 """What ``classroom=True`` sets, unless given: a room of up to ~100 browsers, each with a few tabs
 of client.html (three connections a tab), typing by hand. docs/protocol.md, "Limits"."""
@@ -86,6 +87,29 @@ class Settings(BaseSettings):
     )
 
     allowed_origins: Annotated[tuple[str, ...], NoDecode] = DEFAULT_ALLOWED_ORIGINS
+    allowed_hosts: Annotated[tuple[str, ...] | None, NoDecode] = Field(
+        default=None,
+        description="Host names (or addresses) a request's Host header may name, besides this "
+        "machine's loopback names, the bound address and the join host; '*' turns the check off. "
+        "Refusing other hosts is what stops DNS rebinding (docs/threat-model.md).",
+    )
+
+    header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a client has to send a request's headers before its socket is closed.",
+    )
+    max_header_bytes: int = Field(
+        default=32 * 1024,
+        ge=1024,
+        description="Largest request line and headers, in bytes; past it the answer is 431.",
+    )
+    max_sockets_per_address: int | None = Field(
+        default=None,
+        gt=0,
+        description="Open TCP sockets one client address may hold in this process (idle ones too); "
+        "None: no limit. Classroom mode: 50.",
+    )
 
     classroom: bool = Field(
         default=False,
@@ -130,7 +154,7 @@ class Settings(BaseSettings):
             )
         return self
 
-    @field_validator("allowed_origins", mode="before")
+    @field_validator("allowed_origins", "allowed_hosts", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         # From the environment the list comes as one comma-separated string.

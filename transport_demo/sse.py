@@ -21,6 +21,7 @@ from .longpoll import json_response
 from .models import SSEMessageRequest, check_json_content_type, openapi_body, parse_json
 from .protocol import EventType, Transport
 from .resume import resume_point
+from .socket_guard import ABORT_EXTENSION
 
 router = APIRouter(tags=["server-sent events"])
 
@@ -38,6 +39,7 @@ async def open_sse_stream(
     cid, seq = resume_point(connection_id, last_seq, last_event_id)
     address = request.client.host if request.client else None
     stream = await hub.aopen_stream(Transport.SSE, cid, seq, address=address)
+    stream.on_superseded = request.scope.get("extensions", {}).get(ABORT_EXTENSION)
     try:
         yield stream
     finally:
@@ -80,8 +82,9 @@ async def sse_stream(
     openapi_extra=openapi_body(SSEMessageRequest),
 )
 async def sse_message(request: Request) -> Response:
-    check_json_content_type(request.headers.get("content-type"))
-    body = parse_json(SSEMessageRequest, await request.body())
+    raw = await request.body()
+    check_json_content_type(request.headers.get("content-type"), raw)
+    body = parse_json(SSEMessageRequest, raw)
     hub: Backend = request.app.state.hub
     seq = await hub.areceive(body.connection_id, body.text, Transport.SSE)
     return json_response(

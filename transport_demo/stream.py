@@ -10,7 +10,7 @@ gone. The stream uses the hub's small waiter interface (``lock``, ``find``, ``at
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -45,12 +45,14 @@ class Waiter:
     waiter must stop; ``ended`` then says why.
     """
 
-    __slots__ = ("conn", "ended", "wakeup")
+    __slots__ = ("conn", "ended", "on_superseded", "wakeup")
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.wakeup = asyncio.Event()
         self.ended: EndReason | None = None
+        # Called (under the hub's lock, on any thread) when another waiter takes over.
+        self.on_superseded: Callable[[], None] | None = None
 
 
 class Stream(Waiter):

@@ -17,6 +17,7 @@ from .models import WebSocketFrame, parse_json
 from .origins import OriginPolicy
 from .protocol import CloseCode, EndReason, ErrorCode, Transport
 from .resume import resume_point
+from .socket_guard import ABORT_EXTENSION
 
 router = APIRouter()
 
@@ -52,6 +53,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         )
         address = websocket.client.host if websocket.client else None
         stream = await hub.aopen_stream(Transport.WEBSOCKET, cid, seq, address=address)
+        stream.on_superseded = websocket.scope.get("extensions", {}).get(ABORT_EXTENSION)
     except TransportDemoError as exc:
         await _deny(websocket, status_of(exc), exc.code, exc.detail)
         return

@@ -38,7 +38,7 @@ def top_frames(
     total = 0
     for line in raw.splitlines():
         stack, _, samples = line.rpartition(" ")
-        if not stack or not samples.isdigit():
+        if not stack or not (samples.isascii() and samples.isdigit()):
             continue
         n = int(samples)
         total += n

@@ -67,7 +67,7 @@ class ServerProcess:
         while time.monotonic() < deadline:  # ready to answer, not only listening
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                    sock.sendall(b"GET /bench/push?n=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+                    sock.sendall(b"GET /bench/push?n=0 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                     if sock.recv(16).startswith(b"HTTP/1.1 200") and self._all_workers_up():
                         return self
             except OSError:
