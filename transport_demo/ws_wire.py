@@ -325,14 +325,17 @@ class Capture:
 
 
 CLIENT, SERVER = "client → server", "server → client"
-BROWSER_DEFLATE_OFFER = "permessage-deflate; client_max_window_bits"  # what browsers send
+# Chromium's offer; Firefox's is a bare "permessage-deflate" (a server may not limit its window).
+BROWSER_DEFLATE_OFFER = "permessage-deflate; client_max_window_bits"
 
 
 class RawWebSocket:
     """A WebSocket client written out by hand: the handshake, masking, frames, nothing hidden.
 
-    ``url`` is the server's ``http://host:port``. ``compress=True`` offers permessage-deflate as a
-    browser does. Every frame sent or received is kept in :attr:`frames`, in order.
+    ``url`` is the server's ``http://host:port``. ``compress=True`` offers permessage-deflate as
+    Chromium does (Firefox's offer has no ``client_max_window_bits``, so a server may not limit
+    its window: RFC 7692 §7.1.2.2). Every frame sent or received is kept in :attr:`frames`, in
+    order.
 
     A background thread reads the server's frames as they come (:meth:`read` hands them out in
     order) and answers the server's pings with pongs, as every client must: uvicorn pings every
