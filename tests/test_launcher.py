@@ -121,7 +121,19 @@ def test_launcher_is_quiet(capfd: pytest.CaptureFixture[str]) -> None:
     assert any("Started server process" in line for line in server.log_lines())
 
 
-def run_cli(*args: str, timeout: float = 20) -> subprocess.Popen[str]:
+def sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def sigint_ignored() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def run_cli(*args: str, timeout: float = 20, ignore_sigint: bool = False) -> subprocess.Popen[str]:
+    """``python -m transport_demo ARGS``, with SIGINT's default disposition whatever this test
+    process inherited (a suite started with ``&`` from a script ignores SIGINT, and so would its
+    children); ``ignore_sigint``: started the way such a background job or a Jupyter kernel's
+    child is, with SIGINT ignored."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", "transport_demo", *args],
@@ -129,6 +141,7 @@ def run_cli(*args: str, timeout: float = 20) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=sigint_ignored if ignore_sigint else sigint_default,
     )
 
 
@@ -171,6 +184,62 @@ def test_command_line_serves_the_app() -> None:
         _, err = process.communicate(timeout=20)
     assert process.returncode == 130
     assert "Finished server process" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("sigint", ["default", "ignored"])
+@pytest.mark.parametrize("moment", ["banner", "serving"])
+def test_command_line_ctrl_c_after_the_banner_exits_130(moment: str, sigint: str) -> None:
+    """Ctrl+C at once when "open http://..." is printed (uvicorn has not caught SIGINT yet), or
+    once it serves; with SIGINT as Python sets it up, or inherited as ignored. Regression: a
+    process that inherited "ignore" (a suite started with `&` from a script) exited 0 after its
+    clean shutdown (uvicorn's re-raise of SIGINT was ignored), and one Ctrl+C during start-up was
+    lost: the server went on serving."""
+    port = free_port()
+    process = run_cli("--port", str(port), ignore_sigint=sigint == "ignored")
+    try:
+        assert process.stdout is not None
+        assert f"open http://127.0.0.1:{port}/" in process.stdout.readline()
+        if moment == "serving":
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    assert httpx.get(f"http://127.0.0.1:{port}/stats").status_code == 200
+                    break
+                except httpx.ConnectError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.05)
+        process.send_signal(signal.SIGINT)  # Ctrl+C
+        _, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=5)
+    assert process.returncode == 130, err[-2000:]
+    assert "Traceback" not in err
+    if moment == "serving":
+        assert "Finished server process" in err
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.2, 0.5])
+def test_command_line_ctrl_c_from_process_start_stops_it(delay: float) -> None:
+    """Ctrl+C at process start, or a moment later: wherever start-up is, the process ends as
+    interrupted, never serving on. main() answers 130; before it runs, the default applies
+    (death by SIGINT, which a shell reports as 130 too): the kernel's before Python sets up its
+    handler, Python's own while it imports (a KeyboardInterrupt traceback)."""
+    process = run_cli("--port", str(free_port()))
+    try:
+        time.sleep(delay)
+        process.send_signal(signal.SIGINT)  # Ctrl+C
+        _, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=5)
+    if process.returncode == -signal.SIGINT:
+        assert "Started server process" not in err, err[-2000:]  # main() had not begun
+    else:
+        assert process.returncode == 130, err[-2000:]
+        assert "Traceback" not in err
 
 
 def test_environment_variables_configure_the_server() -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 import sys
+import threading
 from collections.abc import Sequence
 
 from pydantic import ValidationError
@@ -101,7 +103,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+    """The command line; its exit status: 0, 2 for a bad option or a busy port, and 130 when
+    Ctrl+C (SIGINT) stopped it, at any moment of start-up or serving (with --workers, uvicorn's
+    supervisor handles the signal itself and ends with 0)."""
+    # Ctrl+C raises KeyboardInterrupt from here on, whatever SIGINT disposition this process was
+    # given. A process started with SIGINT *ignored* keeps ignoring it: a background job of a
+    # non-interactive shell (`cmd &` in a script: how CI and test runners often start a suite,
+    # and its tests start this command) or a child of a Jupyter kernel (ipykernel ignores
+    # SIGINT). uvicorn then catches SIGINT only while it serves, so a Ctrl+C during start-up was
+    # lost, and after its clean shutdown it re-raised the signal into "ignore": exit 0, not 130.
+    # With Python's own handler, asyncio.Runner and uvicorn chain to it and the re-raise lands.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return serve(parse_args(argv))
+    except KeyboardInterrupt:  # before uvicorn catches SIGINT, or its re-raise after shutdown
+        return 130
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the server :func:`main` asked for, in the foreground, until it stops."""
     # Every socket is a file: a few hundred idle ones must meet the server's own bounds, not the
     # soft "ulimit -n" (1,024 by default, 128 in some containers) that would fail every accept.
     raise_open_file_limit()
@@ -140,10 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"transport-demo: open {url} in a browser (Ctrl+C stops)")
     sys.stdout.flush()
     logs.install_filters()
-    try:
-        server.run(sockets=[sock])
-    except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C after its clean shutdown
-        return 130
+    # After its clean shutdown on Ctrl+C, uvicorn re-raises SIGINT: KeyboardInterrupt, 130 (main).
+    server.run(sockets=[sock])
     return 0
 
 
