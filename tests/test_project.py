@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 import transport_demo
 
@@ -71,6 +73,32 @@ def test_environment_yml_matches_pyproject() -> None:
     from_pip = next(d for d in listed if isinstance(d, dict))["pip"]
     conda += [d for d in from_pip if not d.startswith(("-", "async-timeout"))]
     assert _names(conda) == _names(wanted)
+
+
+def test_constraints_pin_every_requirement_within_its_range() -> None:
+    """constraints/test.txt (README, "pinned versions") pins, with ==, each requirement of
+    pyproject.toml at a version its open range admits, mypy and ruff included; scripts/setup.sh
+    installs with it. A requirement added without recompiling the file fails here instead of
+    installing whatever is newest on the day."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = [Requirement(r) for r in project["dependencies"]]
+    for extra in project["optional-dependencies"].values():
+        wanted += [Requirement(r) for r in extra if not r.startswith("transport-demo")]
+    pinned: dict[str, list[str]] = {}
+    for line in (ROOT / "constraints/test.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            pin = Requirement(line)
+            (spec,) = pin.specifier
+            assert spec.operator == "==", line
+            pinned.setdefault(canonicalize_name(pin.name), []).append(spec.version)
+    for requirement in wanted:
+        versions = pinned.get(canonicalize_name(requirement.name))
+        assert versions, f"{requirement.name} is not in constraints/test.txt: recompile it"
+        for version in versions:
+            assert requirement.specifier.contains(version, prereleases=True), (requirement, version)
+    assert {"mypy", "ruff"} <= pinned.keys()
+    assert "-c constraints/test.txt" in (ROOT / "scripts/setup.sh").read_text()
 
 
 def test_client_page_is_one_file() -> None:
