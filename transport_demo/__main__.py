@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from . import classroom, logs
+from . import join_page, logs
 from .app import create_app
 from .backend import make_hub
 from .server import DemoServer, PortInUseError, bind_socket, uvicorn_config
@@ -171,11 +171,11 @@ def print_classroom(settings: Settings, port: int) -> None:
     url = settings.join_url(port)
     print(f"transport-demo classroom: students open {url}")
     print(f"  on the projector: {url}join    (Ctrl+C stops)")
-    qr = classroom.qr_text(url)
+    qr = join_page.qr_text(url)
     if qr is not None:
         print(qr, end="")
     print("  allowed origins: " + ", ".join(settings.allowed_origins))
-    for line in classroom.limits_text(settings):
+    for line in join_page.limits_text(settings):
         print("  " + line)
 
 

@@ -17,7 +17,6 @@ from fastapi.telemetry import TelemetryConfig
 
 from . import (
     __version__,
-    classroom,
     gc_policy,
     http_errors,
     lessons,
@@ -28,6 +27,7 @@ from . import (
 )
 from .backend import Backend, make_hub
 from .gatekeeper import Gatekeeper
+from .join_page import join_page as join_page_html
 from .lan import is_wildcard, lan_address
 from .origins import HostPolicy, OriginPolicy
 from .settings import Settings
@@ -41,7 +41,8 @@ TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": Fa
 
 
 def create_app(settings: Settings | None = None, *, hub: Backend | None = None) -> FastAPI:
-    """The application; ``app.state.hub`` is its :class:`Hub`.
+    """The application; ``app.state.hub`` is its :class:`~transport_demo.backend.Backend` (the
+    memory hub, or the Redis hub when ``settings.redis_url`` is set).
 
     The hub is started by the app's lifespan; ending its streams on shutdown is the server's job
     (see ``server.DemoServer``), because uvicorn waits for open connections before the lifespan
@@ -132,7 +133,7 @@ def create_app(settings: Settings | None = None, *, hub: Backend | None = None) 
     async def join_page(request: Request) -> HTMLResponse:
         """The join URL and its QR code, large, for a projector (classroom mode)."""
         port = request.scope["server"][1] if request.scope.get("server") else settings.port
-        page = classroom.join_page(settings.join_url(port), settings)
+        page = join_page_html(settings.join_url(port), settings)
         return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -15,7 +15,7 @@ from .protocol import EndReason, Transport
 from .settings import Settings
 
 if TYPE_CHECKING:
-    from .stream import Outgoing
+    from .waiters import Outgoing
 
 __all__ = ["AttachedStream", "Backend", "make_hub"]
 

@@ -14,22 +14,12 @@ Delivery invariants, per connection:
   ``last_seq - released``; it never exceeds ``max_queue``: a new event past that is refused with
   :class:`~transport_demo.errors.QueueFull`, never silently dropped.
 
-The storage seam
-----------------
-The :class:`~transport_demo.hub.Hub` keeps its connections in a :class:`ConnectionStore`;
-:class:`MemoryStore` is the one there is today. A second storage (Redis, for several server
-processes acting as one) plugs in here, and must keep this contract:
-
-* ``create(transport, now)`` makes a connection with a fresh unguessable id and seq 0;
-  ``get(id)`` finds it (``None`` if expired or unknown); ``remove(id)`` forgets it; ``len()`` and
-  iteration cover every connection the server knows.
-* What a :class:`Connection` does to its durable events is the contract of the data: ``append``
-  assigns the next seq and stores the encoded event *before it returns* (atomically: two appends
-  never get the same seq, and none is skipped); ``after(seq)`` returns what is stored after
-  ``seq`` in seq order; ``ack``/``resume`` move the resume point forward only; trimming never
-  frees what the first two invariants above keep.
-* Waking the waiters (a held poll, an attached stream) is not the store's business: the hub
-  does that, on its own event loop, after a successful append.
+Where connections live
+----------------------
+:class:`MemoryStore` keeps them in a dict, for the memory hub (:mod:`transport_demo.hub`). The
+Redis hub (:mod:`transport_demo.redis_hub`) does not use this class: it keeps the same rules in
+Lua scripts (:mod:`transport_demo.redis_scripts`), and the two meet at
+:class:`~transport_demo.backend.Backend`, the interface the routers use (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -38,7 +28,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from . import events
 from .errors import InvalidText, MessageTooLarge, QueueFull
@@ -47,7 +37,6 @@ from .protocol import ConnectionState, EventType, Transport
 __all__ = [
     "MAX_BATCH_BYTES",
     "Connection",
-    "ConnectionStore",
     "Limits",
     "MemoryStore",
     "check_text",
@@ -311,20 +300,6 @@ class Connection:
             "created": events.timestamp(self.created),
             "last_seen": events.timestamp(wall - (now - self.last_seen)),
         }
-
-
-class ConnectionStore(Protocol):
-    """Where the hub keeps its connections: the storage seam (module docstring)."""
-
-    def create(self, transport: Transport, now: float, *, wall: float) -> Connection: ...
-
-    def get(self, connection_id: str) -> Connection | None: ...
-
-    def remove(self, connection_id: str) -> None: ...
-
-    def __len__(self) -> int: ...
-
-    def __iter__(self) -> Iterator[Connection]: ...
 
 
 class MemoryStore:

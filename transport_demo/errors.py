@@ -1,7 +1,10 @@
 """The errors the hub can raise, each with the short code that goes on the wire.
 
 The hub knows nothing about HTTP: the status codes for these live in ``http_errors.py``. A
-notebook that calls ``server.hub.publish`` catches these; the package exports them at the top level.
+notebook that calls ``server.hub.publish`` catches these: the package exports at the top level the
+ones ``publish`` and the clients raise (see ``transport_demo.__all__``); the request-parsing ones
+(``InvalidJSON``, ``InvalidRequest``, ``UnsupportedMediaType``) and ``BackendUnavailable`` are
+imported from here.
 """
 
 from __future__ import annotations

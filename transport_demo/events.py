@@ -11,6 +11,8 @@ import json
 import time
 from typing import Any
 
+from .protocol import EventType
+
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _encode_string = _encoder.encode
 
@@ -60,12 +62,14 @@ def durable_event(
 
 def heartbeat_event(connection_id: str, count: int) -> str:
     """A heartbeat, encoded: not durable, so no ``seq``."""
-    return encode(make_event("heartbeat", connection_id, count=count, message=f"Message {count}"))
+    return encode(
+        make_event(EventType.HEARTBEAT, connection_id, count=count, message=f"Message {count}")
+    )
 
 
 def error_event(connection_id: str | None, code: str, detail: str) -> dict[str, Any]:
     """An ``error`` event; ``connection_id`` is ``None`` where no connection is known."""
-    return make_event("error", connection_id, error=code, detail=detail)
+    return make_event(EventType.ERROR, connection_id, error=code, detail=detail)
 
 
 def poll_batch(connection_id: str, encoded_events: list[str], **fields: Any) -> str:
@@ -73,5 +77,5 @@ def poll_batch(connection_id: str, encoded_events: list[str], **fields: Any) -> 
 
     The stored events are spliced in as they are, so a batch costs no re-encoding.
     """
-    head = encode(make_event("message", connection_id, **fields))
+    head = encode(make_event(EventType.MESSAGE, connection_id, **fields))
     return head[:-1] + ',"messages":[' + ",".join(encoded_events) + "]}"

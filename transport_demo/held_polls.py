@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING
 from . import events
 from .connection import Connection
 from .protocol import EndReason, EventType, Transport
-from .stream import Waiter
+from .waiters import Waiter
 
 if TYPE_CHECKING:
-    from .hub import Hub
+    from .registry import Registry
 
 __all__ = ["connect", "hold_for", "poll", "send_and_poll"]
 
 
-def connect(hub: Hub, address: str | None = None) -> str:
+def connect(hub: Registry, address: str | None = None) -> str:
     """Create a long-polling connection for a client at ``address``; return its encoded
     ``connected`` event."""
     with hub.lock:
@@ -42,7 +42,7 @@ def connect(hub: Hub, address: str | None = None) -> str:
 
 
 async def poll(
-    hub: Hub, connection_id: str, last_seq: int | None = None, *, hold: float | None = None
+    hub: Registry, connection_id: str, last_seq: int | None = None, *, hold: float | None = None
 ) -> str:
     """Answer a long poll: events after the resume point, at once or when they come.
 
@@ -86,7 +86,7 @@ async def poll(
             conn.last_seen = hub.now()
 
 
-async def send_and_poll(hub: Hub, connection_id: str, text: str, last_seq: int | None) -> str:
+async def send_and_poll(hub: Registry, connection_id: str, text: str, last_seq: int | None) -> str:
     """A client sent text on long polling: queue it, then answer at once like a poll.
 
     This request is the connection's poll now: a held poll ends (``superseded``, empty) and this
@@ -97,7 +97,7 @@ async def send_and_poll(hub: Hub, connection_id: str, text: str, last_seq: int |
     return answer[:-1] + f',"queued_seq":{seq}}}'
 
 
-def _answer(hub: Hub, conn: Connection, last_seq: int | None) -> str | None:
+def _answer(hub: Registry, conn: Connection, last_seq: int | None) -> str | None:
     # Acknowledging the same last_seq again (each time a held poll wakes) changes nothing.
     batch = conn.poll_batch(last_seq)
     if not batch:
@@ -116,7 +116,7 @@ def hold_for(poll_timeout: float, jitter: float) -> float:
     return poll_timeout * (1 - jitter * random.random())
 
 
-def _timeout(hub: Hub, conn: Connection, reason: EndReason, hold: float) -> str:
+def _timeout(hub: Registry, conn: Connection, reason: EndReason, hold: float) -> str:
     return events.encode(
         events.make_event(
             EventType.TIMEOUT,

@@ -22,12 +22,13 @@ from collections.abc import Callable
 from typing import Any
 
 from . import held_polls
-from .connection import Connection, ConnectionStore, check_text
-from .errors import QueueFull, RateLimited
+from .connection import check_text
+from .errors import QueueFull
 from .protocol import ConnectionState, EndReason, EventType, Transport
 from .registry import Registry
 from .settings import Settings
-from .stream import Outgoing, Stream, open_stream
+from .stream import Stream, open_stream
+from .waiters import Outgoing
 
 __all__ = ["STATS_LIST_LIMIT", "Hub", "Outgoing", "Stream", "Transport"]
 
@@ -48,9 +49,8 @@ class Hub(Registry):
         settings: Settings | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
-        store: ConnectionStore | None = None,
     ) -> None:
-        super().__init__(settings, clock=clock, store=store)
+        super().__init__(settings, clock=clock)
         self._reaper: asyncio.Task[None] | None = None
         self._started = clock()
 
@@ -80,13 +80,6 @@ class Hub(Registry):
 
     # -- durable events -------------------------------------------------------------------------
 
-    def _append(self, conn: Connection, event_type: EventType, text: str) -> int:
-        seq = conn.append(event_type, text, wall=time.time())
-        waiter = self._waiters.get(conn.id)
-        if waiter is not None:
-            self._wakeups.notify(waiter)
-        return seq
-
     def publish(self, connection_id: str, text: str) -> int:
         """Queue a durable ``message`` for one connection and return its seq. Any thread.
 
@@ -95,7 +88,7 @@ class Hub(Registry):
         text = check_text(text, self.settings.max_message_bytes)
         with self.lock:
             self.refuse_if_closing()
-            seq = self._append(self.find(connection_id), EventType.MESSAGE, text)
+            seq = self.append(self.find(connection_id), EventType.MESSAGE, text)
             self._counters["messages_published"] += 1
             return seq
 
@@ -110,35 +103,12 @@ class Hub(Registry):
             self.refuse_if_closing()
             for conn in self._store:
                 try:
-                    self._append(conn, EventType.MESSAGE, text)
+                    self.append(conn, EventType.MESSAGE, text)
                 except QueueFull:
                     continue
                 count += 1
             self._counters["messages_published"] += count
         return count
-
-    def receive(self, connection_id: str, text: str, transport: Transport) -> int:
-        """A client sent ``text``: queue its echo (``message``, on WebSocket ``user_message``).
-
-        Raises :class:`RateLimited` past ``max_messages_per_second`` (nothing is queued then).
-        """
-        text = check_text(text, self.settings.max_message_bytes)
-        with self.lock:
-            self.refuse_if_closing()
-            conn = self.find(connection_id, transport)
-            try:
-                self._admission.rates.take(conn.id, self._clock())
-            except RateLimited:
-                self._counters["rate_limited"] += 1
-                raise
-            event_type = (
-                EventType.USER_MESSAGE if transport is Transport.WEBSOCKET else EventType.MESSAGE
-            )
-            seq = self._append(conn, event_type, text)
-            conn.received += 1
-            conn.last_seen = self._clock()
-            self._counters["messages_received"] += 1
-            return seq
 
     # -- the transports' operations ---------------------------------------------------------
 

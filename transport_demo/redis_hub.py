@@ -67,7 +67,7 @@ from .protocol import ConnectionState, EndReason, ErrorCode, EventType, Transpor
 from .redis_calls import Arg, ScriptCalls
 from .registry import COUNTERS
 from .settings import Settings
-from .stream import MAX_UNSENT_ERRORS, Outgoing
+from .waiters import MAX_UNSENT_ERRORS, Outgoing
 
 __all__ = ["KEY_PREFIX", "RedisHub", "RedisStream", "connection_keys"]
 
@@ -319,7 +319,9 @@ class RedisHub:
         self._sub = aioredis.Redis.from_url(
             self.url,
             decode_responses=True,
-            socket_timeout=5.0,  # above get_message's 1 s wait (GUIDE: socket_timeout pitfall)
+            # Above get_message's 1 s wait: a blocking read longer than socket_timeout raises
+            # TimeoutError (redis-py #3138).
+            socket_timeout=5.0,
             socket_connect_timeout=1.0,
             health_check_interval=2,
         )

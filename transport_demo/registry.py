@@ -1,14 +1,16 @@
 """The registry: which connections exist, which poll or stream waits on each, and the lock.
 
 :class:`Registry` is the part of the hub that the waiters use — a held long poll
-(:mod:`transport_demo.held_polls`) and a stream (:mod:`transport_demo.stream`) — through a small
-public interface (``lock``, ``find``, ``lookup``, ``create``, ``attach``, ``release``, ``wake``,
-``end``, ``count``, ``now``), never through private state. The delivery rules themselves are the
+(:mod:`transport_demo.held_polls`) and a stream (:mod:`transport_demo.stream`) — through its public
+methods (``lock``, ``find``, ``lookup``, ``create``, ``attach``, ``release``, ``wake``, ``end``,
+``append``, ``receive``, ``count``, ``now``), never through its private state; only its subclass
+:class:`~transport_demo.hub.Hub` touches that. The delivery rules themselves are the
 sans-I/O core's (:mod:`transport_demo.connection`); :class:`~transport_demo.hub.Hub` adds
 publishing, the transports' operations, the reaper and ``/stats`` on top.
 
-Threading: every method that reads or changes connections or waiters is called with ``lock``
-held (or takes it); waking a waiter crosses to the server's loop (:mod:`transport_demo.wakeups`).
+Threading: every method that changes connections or waiters is called with ``lock`` held (or takes
+it); ``__len__`` and ``__contains__`` read without it (a size or a membership test of a dict, atomic
+in CPython). Waking a waiter crosses to the server's loop (:mod:`transport_demo.wakeups`).
 """
 
 from __future__ import annotations
@@ -18,16 +20,17 @@ import time
 from collections.abc import Callable
 
 from .admission import Admission
-from .connection import Connection, ConnectionStore, Limits, MemoryStore
+from .connection import Connection, Limits, MemoryStore, check_text
 from .errors import (
+    RateLimited,
     ServerShuttingDown,
     TooManyConnections,
     TooManyConnectionsFromAddress,
     UnknownConnection,
 )
-from .protocol import ConnectionState, EndReason, Transport
+from .protocol import ConnectionState, EndReason, EventType, Transport
 from .settings import Settings
-from .stream import Waiter
+from .waiters import Waiter
 from .wakeups import Wakeups
 
 __all__ = ["COUNTERS", "Registry"]
@@ -51,8 +54,8 @@ COUNTERS = [
 class Registry:
     """Connections and the waiter attached to each; see the module docstring.
 
-    ``clock`` is the monotonic clock used for expiry (tests pass a fake one); ``store`` is where
-    connections live (the storage seam, :mod:`transport_demo.connection`).
+    ``clock`` is the monotonic clock used for expiry (tests pass a fake one); connections live in
+    a :class:`~transport_demo.connection.MemoryStore`.
     """
 
     def __init__(
@@ -60,7 +63,6 @@ class Registry:
         settings: Settings | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
-        store: ConnectionStore | None = None,
     ) -> None:
         self.settings = settings if settings is not None else Settings()
         limits = Limits(
@@ -68,7 +70,7 @@ class Registry:
             self.settings.replay_window,
             self.settings.max_message_bytes,
         )
-        self._store: ConnectionStore = store if store is not None else MemoryStore(limits)
+        self._store = MemoryStore(limits)
         self._admission = Admission(
             self.settings.max_connections_per_address,
             self.settings.max_messages_per_second,
@@ -196,6 +198,39 @@ class Registry:
                 self.end(waiter, EndReason.CUT)
             self._counters["waiters_cut"] += len(cut)
         return len(cut)
+
+    # -- durable events ---------------------------------------------------------------------------
+
+    def append(self, conn: Connection, event_type: EventType, text: str) -> int:
+        """Store a durable event on ``conn`` (call with ``lock`` held) and wake its waiter."""
+        seq = conn.append(event_type, text, wall=time.time())
+        waiter = self._waiters.get(conn.id)
+        if waiter is not None:
+            self._wakeups.notify(waiter)
+        return seq
+
+    def receive(self, connection_id: str, text: str, transport: Transport) -> int:
+        """A client sent ``text``: queue its echo (``message``, on WebSocket ``user_message``).
+
+        Raises :class:`RateLimited` past ``max_messages_per_second`` (nothing is queued then).
+        """
+        text = check_text(text, self.settings.max_message_bytes)
+        with self.lock:
+            self.refuse_if_closing()
+            conn = self.find(connection_id, transport)
+            try:
+                self._admission.rates.take(conn.id, self._clock())
+            except RateLimited:
+                self._counters["rate_limited"] += 1
+                raise
+            event_type = (
+                EventType.USER_MESSAGE if transport is Transport.WEBSOCKET else EventType.MESSAGE
+            )
+            seq = self.append(conn, event_type, text)
+            conn.received += 1
+            conn.last_seen = self._clock()
+            self._counters["messages_received"] += 1
+            return seq
 
     def state_of(self, connection_id: str) -> ConnectionState:
         """``live``, ``waiting`` or ``disconnected``; raises :class:`UnknownConnection`."""

@@ -29,6 +29,7 @@ import uvicorn
 from . import logs, urls
 from .app import create_app
 from .backend import Backend, make_hub
+from .join_page import join_card
 from .settings import Settings
 from .socket_guard import GuardedHttpProtocol, GuardedWebSocketProtocol, SocketLimits
 
@@ -165,7 +166,7 @@ class RunningServer:
         """Stop the server and start it again on the same port with the same hub: its
         connections, replay buffers and counters survive, so every client reconnects (with
         backoff) and resumes with nothing lost. A real restart loses them unless they are kept
-        outside the process (the storage seam, :mod:`transport_demo.connection`).
+        outside the process (``redis_url``: docs/scaling.md).
         ``down_for`` seconds between the two: long enough for clients to notice (a lesson)."""
         self.stop(timeout)
         time.sleep(down_for)
@@ -221,9 +222,7 @@ class RunningServer:
         relative link (on a hub) is clickable there, where printed text would not be. In
         classroom mode: the join URL for the students and its QR code."""
         if self.settings.classroom:
-            from .classroom import Classroom
-
-            return Classroom(self)._repr_html_()
+            return join_card(self.settings.join_url(self.port))
         link = html.escape(self.browser_url, quote=True)
         state = "running" if self.running else "stopped"
         return (

@@ -3,56 +3,27 @@ polls are.
 
 A router calls :func:`open_stream` (through :meth:`Hub.open_stream`), iterates
 :meth:`Stream.batches` and writes each batch, and calls :meth:`Stream.close` when its socket is
-gone. The stream uses the hub's small waiter interface (``lock``, ``find``, ``attach``,
-``release``, ``wake``, ``count``), never its private state.
+gone. The stream and :mod:`transport_demo.held_polls` use the registry's public methods
+(:class:`~transport_demo.registry.Registry`: ``lock``, ``lookup``, ``create``, ``attach``,
+``release``, ``wake``, ``receive``, ``count``, ``now``), never its private state.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from . import events
 from .errors import UnknownConnection
 from .protocol import EndReason, EventType, Transport
+from .waiters import MAX_UNSENT_ERRORS, Outgoing, Waiter
 
 if TYPE_CHECKING:
     from .connection import Connection
-    from .hub import Hub
+    from .registry import Registry
 
-__all__ = ["MAX_UNSENT_ERRORS", "Outgoing", "Stream", "Waiter", "open_stream"]
-
-MAX_UNSENT_ERRORS = 64
-"""Error events one stream may have waiting; past that the client is not reading, and the router
-closes the socket."""
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """One event for a stream: its encoded JSON and, where a client can resume after it,
-    ``resume_id`` (``"<connection_id>:<seq>"``, the SSE ``id:`` field)."""
-
-    data: str
-    resume_id: str | None = None
-
-
-class Waiter:
-    """Whatever currently waits on a connection: a held long poll, or (subclass) a stream.
-
-    ``wakeup`` is set by the hub (on the hub's loop) when there is something to take or when the
-    waiter must stop; ``ended`` then says why.
-    """
-
-    __slots__ = ("conn", "ended", "on_superseded", "wakeup")
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.wakeup = asyncio.Event()
-        self.ended: EndReason | None = None
-        # Called (under the hub's lock, on any thread) when another waiter takes over.
-        self.on_superseded: Callable[[], None] | None = None
+__all__ = ["Stream", "open_stream"]
 
 
 class Stream(Waiter):
@@ -65,7 +36,7 @@ class Stream(Waiter):
 
     __slots__ = ("connected", "hub", "outbox")
 
-    def __init__(self, hub: Hub, conn: Connection) -> None:
+    def __init__(self, hub: Registry, conn: Connection) -> None:
         super().__init__(conn)
         self.hub = hub
         self.connected = Outgoing("")
@@ -175,7 +146,7 @@ class Stream(Waiter):
 
 
 def open_stream(
-    hub: Hub,
+    hub: Registry,
     transport: Transport,
     connection_id: str | None = None,
     last_seq: int | None = None,

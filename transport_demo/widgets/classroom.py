@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from ..classroom import qr_svg
+from ..join_page import qr_svg
 from ..protocol import Transport
 
 if TYPE_CHECKING:
