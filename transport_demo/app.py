@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse
 from fastapi.telemetry import TelemetryConfig
@@ -30,6 +30,7 @@ from .gatekeeper import Gatekeeper
 from .join_page import join_page as join_page_html
 from .lan import is_wildcard, lan_address
 from .origins import HostPolicy, OriginPolicy
+from .protocol import Transport
 from .settings import Settings
 
 CLIENT_PAGE = "client.html"
@@ -38,6 +39,15 @@ CLIENT_PAGE = "client.html"
 # every request and WebSocket: a tenth of a long poll's CPU time (docs/benchmarks.md). Nothing
 # here exports telemetry, so it is off; an app that wants it can wrap ours.
 TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+
+
+ROUTERS: dict[Transport, APIRouter] = {
+    Transport.LONG_POLLING: longpoll.router,
+    Transport.SSE: sse.router,
+    Transport.WEBSOCKET: websocket.router,
+}
+"""Each transport's router: the server side's registration against the transport table
+(:mod:`transport_demo.transports`)."""
 
 
 def create_app(settings: Settings | None = None, *, hub: Backend | None = None) -> FastAPI:
@@ -92,9 +102,8 @@ def create_app(settings: Settings | None = None, *, hub: Backend | None = None) 
         max_age=600,
     )
     http_errors.install(app)
-    app.include_router(longpoll.router)
-    app.include_router(sse.router)
-    app.include_router(websocket.router)
+    for router in ROUTERS.values():
+        app.include_router(router)
     if not settings.classroom:
         # Teaching demos under /lessons, not the contract; not served to a room of strangers
         # (their logins and streams are outside every limit, and client.html never uses them).

@@ -33,6 +33,7 @@ from typing import Any
 from . import events
 from .errors import InvalidText, MessageTooLarge, QueueFull
 from .protocol import ConnectionState, EventType, Transport
+from .transports import Delivery, info
 
 __all__ = [
     "MAX_BATCH_BYTES",
@@ -135,6 +136,7 @@ class Connection:
         "last_seen",
         "limits",
         "next_seq",
+        "polled",
         "received",
         "released",
         "transport",
@@ -151,6 +153,8 @@ class Connection:
     ) -> None:
         self.id = connection_id
         self.transport = transport
+        # Polled (acknowledged by the next poll) or streamed: the transport table says which.
+        self.polled = info(transport).delivery is Delivery.POLL
         self.limits = limits if limits is not None else Limits()
         self.created = wall
         self.last_seen = now
@@ -203,7 +207,7 @@ class Connection:
         point = min(last_seq, self.last_seq)
         if point > self.acked:
             self.acked = point
-        if self.transport is Transport.LONG_POLLING:
+        if self.polled:
             self.released = self.acked
         self._trim()
 
@@ -274,7 +278,7 @@ class Connection:
         ``disconnected`` (a stream was cut; in resume grace)."""
         if attached:
             return ConnectionState.LIVE
-        if self.transport is Transport.LONG_POLLING:
+        if self.polled:
             return ConnectionState.WAITING
         return ConnectionState.DISCONNECTED
 
@@ -283,7 +287,7 @@ class Connection:
         stream's connection detached for longer than ``grace``. Never while attached."""
         if attached:
             return False
-        if self.transport is Transport.LONG_POLLING:
+        if self.polled:
             return now - self.last_seen > poll_expiry
         return self.detached_at is not None and now - self.detached_at > grace
 

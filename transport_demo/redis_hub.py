@@ -67,6 +67,7 @@ from .protocol import ConnectionState, EndReason, ErrorCode, EventType, Transpor
 from .redis_calls import Arg, ScriptCalls
 from .registry import COUNTERS
 from .settings import Settings
+from .transports import info, is_stream
 from .waiters import MAX_UNSENT_ERRORS, Outgoing
 
 __all__ = ["KEY_PREFIX", "RedisHub", "RedisStream", "connection_keys"]
@@ -737,9 +738,7 @@ class RedisHub:
         except RateLimited:
             self._counters["rate_limited"] += 1
             raise
-        event_type = (
-            EventType.USER_MESSAGE if transport is Transport.WEBSOCKET else EventType.MESSAGE
-        )
+        event_type = info(transport).echo
         try:
             seq = await self._append(connection_id, event_type, text, transport, wake=wake)
         except UnknownConnection:
@@ -1011,7 +1010,7 @@ def _state_of(transport: str, owner: str | None) -> ConnectionState:
     """A connection's state from its hash: attached somewhere (``o``) is live."""
     if owner:
         return ConnectionState.LIVE
-    if transport == Transport.LONG_POLLING:
+    if not is_stream(transport):
         return ConnectionState.WAITING
     return ConnectionState.DISCONNECTED
 

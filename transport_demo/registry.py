@@ -30,6 +30,7 @@ from .errors import (
 )
 from .protocol import ConnectionState, EndReason, EventType, Transport
 from .settings import Settings
+from .transports import info
 from .waiters import Waiter
 from .wakeups import Wakeups
 
@@ -223,9 +224,7 @@ class Registry:
             except RateLimited:
                 self._counters["rate_limited"] += 1
                 raise
-            event_type = (
-                EventType.USER_MESSAGE if transport is Transport.WEBSOCKET else EventType.MESSAGE
-            )
+            event_type = info(transport).echo
             seq = self.append(conn, event_type, text)
             conn.received += 1
             conn.last_seen = self._clock()

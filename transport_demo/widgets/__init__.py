@@ -9,6 +9,7 @@ from typing import Any
 from .classroom import ClassroomView
 from .client_widget import TransportWidget
 from .dashboard import TransportDashboard
+from .kinds import WIDGETS
 from .longpoll import LongPollWidget
 from .sse import SSEWidget
 from .websocket import WebSocketWidget
@@ -22,6 +23,7 @@ _BROWSER = (
 )
 
 __all__ = [
+    "WIDGETS",
     "BrowserLongPollWidget",
     "BrowserSSEWidget",
     "BrowserWebSocketWidget",

@@ -22,22 +22,15 @@ import ipywidgets as widgets
 
 from ..join_page import qr_svg
 from ..protocol import Transport
+from ..transports import TRANSPORTS
 
 if TYPE_CHECKING:
     from ..server import RunningServer
 
 __all__ = ["ClassroomView", "Sample", "render_plot"]
 
-COLOURS = {
-    Transport.LONG_POLLING: "#e0a100",
-    Transport.SSE: "#2f7de1",
-    Transport.WEBSOCKET: "#27a55a",
-}
-LABELS = {
-    Transport.LONG_POLLING: "long polling",
-    Transport.SSE: "SSE",
-    Transport.WEBSOCKET: "WebSocket",
-}
+COLOURS = {transport: row.colour for transport, row in TRANSPORTS.items()}
+LABELS = {transport: row.label for transport, row in TRANSPORTS.items()}
 
 
 @dataclass(frozen=True)
@@ -81,7 +74,7 @@ def render_plot(samples: Iterable[Sample], width: int = 520, height: int = 170) 
         f'<text x="{pad_left + plot_w}" y="{height - 4}" text-anchor="end">'
         f"last {shown_span:.{1 if shown_span < 10 else 0}f} s</text>",
     ]
-    for index, transport in enumerate(Transport):
+    for index, transport in enumerate(TRANSPORTS):
         coords = " ".join(
             f"{pad_left + (s.at - t0) / span * plot_w:.1f},"
             f"{pad_top + plot_h - s.connections.get(transport.value, 0) / top * plot_h:.1f}"
@@ -171,7 +164,7 @@ class ClassroomView(widgets.VBox):
         self.broadcast_button = widgets.Button(description="Broadcast", icon="bullhorn")
         self.cut_buttons = {
             transport: widgets.Button(description=f"Cut {LABELS[transport]}", icon="cut")
-            for transport in Transport
+            for transport in TRANSPORTS
         }
         self.restart_button = widgets.Button(
             description="Restart server", icon="refresh", button_style="warning"

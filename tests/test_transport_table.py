@@ -1,0 +1,48 @@
+"""The transport table (transport_demo/transports.py) and each side's registration against it: every
+transport declared once, and every part the suite loops over covers exactly the table."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from transport_demo.app import ROUTERS
+from transport_demo.clients import CLIENTS
+from transport_demo.connection import Connection
+from transport_demo.protocol import ConnectionState, EventType, Transport
+from transport_demo.transports import TRANSPORTS, Delivery, info, is_stream
+from transport_demo.widgets import WIDGETS, TransportDashboard
+
+
+def test_every_registration_covers_exactly_the_table() -> None:
+    assert list(TRANSPORTS) == list(Transport)
+    assert set(ROUTERS) == set(TRANSPORTS)
+    assert set(CLIENTS) == set(TRANSPORTS)
+    assert set(WIDGETS) == set(TRANSPORTS)
+    for transport, client in CLIENTS.items():
+        assert client.transport == transport
+    page = Path("transport_demo/static/client.html").read_text(encoding="utf-8")
+    sections = set(re.findall(r'data-transport="([a-z-]+)"', page))
+    assert sections == {t.value for t in TRANSPORTS}
+
+
+def test_the_table_decides_delivery_and_echo() -> None:
+    assert [t for t in TRANSPORTS if is_stream(t)] == [Transport.SSE, Transport.WEBSOCKET]
+    assert info("long-polling").delivery is Delivery.POLL
+    assert info(Transport.WEBSOCKET).echo is EventType.USER_MESSAGE
+    assert info(Transport.SSE).echo is EventType.MESSAGE
+    for transport in TRANSPORTS:
+        conn = Connection("x", transport, 0.0, wall=0.0)
+        detached = conn.state(attached=False)
+        if is_stream(transport):
+            assert detached is ConnectionState.DISCONNECTED
+        else:
+            assert detached is ConnectionState.WAITING
+        assert conn.polled is not is_stream(transport)
+
+
+def test_the_dashboard_shows_one_widget_per_transport() -> None:
+    dashboard = TransportDashboard("http://127.0.0.1:9")
+    assert [type(w) for w in dashboard.widgets] == [WIDGETS[t] for t in TRANSPORTS]
+    assert dashboard.long_polling is dashboard.by_transport[Transport.LONG_POLLING]
+    assert dashboard.websocket is dashboard.by_transport[Transport.WEBSOCKET]

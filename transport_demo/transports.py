@@ -1,0 +1,74 @@
+"""The transport table: every transport declared once, with what the rest of the package asks of it.
+
+A transport's *facts* live here: its wire name (:class:`~transport_demo.protocol.Transport`), how it
+delivers (:class:`Delivery`: a poll answered and acknowledged by the next poll, or a stream kept
+open), the event type its client's own texts come back as, and how people see it (label, colour).
+The delivery core (:mod:`transport_demo.connection`, the hubs), the class view and the clients ask
+this table instead of comparing against one transport by name.
+
+Each side registers its own *parts* against these names: the app its routers
+(:data:`transport_demo.app.ROUTERS`), :data:`transport_demo.clients.CLIENTS` the Python clients,
+:data:`transport_demo.widgets.WIDGETS` the widgets, and client.html its sections (``TRANSPORTS`` in
+its script). Adding a transport is a row here plus one module per side registered there.
+
+Imports nothing but the protocol vocabulary, so every layer may use it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from .protocol import EventType, Transport
+
+__all__ = ["TRANSPORTS", "Delivery", "TransportInfo", "info", "is_stream"]
+
+
+class Delivery(enum.StrEnum):
+    """How a transport delivers durable events."""
+
+    POLL = "poll"
+    """Each request is answered with what waits; the next request's ``last_seq`` acknowledges it.
+    Between requests the connection is ``waiting``; unseen for the poll expiry, it is removed."""
+    STREAM = "stream"
+    """One long-lived response or socket carries events as they come; a cut stream's connection
+    is ``disconnected`` and can be resumed within the resume grace."""
+
+
+@dataclass(frozen=True, slots=True)
+class TransportInfo:
+    """One row of the table."""
+
+    transport: Transport
+    delivery: Delivery
+    echo: EventType
+    """The type of the durable event a client's own text comes back as."""
+    label: str
+    """How people name it: "long polling", "SSE", "WebSocket"."""
+    colour: str
+    """Its colour in the class view and the benchmark's charts (CSS hex)."""
+
+
+TRANSPORTS: dict[Transport, TransportInfo] = {
+    info.transport: info
+    for info in (
+        TransportInfo(
+            Transport.LONG_POLLING, Delivery.POLL, EventType.MESSAGE, "long polling", "#e0a100"
+        ),
+        TransportInfo(Transport.SSE, Delivery.STREAM, EventType.MESSAGE, "SSE", "#2f7de1"),
+        TransportInfo(
+            Transport.WEBSOCKET, Delivery.STREAM, EventType.USER_MESSAGE, "WebSocket", "#27a55a"
+        ),
+    )
+}
+"""Every transport, in the order the suite shows them."""
+
+
+def info(transport: Transport | str) -> TransportInfo:
+    """The row of ``transport`` (a :class:`Transport` or its wire name)."""
+    return TRANSPORTS[Transport(transport)]
+
+
+def is_stream(transport: Transport | str) -> bool:
+    """Whether ``transport`` delivers over a kept-open stream (rather than polls)."""
+    return info(transport).delivery is Delivery.STREAM
