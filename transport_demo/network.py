@@ -19,7 +19,9 @@ handshake a relay on loopback would otherwise skip: the client's ``connect()`` i
 once, so the price shows up as a later first answer).
 
 What it does not model: loss and retransmission, TCP's congestion window, MTU. A stall is the
-nearest thing to loss: bytes wait (head-of-line) and arrive together when it ends.
+nearest thing to loss: bytes wait and arrive together, in order, when it ends. It is not
+head-of-line blocking (nothing was lost: a stalled path would stop every QUIC stream too; RFC 9000
+§13 removes only the wait a *lost* packet causes to other streams).
 
 Bounded: at most ``max_connections`` at a time (more are closed at once) and ``buffer_bytes``
 queued per connection and direction; a full queue stops reading from that side, so the sender's
@@ -255,7 +257,7 @@ class Network:
         self._call(stall)
 
     def resume(self, direction: Direction | str = Direction.BOTH) -> None:
-        """End a stall: what waited is delivered at once, in order (head-of-line)."""
+        """End a stall: what waited is delivered at once, in order."""
         self._call(lambda: self._resume(Direction(direction)))
 
     @contextlib.contextmanager
