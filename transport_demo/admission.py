@@ -44,11 +44,7 @@ class AddressBook:
         if address is None or self.limit is None:
             return
         if self._counts[address] >= self.limit:
-            raise TooManyConnectionsFromAddress(
-                f"Your address ({address}) already holds {self.limit} connections, the most this "
-                "server allows per address. Close some tabs or clients, or wait until old "
-                "connections expire."
-            )
+            raise TooManyConnectionsFromAddress.of(address, self.limit)
 
     def add(self, connection_id: str, address: str | None) -> None:
         """``connection_id`` now exists and belongs to ``address``."""

@@ -190,10 +190,7 @@ class Connection:
         """Store a durable event with the next seq and return the seq; raises
         :class:`QueueFull` (and changes nothing) when ``max_queue`` events are pending."""
         if self.pending >= self.limits.max_queue:
-            raise QueueFull(
-                f"{self.pending} events are waiting for this connection (the limit is "
-                f"{self.limits.max_queue}); this one was refused, none were dropped."
-            )
+            raise QueueFull.of(self.pending, self.limits.max_queue)
         seq = self.next_seq
         self.next_seq = seq + 1
         self.buffer.append((seq, events.durable_event(event_type, self.id, seq, text, wall)))

@@ -32,8 +32,11 @@ class TransportDemoError(Exception):
     """Base: ``code`` is the wire code (``"queue_full"``), ``detail`` a sentence for people."""
 
     code: str = "error"
+    default_detail: str = "The request failed."
+    """The sentence used when none is given: each error's wording exists once, here."""
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str | None = None) -> None:
+        detail = self.default_detail if detail is None else detail
         super().__init__(detail)
         self.detail = detail
 
@@ -42,6 +45,9 @@ class UnknownConnection(TransportDemoError):
     """No such connection: it expired, never existed, or belongs to another transport."""
 
     code = ErrorCode.UNKNOWN_CONNECTION
+    # The same answer for "expired", "never existed" and "another transport's id": an id is a
+    # key, and the answer must not tell a guesser which ids exist elsewhere.
+    default_detail = "No such connection: it expired or never existed. Start a new connection."
 
 
 class MessageTooLarge(TransportDemoError):
@@ -61,17 +67,37 @@ class QueueFull(TransportDemoError):
 
     code = ErrorCode.QUEUE_FULL
 
+    @classmethod
+    def of(cls, pending: int | str, limit: int) -> QueueFull:
+        """The refusal of an event when ``pending`` events wait and ``limit`` may."""
+        return cls(
+            f"{pending} events are waiting for this connection (the limit is {limit}); this one "
+            "was refused, none were dropped."
+        )
+
 
 class TooManyConnections(TransportDemoError):
     """The server holds ``max_connections`` connections."""
 
     code = ErrorCode.TOO_MANY_CONNECTIONS
 
+    @classmethod
+    def of(cls, limit: int) -> TooManyConnections:
+        return cls(f"The server holds its maximum of {limit} connections; try again later.")
+
 
 class TooManyConnectionsFromAddress(TransportDemoError):
     """The client's address already holds ``max_connections_per_address`` connections."""
 
     code = ErrorCode.TOO_MANY_CONNECTIONS_FROM_ADDRESS
+
+    @classmethod
+    def of(cls, address: str | None, limit: int | None) -> TooManyConnectionsFromAddress:
+        return cls(
+            f"Your address ({address}) already holds {limit} connections, the most this server "
+            "allows per address. Close some tabs or clients, or wait until old connections "
+            "expire."
+        )
 
 
 class RateLimited(TransportDemoError):
@@ -84,6 +110,7 @@ class ServerShuttingDown(TransportDemoError):
     """The server is stopping and takes nothing new."""
 
     code = ErrorCode.SHUTTING_DOWN
+    default_detail = "The server is shutting down."
 
 
 class InvalidJSON(TransportDemoError):
@@ -108,3 +135,4 @@ class BackendUnavailable(TransportDemoError):
     """The shared store (Redis) cannot be reached; try again shortly."""
 
     code = ErrorCode.BACKEND_UNAVAILABLE
+    default_detail = "The shared store (Redis) is unavailable; try again shortly."

@@ -60,6 +60,71 @@ def durable_event(
     )
 
 
+def durable_event_halves(
+    event_type: str, connection_id: str, text: str, wall: float | None = None
+) -> tuple[str, str]:
+    """:func:`durable_event` before and after its seq, for a store that assigns the seq itself
+    (the Redis append script puts it in between: the stored bytes are exactly the same)."""
+    return (
+        f'{{"type":"{event_type}","connection_id":"{connection_id}",'
+        f'"timestamp":"{timestamp(wall)}","seq":',
+        f',"message":{_encode_string(text)}}}',
+    )
+
+
+def stream_connected(
+    connection_id: str,
+    transport: str,
+    *,
+    resumed: bool,
+    last_seq: int,
+    heartbeat_interval: float,
+    resume_grace: float,
+    **extra: Any,
+) -> str:
+    """A stream's first event, encoded: which connection, whether it resumed, and from where."""
+    return encode(
+        make_event(
+            EventType.CONNECTED,
+            connection_id,
+            resumed=resumed,
+            transport=transport,
+            last_seq=last_seq,
+            heartbeat_interval=heartbeat_interval,
+            resume_grace=resume_grace,
+            **extra,
+        )
+    )
+
+
+def poll_connected(connection_id: str, *, poll_timeout: float, expires_after: float) -> str:
+    """The answer to a long poll that opened a connection, encoded."""
+    return encode(
+        make_event(
+            EventType.CONNECTED,
+            connection_id,
+            resumed=False,
+            transport="long-polling",
+            poll_timeout=poll_timeout,
+            expires_after=expires_after,
+        )
+    )
+
+
+def poll_timeout(connection_id: str, reason: str, *, poll_timeout: float, hold: float) -> str:
+    """A long poll answered with nothing (its hold ran out, or it was superseded, cut or shut
+    down: ``reason``), encoded."""
+    return encode(
+        make_event(
+            EventType.TIMEOUT,
+            connection_id,
+            reason=reason,
+            poll_timeout=poll_timeout,
+            hold=round(hold, 3),
+        )
+    )
+
+
 def heartbeat_event(connection_id: str, count: int) -> str:
     """A heartbeat, encoded: not durable, so no ``seq``."""
     return encode(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from . import events
 from .connection import Connection
-from .protocol import EndReason, EventType, Transport
+from .protocol import EndReason, Transport
 from .waiters import Waiter
 
 if TYPE_CHECKING:
@@ -29,15 +29,8 @@ def connect(hub: Registry, address: str | None = None) -> str:
     with hub.lock:
         conn = hub.create(Transport.LONG_POLLING, address)
     settings = hub.settings
-    return events.encode(
-        events.make_event(
-            EventType.CONNECTED,
-            conn.id,
-            resumed=False,
-            transport=conn.transport.value,
-            poll_timeout=settings.poll_timeout,
-            expires_after=settings.effective_poll_expiry,
-        )
+    return events.poll_connected(
+        conn.id, poll_timeout=settings.poll_timeout, expires_after=settings.effective_poll_expiry
     )
 
 
@@ -117,12 +110,6 @@ def hold_for(poll_timeout: float, jitter: float) -> float:
 
 
 def _timeout(hub: Registry, conn: Connection, reason: EndReason, hold: float) -> str:
-    return events.encode(
-        events.make_event(
-            EventType.TIMEOUT,
-            conn.id,
-            reason=reason.value,
-            poll_timeout=hub.settings.poll_timeout,
-            hold=round(hold, 3),
-        )
+    return events.poll_timeout(
+        conn.id, reason.value, poll_timeout=hub.settings.poll_timeout, hold=hold
     )

@@ -19,21 +19,20 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from . import held_polls
 from .connection import check_text
 from .errors import QueueFull
-from .protocol import ConnectionState, EndReason, EventType, Transport
+from .protocol import EndReason, EventType, Transport
 from .registry import Registry
 from .settings import Settings
+from .stats import StatsTally
 from .stream import Stream, open_stream
 from .waiters import Outgoing
 
-__all__ = ["STATS_LIST_LIMIT", "Hub", "Outgoing", "Stream", "Transport"]
-
-STATS_LIST_LIMIT = 1000
-"""/stats lists at most this many connections (``connection_list_truncated`` says when more)."""
+__all__ = ["Hub", "Outgoing", "Stream", "Transport"]
 
 
 class Hub(Registry):
@@ -210,24 +209,17 @@ class Hub(Registry):
     def stats(self) -> dict[str, Any]:
         """Counts and a per-connection list for ``/stats``: short ids only, never message text."""
         now, wall = self._clock(), time.time()
+        tally = StatsTally()
         with self.lock:
-            by_transport = dict.fromkeys((t.value for t in Transport), 0)
-            by_state = dict.fromkeys((s.value for s in ConnectionState), 0)
-            listed: list[dict[str, Any]] = []
             for conn in self._store:
                 attached = conn.id in self._waiters
-                by_transport[conn.transport.value] += 1
-                by_state[conn.state(attached=attached).value] += 1
-                if len(listed) < STATS_LIST_LIMIT:
-                    listed.append(conn.summary(attached=attached, now=now, wall=wall))
-            total = len(self._store)
-            return {
-                "connections": by_transport,
-                "states": by_state,
-                "total": total,
-                **self._counters,
-                "uptime": round(now - self._started, 3),
-                "connection_list": listed,
-                "connection_list_truncated": total > len(listed),
-                "client_addresses": self._admission.addresses.addresses(),
-            }
+                tally.add(
+                    conn.transport.value,
+                    conn.state(attached=attached),
+                    partial(conn.summary, attached=attached, now=now, wall=wall),
+                )
+            return tally.answer(
+                self._counters,
+                now - self._started,
+                self._admission.addresses.addresses(),
+            )

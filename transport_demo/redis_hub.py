@@ -40,7 +40,8 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
+from functools import partial
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -63,10 +64,12 @@ from .errors import (
     UnknownConnection,
 )
 from .held_polls import hold_for
-from .protocol import ConnectionState, EndReason, ErrorCode, EventType, Transport
+from .protocol import ConnectionState, EndReason, EventType, Transport
 from .redis_calls import Arg, ScriptCalls
 from .registry import COUNTERS
 from .settings import Settings
+from .stats import StatsTally
+from .stream_loop import StreamLoop
 from .transports import info, is_stream
 from .waiters import MAX_UNSENT_ERRORS, Outgoing
 
@@ -83,7 +86,6 @@ ADDRESSES_KEY = f"{KEY_PREFIX}:addrs"  # sorted set: counted client address -> w
 MAX_BATCH = 1000  # events one script returns; a longer backlog takes several
 BEAT_SECONDS = 1.0  # how often a process says it is alive (and checks that Redis is)
 COMMAND_TIMEOUT = 2.0  # seconds a command may take before Redis counts as unavailable
-STATS_LIST_LIMIT = 1000
 
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OSError)
 
@@ -93,16 +95,6 @@ T = TypeVar("T")
 def connection_keys(connection_id: str) -> list[str]:
     """The keys a script is given for one connection: its hash, its log and the index."""
     return [f"{KEY_PREFIX}:{{{connection_id}}}", f"{KEY_PREFIX}:{{{connection_id}}}:log", INDEX_KEY]
-
-
-def _unknown() -> UnknownConnection:
-    return UnknownConnection(
-        "No such connection: it expired or never existed. Start a new connection."
-    )
-
-
-def _unavailable() -> BackendUnavailable:
-    return BackendUnavailable("The shared store (Redis) is unavailable; try again shortly.")
 
 
 class _Waiter:
@@ -135,7 +127,7 @@ class _Waiter:
         self.wakeup.set()
 
 
-class RedisStream(_Waiter):
+class RedisStream(StreamLoop, _Waiter):
     """An SSE or WebSocket stream attached to a connection kept in Redis (the same interface as
     :class:`~transport_demo.stream.Stream`)."""
 
@@ -147,50 +139,12 @@ class RedisStream(_Waiter):
         self.connected = Outgoing("")
         self.outbox: list[Outgoing] = []
 
-    async def batches(self) -> AsyncIterator[list[Outgoing]]:
-        """``connected``, then durable events in seq order, with heartbeats when due; an
-        ``error`` event (``backend_unavailable``) last when Redis went away."""
-        hub = self.hub
-        loop = asyncio.get_running_loop()
-        interval = hub.settings.heartbeat_interval
-        yield [self.connected]
-        next_beat = loop.time() + interval
-        timer = loop.call_at(next_beat, self.wakeup.set)
-        try:
-            while True:
-                self.wakeup.clear()
-                if self.ended is None:
-                    try:
-                        batch = await self._take() if self.pending else self._take_outbox()
-                        now = loop.time()
-                        if batch is not None and now >= next_beat:
-                            beat = await self._heartbeat()
-                            if beat is None:
-                                batch = None
-                            else:
-                                batch.append(beat)
-                                next_beat += interval
-                                if next_beat <= now:  # fell behind: don't send a burst
-                                    next_beat = now + interval
-                                timer.cancel()
-                                timer = loop.call_at(next_beat, self.wakeup.set)
-                    except BackendUnavailable:
-                        self.ended = EndReason.BACKEND_UNAVAILABLE
-                        batch = None
-                else:
-                    batch = None
-                if batch is None:
-                    if self.ended is EndReason.BACKEND_UNAVAILABLE:
-                        yield [self._error(ErrorCode.BACKEND_UNAVAILABLE, str(_unavailable()))]
-                    elif self.ended is EndReason.EXPIRED:
-                        yield [self._error(ErrorCode.UNKNOWN_CONNECTION, str(_unknown()))]
-                    return
-                if batch:
-                    yield batch
-                    continue
-                await self.wakeup.wait()
-        finally:
-            timer.cancel()
+    @property
+    def heartbeat_interval(self) -> float:
+        return self.hub.settings.heartbeat_interval
+
+    def _connection_id(self) -> str:
+        return self.connection_id
 
     async def areceive(self, text: str) -> int:
         """The client sent ``text`` on this stream: store its echo, return the seq."""
@@ -229,6 +183,10 @@ class RedisStream(_Waiter):
         return out
 
     async def _take(self) -> list[Outgoing] | None:
+        if self.ended is not None:
+            return None
+        if not self.pending:  # woken by the heartbeat timer or an error only: nothing in Redis
+            return self._take_outbox()
         self.pending = False  # cleared first: a wake-up during the script sets it again
         out = self._take_outbox()
         hub = self.hub
@@ -378,7 +336,7 @@ class RedisHub:
         with the other calls of this moment: :mod:`transport_demo.redis_calls`)."""
         calls = self._calls
         if calls is None:
-            raise _unavailable()
+            raise BackendUnavailable()
         if not is_connection_id(connection_id):
             # What every script answers for a connection that is not in Redis: an id a client
             # made up never names a key (nor is sent to Redis at all).
@@ -386,19 +344,19 @@ class RedisHub:
         try:
             reply = await calls.run(name, connection_keys(connection_id), [connection_id, *args])
         except _UNAVAILABLE:
-            raise _unavailable() from None
+            raise BackendUnavailable() from None
         except ResponseError as exc:
             if "LOADING" in str(exc) or "MASTERDOWN" in str(exc):
-                raise _unavailable() from None
+                raise BackendUnavailable() from None
             raise
         return list(reply)
 
     def _ready(self) -> None:
         """Refuse new work while closing or while wake-ups can't reach this process."""
         if self._closing:
-            raise ServerShuttingDown("The server is shutting down.")
+            raise ServerShuttingDown()
         if not (self._subscribed and self._answering):
-            raise _unavailable()
+            raise BackendUnavailable()
 
     def _attached_ttl_ms(self) -> float:
         s = self.settings
@@ -538,17 +496,10 @@ class RedisHub:
             limit or 0,
         )
         if int(reply[0]) == -5:
-            raise TooManyConnections(
-                f"The server holds its maximum of {self.settings.max_connections} connections; "
-                "try again later."
-            )
+            raise TooManyConnections.of(self.settings.max_connections)
         if int(reply[0]) == -6:
             self._counters["refused_per_address"] += 1
-            raise TooManyConnectionsFromAddress(
-                f"Your address ({address}) already holds {limit} connections, the most this "
-                "server allows per address. Close some tabs or clients, or wait until old "
-                "connections expire."
-            )
+            raise TooManyConnectionsFromAddress.of(address, limit)
         self._counters["connections_opened"] += 1
         return connection_id
 
@@ -560,15 +511,10 @@ class RedisHub:
             Transport.LONG_POLLING, "", "", self._idle_ttl_ms(), address
         )
         settings = self.settings
-        return events.encode(
-            events.make_event(
-                EventType.CONNECTED,
-                connection_id,
-                resumed=False,
-                transport=Transport.LONG_POLLING.value,
-                poll_timeout=settings.poll_timeout,
-                expires_after=settings.effective_poll_expiry,
-            )
+        return events.poll_connected(
+            connection_id,
+            poll_timeout=settings.poll_timeout,
+            expires_after=settings.effective_poll_expiry,
         )
 
     async def aopen_stream(
@@ -613,17 +559,16 @@ class RedisHub:
             )
             self._adopt(stream)
         settings = self.settings
-        connected = events.make_event(
-            EventType.CONNECTED,
+        connected = events.stream_connected(
             stream.connection_id,
+            transport.value,
             resumed=not extra and connection_id is not None,
-            transport=transport.value,
             last_seq=point,
             heartbeat_interval=settings.heartbeat_interval,
             resume_grace=settings.resume_grace,
             **extra,
         )
-        stream.connected = Outgoing(events.encode(connected), f"{stream.connection_id}:{point}")
+        stream.connected = Outgoing(connected, f"{stream.connection_id}:{point}")
         return stream
 
     def _adopt(self, waiter: _Waiter) -> None:
@@ -657,7 +602,7 @@ class RedisHub:
         *,
         wake: bool = True,
     ) -> int:
-        prefix, suffix = _event_halves(event_type, connection_id, text)
+        prefix, suffix = events.durable_event_halves(event_type, connection_id, text, time.time())
         reply = await self._call(
             "APPEND",
             connection_id,
@@ -671,19 +616,16 @@ class RedisHub:
         )
         seq = int(reply[0])
         if seq == -1:
-            raise _unknown()
+            raise UnknownConnection()
         if seq == -2:
-            raise QueueFull(
-                f"{reply[1]} events are waiting for this connection (the limit is "
-                f"{self.settings.max_queue}); this one was refused, none were dropped."
-            )
+            raise QueueFull.of(reply[1], self.settings.max_queue)
         return seq
 
     async def apublish(self, connection_id: str, text: str) -> int:
         """:meth:`publish` on the server's loop."""
         text = check_text(text, self.settings.max_message_bytes)
         if self._closing:
-            raise ServerShuttingDown("The server is shutting down.")
+            raise ServerShuttingDown()
         seq = await self._append(connection_id, EventType.MESSAGE, text, None)
         self._counters["messages_published"] += 1
         return seq
@@ -692,25 +634,23 @@ class RedisHub:
         """:meth:`broadcast` on the server's loop: one pipelined append per connection."""
         text = check_text(text, self.settings.max_message_bytes)
         if self._closing:
-            raise ServerShuttingDown("The server is shutting down.")
+            raise ServerShuttingDown()
         if self._redis is None:
-            raise _unavailable()
+            raise BackendUnavailable()
         try:
             ids: list[str] = [
                 str(i)
                 for i in await self._redis.zrangebyscore(INDEX_KEY, int(time.time() * 1000), "+inf")
             ]
         except _UNAVAILABLE:
-            raise _unavailable() from None
-        settings = self.settings
+            raise BackendUnavailable() from None
 
         async def append(connection_id: str) -> bool:
-            prefix, suffix = _event_halves(EventType.MESSAGE, connection_id, text)
-            reply = await self._call(
-                "APPEND", connection_id, "", prefix, suffix,
-                settings.max_queue, settings.replay_window, "0", "1",
-            )  # fmt: skip
-            return int(reply[0]) > 0
+            try:
+                await self._append(connection_id, EventType.MESSAGE, text, None)
+            except (QueueFull, UnknownConnection):  # full, or expired meanwhile: skipped
+                return False
+            return True
 
         count = 0
         for start in range(0, len(ids), 500):  # a few batches at a time, pipelined
@@ -728,9 +668,9 @@ class RedisHub:
     ) -> int:
         text = check_text(text, self.settings.max_message_bytes)
         if self._closing:
-            raise ServerShuttingDown("The server is shutting down.")
+            raise ServerShuttingDown()
         if not is_connection_id(connection_id):
-            raise _unknown()  # before a rate bucket is keyed by it
+            raise UnknownConnection()  # before a rate bucket is keyed by it
         now = time.monotonic()
         self._rates.prune(now)
         try:
@@ -772,25 +712,25 @@ class RedisHub:
         """``live``, ``waiting`` or ``disconnected``; raises :class:`UnknownConnection`."""
         state = self._from_thread(self._state(connection_id))
         if state is None:
-            raise _unknown()
+            raise UnknownConnection()
         return state
 
     async def _state(self, connection_id: str) -> ConnectionState | None:
         if self._redis is None:
-            raise _unavailable()
+            raise BackendUnavailable()
         try:
             transport, owner = await self._redis.hmget(connection_keys(connection_id)[0], "t", "o")
         except _UNAVAILABLE:
-            raise _unavailable() from None
+            raise BackendUnavailable() from None
         return None if transport is None else _state_of(str(transport), str(owner or ""))
 
     async def _count(self) -> int:
         if self._redis is None:
-            raise _unavailable()
+            raise BackendUnavailable()
         try:
             return int(await self._redis.zcount(INDEX_KEY, int(time.time() * 1000), "+inf"))
         except _UNAVAILABLE:
-            raise _unavailable() from None
+            raise BackendUnavailable() from None
 
     def stats(self) -> dict[str, Any]:
         """:meth:`astats` from any thread but the server's own (a widget's sampler)."""
@@ -827,7 +767,7 @@ class RedisHub:
         loop = self._loop
         if loop is None or loop.is_closed():
             coro.close()
-            raise _unavailable()
+            raise BackendUnavailable()
         if threading.get_ident() == self._loop_thread:
             coro.close()
             raise RuntimeError("On the server's own loop, await apublish()/abroadcast() instead.")
@@ -847,7 +787,7 @@ class RedisHub:
         seq_arg = "" if last_seq is None else last_seq
         reply = await self._poll_step(waiter, seq_arg, "begin", hold)
         if reply[0] < 0:
-            raise _unknown()
+            raise UnknownConnection()
         self._supersede_here(reply[1], reply[2], connection_id)
         if reply[0] > 0 or hold <= 0:
             await self._supersede(reply[1], reply[2], waiter)
@@ -872,12 +812,12 @@ class RedisHub:
                             break
                         if reply[0] < 0:
                             cleared = True
-                            raise _unknown()
+                            raise UnknownConnection()
                         if reply[0] > 0:
                             cleared = True
                             return self._poll_answer(connection_id, reply)
             if waiter.ended is EndReason.BACKEND_UNAVAILABLE:
-                raise _unavailable()
+                raise BackendUnavailable()
             if waiter.ended is None:
                 reply = await self._poll_step(waiter, seq_arg, "final", hold)
                 cleared = True
@@ -915,14 +855,8 @@ class RedisHub:
         return events.poll_batch(connection_id, [str(reply[i]) for i in range(4, 4 + 2 * n, 2)])
 
     def _timeout(self, connection_id: str, reason: EndReason, hold: float) -> str:
-        return events.encode(
-            events.make_event(
-                EventType.TIMEOUT,
-                connection_id,
-                reason=reason.value,
-                poll_timeout=self.settings.poll_timeout,
-                hold=round(hold, 3),
-            )
+        return events.poll_timeout(
+            connection_id, reason.value, poll_timeout=self.settings.poll_timeout, hold=hold
         )
 
     async def send_and_poll(
@@ -946,7 +880,7 @@ class RedisHub:
         """/stats: the cluster's connections (from Redis), this process's counters, and every
         live process's row. Short ids only, never message text."""
         if self._redis is None:
-            raise _unavailable()
+            raise BackendUnavailable()
         now_ms = int(time.time() * 1000)
         try:
             ids: list[str] = [
@@ -962,48 +896,40 @@ class RedisHub:
                 pipe.hgetall(PROCESSES_KEY)
                 replies = await pipe.execute()
         except _UNAVAILABLE:
-            raise _unavailable() from None
+            raise BackendUnavailable() from None
         addresses, live_procs, rows = replies[-3], replies[-2], replies[-1]
-        by_transport = dict.fromkeys((t.value for t in Transport), 0)
-        by_state = dict.fromkeys((s.value for s in ConnectionState), 0)
-        listed: list[dict[str, Any]] = []
+        tally = StatsTally()
         for connection_id, fields in zip(ids, replies[:-3], strict=True):
-            transport, owner, seq, released, delivered, received, created, seen = fields
+            transport, owner = fields[0], fields[1]
             if transport is None:
                 continue  # expired between the two reads
-            state = _state_of(transport, owner)
-            by_transport[transport] += 1
-            by_state[state.value] += 1
-            if len(listed) < STATS_LIST_LIMIT:
-                listed.append(
-                    {
-                        "id": connection_id[:8],
-                        "transport": transport,
-                        "state": state.value,
-                        "queued": int(seq) - int(released),
-                        "delivered": int(delivered),
-                        "received": int(received),
-                        "last_seq": int(seq),
-                        "created": events.timestamp(float(created)),
-                        "last_seen": events.timestamp(int(seen) / 1000),
-                        "process": owner or None,
-                    }
-                )
-        total = sum(by_transport.values())
+            tally.add(transport, _state_of(transport, owner), partial(_row, connection_id, fields))
         processes = [json.loads(rows[p]) for p in live_procs if p in rows]
-        return {
-            "connections": by_transport,
-            "states": by_state,
-            "total": total,
-            **self._counters,
-            "uptime": round(time.monotonic() - self._started, 3),
-            "connection_list": listed,
-            "connection_list_truncated": total > len(listed),
-            "client_addresses": int(addresses),  # counted ones (classroom limits), cluster-wide
-            "backend": "redis",
-            "process": {"id": self.process_id, "attached": len(self._waiters)},
-            "processes": processes,
-        }
+        return tally.answer(
+            self._counters,
+            time.monotonic() - self._started,
+            int(addresses),  # counted ones (classroom limits), cluster-wide
+            backend="redis",
+            process={"id": self.process_id, "attached": len(self._waiters)},
+            processes=processes,
+        )
+
+
+def _row(connection_id: str, fields: list[Any]) -> dict[str, Any]:
+    """A connection's /stats row from its hash (the fields ``stats`` reads)."""
+    transport, owner, seq, released, delivered, received, created, seen = fields
+    return {
+        "id": connection_id[:8],
+        "transport": transport,
+        "state": _state_of(transport, owner).value,
+        "queued": int(seq) - int(released),
+        "delivered": int(delivered),
+        "received": int(received),
+        "last_seq": int(seq),
+        "created": events.timestamp(float(created)),
+        "last_seen": events.timestamp(int(seen) / 1000),
+        "process": owner or None,
+    }
 
 
 def _state_of(transport: str, owner: str | None) -> ConnectionState:
@@ -1013,11 +939,3 @@ def _state_of(transport: str, owner: str | None) -> ConnectionState:
     if not is_stream(transport):
         return ConnectionState.WAITING
     return ConnectionState.DISCONNECTED
-
-
-def _event_halves(event_type: EventType, connection_id: str, text: str) -> tuple[str, str]:
-    """The encoded durable event before and after its seq: the append script puts the seq it
-    assigns in between, so the stored bytes are exactly :func:`events.durable_event`'s."""
-    full = events.durable_event(event_type, connection_id, 0, text, time.time())
-    cut = full.index(',"seq":0,')
-    return full[:cut] + ',"seq":', full[cut + len(',"seq":0') :]

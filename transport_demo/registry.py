@@ -102,7 +102,7 @@ class Registry:
     def refuse_if_closing(self) -> None:
         """Raise :class:`ServerShuttingDown` once :meth:`close` has begun."""
         if self._closing:
-            raise ServerShuttingDown("The server is shutting down.")
+            raise ServerShuttingDown()
 
     # -- the interface for waiters (held_polls.py, stream.py); call with ``lock`` held ---------
 
@@ -110,11 +110,7 @@ class Registry:
         """The connection, or :class:`UnknownConnection` (also for another transport's id)."""
         conn = self._store.get(connection_id) if isinstance(connection_id, str) else None
         if conn is None or (transport is not None and conn.transport is not transport):
-            # Same answer for "expired", "never existed" and "another transport's id": an id is
-            # a key, and the answer must not tell a guesser which ids exist elsewhere.
-            raise UnknownConnection(
-                "No such connection: it expired or never existed. Start a new connection."
-            )
+            raise UnknownConnection()  # one answer for expired, never made, another's
         return conn
 
     def lookup(self, connection_id: str | None, transport: Transport) -> Connection | None:
@@ -128,10 +124,7 @@ class Registry:
         :class:`ServerShuttingDown`."""
         self.refuse_if_closing()
         if len(self._store) >= self.settings.max_connections:
-            raise TooManyConnections(
-                f"The server holds its maximum of {self.settings.max_connections} connections; "
-                "try again later."
-            )
+            raise TooManyConnections.of(self.settings.max_connections)
         try:
             self._admission.addresses.admit(address)
         except TooManyConnectionsFromAddress:

@@ -10,13 +10,12 @@ gone. The stream and :mod:`transport_demo.held_polls` use the registry's public 
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from . import events
 from .errors import UnknownConnection
-from .protocol import EndReason, EventType, Transport
+from .protocol import EndReason, Transport
+from .stream_loop import StreamLoop
 from .waiters import MAX_UNSENT_ERRORS, Outgoing, Waiter
 
 if TYPE_CHECKING:
@@ -26,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["Stream", "open_stream"]
 
 
-class Stream(Waiter):
+class Stream(StreamLoop, Waiter):
     """A stream (SSE or WebSocket) attached to a connection; made by :meth:`Hub.open_stream`.
 
     Iterate :meth:`batches` (or :meth:`events`) and write each item; call :meth:`close` when the
@@ -47,47 +46,12 @@ class Stream(Waiter):
         """The id of the connection this stream is attached to."""
         return self.conn.id
 
-    async def events(self) -> AsyncIterator[Outgoing]:
-        """``connected``, then durable events in seq order, with heartbeats when due."""
-        async for batch in self.batches():
-            for item in batch:
-                yield item
+    @property
+    def heartbeat_interval(self) -> float:
+        return self.hub.settings.heartbeat_interval
 
-    async def batches(self) -> AsyncIterator[list[Outgoing]]:
-        """:meth:`events`, a batch at a time: all that is ready, so that a writer can send a
-        burst in one write (one system call instead of one per event)."""
-        hub = self.hub
-        loop = asyncio.get_running_loop()
-        interval = hub.settings.heartbeat_interval
-        yield [self.connected]
-        next_beat = loop.time() + interval
-        # One timer per heartbeat, not one armed and cancelled around every wait: that timer
-        # (and the heap work behind it) was a visible share of each push (docs/benchmarks.md).
-        timer = loop.call_at(next_beat, self.wakeup.set)
-        try:
-            while True:
-                # Clear before taking: a publish after the take sets it again, so none is missed.
-                self.wakeup.clear()
-                batch = self._take()
-                if batch is None:
-                    return
-                now = loop.time()
-                if now >= next_beat:
-                    beat = self._heartbeat()
-                    if beat is None:
-                        return
-                    batch.append(beat)
-                    next_beat += interval
-                    if next_beat <= now:  # fell behind (a blocked writer): don't send a burst
-                        next_beat = now + interval
-                    timer.cancel()
-                    timer = loop.call_at(next_beat, self.wakeup.set)
-                if batch:
-                    yield batch
-                    continue
-                await self.wakeup.wait()
-        finally:
-            timer.cancel()
+    def _connection_id(self) -> str:
+        return self.conn.id
 
     def receive(self, text: str) -> int:
         """The client sent ``text`` on this stream: queue its echo, return the seq."""
@@ -124,7 +88,7 @@ class Stream(Waiter):
             if hub.release(self):
                 self.conn.detached_at = self.conn.last_seen = hub.now()
 
-    def _take(self) -> list[Outgoing] | None:
+    async def _take(self) -> list[Outgoing] | None:
         """What to write now, marked as written; ``None`` when the stream must end."""
         with self.hub.lock:
             if self.ended is not None:
@@ -137,7 +101,7 @@ class Stream(Waiter):
                 out.extend(Outgoing(data, prefix + str(seq)) for seq, data in batch)
             return out
 
-    def _heartbeat(self) -> Outgoing | None:
+    async def _heartbeat(self) -> Outgoing | None:
         with self.hub.lock:
             if self.ended is not None:
                 return None
@@ -179,15 +143,14 @@ def open_stream(
         conn.detached_at = None
         conn.last_seen = hub.now()
         settings = hub.settings
-        connected = events.make_event(
-            EventType.CONNECTED,
+        connected = events.stream_connected(
             conn.id,
+            transport.value,
             resumed=resumed,
-            transport=transport.value,
             last_seq=point,
             heartbeat_interval=settings.heartbeat_interval,
             resume_grace=settings.resume_grace,
             **extra,
         )
-        stream.connected = Outgoing(events.encode(connected), f"{conn.id}:{point}")
+        stream.connected = Outgoing(connected, f"{conn.id}:{point}")
         return stream
