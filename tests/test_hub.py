@@ -77,7 +77,7 @@ async def test_seq_numbering_is_per_connection_and_gapless() -> None:
     a, b = connect_lp(hub), connect_lp(hub)
     assert [hub.publish(a, f"a{i}") for i in range(3)] == [1, 2, 3]
     assert hub.publish(b, "b0") == 1
-    answer = json.loads(await hub.poll(a, last_seq=0))
+    answer = json.loads(await hub.apoll(a, last_seq=0))
     assert answer["type"] == "message"
     assert [m["seq"] for m in answer["messages"]] == [1, 2, 3]
     assert [m["message"] for m in answer["messages"]] == ["a0", "a1", "a2"]
@@ -92,12 +92,12 @@ async def test_long_poll_redelivers_until_acknowledged() -> None:
     cid = connect_lp(hub)
     hub.publish(cid, "one")
     hub.publish(cid, "two")
-    first = json.loads(await hub.poll(cid, last_seq=0))
+    first = json.loads(await hub.apoll(cid, last_seq=0))
     # The answer was "lost": the client polls again with the same resume point.
-    again = json.loads(await hub.poll(cid, last_seq=0))
+    again = json.loads(await hub.apoll(cid, last_seq=0))
     assert [m["seq"] for m in again["messages"]] == [1, 2] == [m["seq"] for m in first["messages"]]
     hub.publish(cid, "three")
-    after_ack = json.loads(await hub.poll(cid, last_seq=2))
+    after_ack = json.loads(await hub.apoll(cid, last_seq=2))
     assert [m["seq"] for m in after_ack["messages"]] == [3]
     assert hub.connection(cid).buffer[0][0] == 3  # 1 and 2 were freed by the ack
     await hub.close()
@@ -107,8 +107,8 @@ async def test_long_poll_without_last_seq_counts_sent_as_delivered() -> None:
     hub, _ = await started()
     cid = connect_lp(hub)
     hub.publish(cid, "one")
-    assert len(json.loads(await hub.poll(cid))["messages"]) == 1
-    answer = json.loads(await hub.poll(cid, hold=0.05))
+    assert len(json.loads(await hub.apoll(cid))["messages"]) == 1
+    answer = json.loads(await hub.apoll(cid, hold=0.05))
     assert answer["type"] == "timeout" and answer["reason"] == "hold_expired"
     await hub.close()
 
@@ -116,7 +116,7 @@ async def test_long_poll_without_last_seq_counts_sent_as_delivered() -> None:
 async def test_held_poll_returns_when_data_arrives() -> None:
     hub, _ = await started()
     cid = connect_lp(hub)
-    poll = asyncio.create_task(hub.poll(cid, last_seq=0, hold=5))
+    poll = asyncio.create_task(hub.apoll(cid, last_seq=0, hold=5))
     await until_async(lambda: hub.state_of(cid) == "live", what="poll held")
     assert not poll.done()
     hub.publish(cid, "now")
@@ -128,9 +128,9 @@ async def test_held_poll_returns_when_data_arrives() -> None:
 async def test_new_poll_supersedes_held_one_without_loss_or_duplicate() -> None:
     hub, _ = await started()
     cid = connect_lp(hub)
-    old = asyncio.create_task(hub.poll(cid, last_seq=0, hold=5))
+    old = asyncio.create_task(hub.apoll(cid, last_seq=0, hold=5))
     await until_async(lambda: hub.state_of(cid) == "live", what="poll held")
-    new = asyncio.create_task(hub.poll(cid, last_seq=0, hold=5))
+    new = asyncio.create_task(hub.apoll(cid, last_seq=0, hold=5))
     old_answer = json.loads(await asyncio.wait_for(old, 1))
     assert old_answer == {**old_answer, "type": "timeout", "reason": "superseded"}
     assert "messages" not in old_answer
@@ -142,9 +142,9 @@ async def test_new_poll_supersedes_held_one_without_loss_or_duplicate() -> None:
 async def test_send_and_poll_answers_at_once_and_ends_the_held_poll() -> None:
     hub, _ = await started()
     cid = connect_lp(hub)
-    held = asyncio.create_task(hub.poll(cid, last_seq=0, hold=5))
+    held = asyncio.create_task(hub.apoll(cid, last_seq=0, hold=5))
     await until_async(lambda: hub.state_of(cid) == "live", what="poll held")
-    answer = json.loads(await hub.send_and_poll(cid, "hello", last_seq=0))
+    answer = json.loads(await hub.asend_and_poll(cid, "hello", last_seq=0))
     assert answer["queued_seq"] == 1
     assert [(m["seq"], m["message"]) for m in answer["messages"]] == [(1, "hello")]
     held_answer = json.loads(await asyncio.wait_for(held, 1))
@@ -159,11 +159,11 @@ async def test_queue_full_refuses_new_and_keeps_accepted() -> None:
         hub.publish(cid, str(i))
     with pytest.raises(QueueFull):
         hub.publish(cid, "refused")
-    answer = json.loads(await hub.poll(cid, last_seq=0))
+    answer = json.loads(await hub.apoll(cid, last_seq=0))
     assert [m["message"] for m in answer["messages"]] == ["0", "1", "2"]
     with pytest.raises(QueueFull):  # sent but not acknowledged still counts
         hub.publish(cid, "still refused")
-    await hub.poll(cid, last_seq=3, hold=0)
+    await hub.apoll(cid, last_seq=3, hold=0)
     assert hub.publish(cid, "accepted") == 4
     await hub.close()
 
@@ -192,7 +192,7 @@ async def test_unknown_and_cross_transport_ids_are_refused() -> None:
     with pytest.raises(UnknownConnection):
         hub.receive(cid, "x", Transport.SSE)
     with pytest.raises(UnknownConnection):
-        await hub.poll("nope")
+        await hub.apoll("nope")
     await hub.close()
 
 
@@ -293,7 +293,7 @@ async def test_expiry_after_grace_and_poll_expiry() -> None:
     assert hub.reap() == 1
     assert lp not in hub and live.connection_id in hub  # an attached stream never expires
     with pytest.raises(UnknownConnection):
-        await hub.poll(lp)
+        await hub.apoll(lp)
     assert hub.stats()["connections_expired"] == 2
     await hub.close()
 
@@ -315,7 +315,7 @@ async def test_broadcast_reaches_everyone_and_skips_full_queues() -> None:
     a, b = connect_lp(hub), connect_lp(hub)
     hub.publish(a, "fills a")
     assert hub.broadcast("all") == 1
-    assert json.loads(await hub.poll(b, last_seq=0))["messages"][0]["message"] == "all"
+    assert json.loads(await hub.apoll(b, last_seq=0))["messages"][0]["message"] == "all"
     await hub.close()
 
 
@@ -341,7 +341,7 @@ async def test_close_ends_streams_and_polls_and_refuses_new_work() -> None:
     hub, _ = await started()
     stream = hub.open_stream(Transport.SSE)
     cid = connect_lp(hub)
-    poll = asyncio.create_task(hub.poll(cid, last_seq=0, hold=30))
+    poll = asyncio.create_task(hub.apoll(cid, last_seq=0, hold=30))
     reader = asyncio.create_task(drain(stream, 100))
     await until_async(lambda: hub.state_of(cid) == "live", what="poll held")
     await hub.close()
@@ -447,7 +447,7 @@ async def test_disconnect_all_cuts_one_transport_and_keeps_its_connections() -> 
     sse = hub.open_stream(Transport.SSE)
     ws = hub.open_stream(Transport.WEBSOCKET)
     lp = connect_lp(hub)
-    held = asyncio.create_task(hub.poll(lp, last_seq=0, hold=5))
+    held = asyncio.create_task(hub.apoll(lp, last_seq=0, hold=5))
     await until_async(lambda: hub.state_of(lp) == "live", what="poll held")
     await drain(sse, 1)
     assert hub.disconnect_all(Transport.SSE) == 1

@@ -41,7 +41,12 @@ class AttachedStream(Protocol):
 
 
 class Backend(Protocol):
-    """What the routers, ``/stats`` and the launcher call on ``app.state.hub``."""
+    """What the routers, ``/stats`` and the launcher call on ``app.state.hub``.
+
+    One naming rule: an operation that is a coroutine starts with ``a`` (``apoll``,
+    ``areceive``, …); an unprefixed one is synchronous and may be called from any thread (a
+    notebook's: ``publish``, ``broadcast``, ``stats``, ``disconnect_all``). ``start`` and
+    ``close`` are the server's life cycle, awaited on its loop."""
 
     settings: Settings
 
@@ -51,11 +56,11 @@ class Backend(Protocol):
 
     async def aconnect_long_poll(self, address: str | None = None) -> str: ...
 
-    async def poll(
+    async def apoll(
         self, connection_id: str, last_seq: int | None = None, *, hold: float | None = None
     ) -> str: ...
 
-    async def send_and_poll(
+    async def asend_and_poll(
         self, connection_id: str, text: str, last_seq: int | None = None
     ) -> str: ...
 

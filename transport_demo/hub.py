@@ -116,7 +116,7 @@ class Hub(Registry):
         ``connected`` event."""
         return held_polls.connect(self, address)
 
-    async def poll(
+    async def apoll(
         self,
         connection_id: str,
         last_seq: int | None = None,
@@ -126,7 +126,7 @@ class Hub(Registry):
         """Answer a long poll (:func:`transport_demo.held_polls.poll`)."""
         return await held_polls.poll(self, connection_id, last_seq, hold=hold)
 
-    async def send_and_poll(
+    async def asend_and_poll(
         self, connection_id: str, text: str, last_seq: int | None = None
     ) -> str:
         """A text sent on long polling (:func:`transport_demo.held_polls.send_and_poll`)."""

@@ -75,7 +75,7 @@ async def short_poll(request: Request, body: ShortPoll | None = None) -> Respons
         # connection is a long-polling one).
         address = request.client.host if request.client else None
         return _json_text(await hub.aconnect_long_poll(address))
-    answer = await hub.poll(body.connection_id, body.last_seq, hold=0)
+    answer = await hub.apoll(body.connection_id, body.last_seq, hold=0)
     if json.loads(answer).get("type") == "timeout":
         empty = {"type": "empty", "connection_id": body.connection_id, "timestamp": _now()}
         return JSONResponse(empty, headers={"Cache-Control": "no-store"})

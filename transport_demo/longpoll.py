@@ -34,5 +34,5 @@ async def poll(request: Request) -> Response:
         address = request.client.host if request.client else None
         return json_response(await hub.aconnect_long_poll(address))
     if body.text is not None:
-        return json_response(await hub.send_and_poll(body.connection_id, body.text, body.last_seq))
-    return json_response(await hub.poll(body.connection_id, body.last_seq))
+        return json_response(await hub.asend_and_poll(body.connection_id, body.text, body.last_seq))
+    return json_response(await hub.apoll(body.connection_id, body.last_seq))

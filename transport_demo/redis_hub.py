@@ -40,7 +40,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from functools import partial
 from typing import Any, TypeVar
 
@@ -63,7 +63,7 @@ from .errors import (
     TooManyConnectionsFromAddress,
     UnknownConnection,
 )
-from .held_polls import hold_for
+from .held_polls import hold_for, hold_poll, with_queued_seq
 from .protocol import ConnectionState, EndReason, EventType, Transport
 from .redis_calls import Arg, ScriptCalls
 from .registry import COUNTERS
@@ -71,7 +71,7 @@ from .settings import Settings
 from .stats import StatsTally
 from .stream_loop import StreamLoop
 from .transports import info, is_stream
-from .waiters import MAX_UNSENT_ERRORS, Outgoing
+from .waiters import MAX_UNSENT_ERRORS, Outgoing, Waiting
 
 __all__ = ["KEY_PREFIX", "RedisHub", "RedisStream", "connection_keys"]
 
@@ -97,29 +97,22 @@ def connection_keys(connection_id: str) -> list[str]:
     return [f"{KEY_PREFIX}:{{{connection_id}}}", f"{KEY_PREFIX}:{{{connection_id}}}:log", INDEX_KEY]
 
 
-class _Waiter:
+class _Waiter(Waiting):
     """A held poll or an attached stream in this process; ``token`` names it in Redis."""
 
-    __slots__ = (
-        "connection_id",
-        "ended",
-        "on_superseded",
-        "pending",
-        "token",
-        "transport",
-        "wakeup",
-    )
+    __slots__ = ("cleared", "connection_id", "pending", "token", "transport")
 
     def __init__(self, connection_id: str, transport: Transport = Transport.LONG_POLLING) -> None:
+        super().__init__()
         self.connection_id = connection_id
         self.transport = transport
         self.token = secrets.token_hex(8)
-        self.wakeup = asyncio.Event()
-        self.ended: EndReason | None = None
-        self.on_superseded: Callable[[], None] | None = None  # the router's (AttachedStream)
         # Something may be in Redis for this waiter: set by wake-ups, cleared before each take.
         # A stream's heartbeat timer wakes it without this, so a beat costs one script, not two.
         self.pending = True
+        # A held poll: a script has already detached it in Redis (it answered, or another took
+        # over), so ending it needs no DETACH.
+        self.cleared = False
 
     def wake(self) -> None:
         """There may be something to take."""
@@ -170,10 +163,7 @@ class RedisStream(StreamLoop, _Waiter):
         superseded stream ends quietly (WebSocket 4000: do not reconnect); a lost connection ends
         with an ``unknown_connection`` error (WebSocket 1001), and its reconnection is told
         ``resume_failed``, never handed another history."""
-        if self.ended is None:
-            self.ended = EndReason.SUPERSEDED if answer == -4 else EndReason.EXPIRED
-            if self.ended is EndReason.SUPERSEDED and self.on_superseded is not None:
-                self.on_superseded()
+        self.stop(EndReason.SUPERSEDED if answer == -4 else EndReason.EXPIRED)
 
     def _error(self, code: str, detail: str) -> Outgoing:
         return Outgoing(events.encode(events.error_event(self.connection_id, code, detail)))
@@ -368,10 +358,7 @@ class RedisHub:
     # -- wake-ups and ends --------------------------------------------------------------------
 
     def _end(self, waiter: _Waiter, reason: EndReason) -> None:
-        if waiter.ended is None:
-            waiter.ended = reason
-            if reason is EndReason.SUPERSEDED and waiter.on_superseded is not None:
-                waiter.on_superseded()
+        waiter.stop(reason)
         waiter.wakeup.set()
 
     def _supersede_here(self, owner: str | None, token: str | None, connection_id: str) -> None:
@@ -775,61 +762,16 @@ class RedisHub:
 
     # -- long polling ---------------------------------------------------------------------------
 
-    async def poll(
+    async def apoll(
         self, connection_id: str, last_seq: int | None = None, *, hold: float | None = None
     ) -> str:
-        """Answer a long poll, as :func:`transport_demo.held_polls.poll` does, with the
-        connection in Redis: a poll held here is woken by an append on any process."""
+        """Answer a long poll (:func:`transport_demo.held_polls.hold_poll`, with this hub's
+        scripts as its steps): a poll held here is woken by an append on any process."""
+        settings = self.settings
         if hold is None:
-            hold = hold_for(self.settings.poll_timeout, self.settings.poll_hold_jitter)
-        self._ready()
-        waiter = _Waiter(connection_id)
-        seq_arg = "" if last_seq is None else last_seq
-        reply = await self._poll_step(waiter, seq_arg, "begin", hold)
-        if reply[0] < 0:
-            raise UnknownConnection()
-        self._supersede_here(reply[1], reply[2], connection_id)
-        if reply[0] > 0 or hold <= 0:
-            await self._supersede(reply[1], reply[2], waiter)
-            if reply[0] == 0:  # not held, and nothing to send
-                return self._timeout(connection_id, EndReason.HOLD_EXPIRED, hold)
-            return self._poll_answer(connection_id, reply)
-        self._adopt(waiter)
-        cleared = False  # whether a script already detached this poll in Redis
-        try:
-            await self._supersede(reply[1], reply[2], waiter)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(hold):
-                    while True:
-                        await waiter.wakeup.wait()
-                        waiter.wakeup.clear()
-                        if waiter.ended is not None:
-                            break
-                        reply = await self._poll_step(waiter, seq_arg, "again", hold)
-                        if reply[0] == -4:
-                            waiter.ended = waiter.ended or EndReason.SUPERSEDED
-                            cleared = True
-                            break
-                        if reply[0] < 0:
-                            cleared = True
-                            raise UnknownConnection()
-                        if reply[0] > 0:
-                            cleared = True
-                            return self._poll_answer(connection_id, reply)
-            if waiter.ended is EndReason.BACKEND_UNAVAILABLE:
-                raise BackendUnavailable()
-            if waiter.ended is None:
-                reply = await self._poll_step(waiter, seq_arg, "final", hold)
-                cleared = True
-                if reply[0] > 0:
-                    return self._poll_answer(connection_id, reply)
-            return self._timeout(connection_id, waiter.ended or EndReason.HOLD_EXPIRED, hold)
-        finally:
-            if cleared:
-                if self._waiters.get(connection_id) is waiter:
-                    del self._waiters[connection_id]
-            else:  # superseded, shut down, cut: leave Redis saying nobody waits here
-                await self._detach(waiter, self.settings.effective_poll_expiry)
+            hold = hold_for(settings.poll_timeout, settings.poll_hold_jitter)
+        steps = _RedisPollSteps(self, last_seq)
+        return await hold_poll(steps, connection_id, last_seq, hold, settings.poll_timeout)
 
     async def _poll_step(self, waiter: _Waiter, last_seq: Arg, mode: str, hold: float) -> list[Any]:
         reply = await self._call(
@@ -854,12 +796,7 @@ class RedisHub:
         self.count("events_sent", n)
         return events.poll_batch(connection_id, [str(reply[i]) for i in range(4, 4 + 2 * n, 2)])
 
-    def _timeout(self, connection_id: str, reason: EndReason, hold: float) -> str:
-        return events.poll_timeout(
-            connection_id, reason.value, poll_timeout=self.settings.poll_timeout, hold=hold
-        )
-
-    async def send_and_poll(
+    async def asend_and_poll(
         self, connection_id: str, text: str, last_seq: int | None = None
     ) -> str:
         """A text sent on long polling: store it, then answer at once like a poll, with
@@ -867,8 +804,7 @@ class RedisHub:
         not woken by the append (it would race this answer for the echo), but ended by the
         take-over that follows."""
         seq = await self._receive(connection_id, text, Transport.LONG_POLLING, wake=False)
-        answer = await self.poll(connection_id, last_seq, hold=0)
-        return answer[:-1] + f',"queued_seq":{seq}}}'
+        return with_queued_seq(await self.apoll(connection_id, last_seq, hold=0), seq)
 
     # -- monitoring -----------------------------------------------------------------------------
 
@@ -913,6 +849,64 @@ class RedisHub:
             process={"id": self.process_id, "attached": len(self._waiters)},
             processes=processes,
         )
+
+
+class _RedisPollSteps:
+    """The held poll's steps (:class:`~transport_demo.held_polls.PollSteps`) as POLL scripts:
+    ``begin`` acknowledges, answers or attaches; ``again`` looks after a wake-up; ``final`` is the
+    last look when the hold runs out. Only the waiter holding the token may take."""
+
+    __slots__ = ("hold", "hub", "last_seq")
+
+    def __init__(self, hub: RedisHub, last_seq: int | None) -> None:
+        self.hub = hub
+        self.last_seq: Arg = "" if last_seq is None else last_seq
+        self.hold = 0.0
+
+    async def poll_begin(
+        self, connection_id: str, last_seq: int | None, hold: float
+    ) -> tuple[str | None, _Waiter | None]:
+        hub = self.hub
+        hub._ready()
+        self.hold = hold
+        waiter = _Waiter(connection_id)
+        reply = await hub._poll_step(waiter, self.last_seq, "begin", hold)
+        if reply[0] < 0:
+            raise UnknownConnection()
+        hub._supersede_here(reply[1], reply[2], connection_id)
+        if reply[0] > 0 or hold <= 0:
+            await hub._supersede(reply[1], reply[2], waiter)
+            return (hub._poll_answer(connection_id, reply) if reply[0] > 0 else None), None
+        hub._adopt(waiter)
+        await hub._supersede(reply[1], reply[2], waiter)
+        return None, waiter
+
+    async def poll_again(self, waiter: _Waiter) -> str | None:
+        reply = await self.hub._poll_step(waiter, self.last_seq, "again", self.hold)
+        if reply[0] == -4:  # another poll took over (the script detached this one)
+            waiter.cleared = True
+            waiter.stop(EndReason.SUPERSEDED)
+            return None
+        if reply[0] < 0:
+            waiter.cleared = True
+            raise UnknownConnection()
+        if reply[0] > 0:
+            waiter.cleared = True
+            return self.hub._poll_answer(waiter.connection_id, reply)
+        return None
+
+    async def poll_final(self, waiter: _Waiter) -> str | None:
+        reply = await self.hub._poll_step(waiter, self.last_seq, "final", self.hold)
+        waiter.cleared = True
+        return self.hub._poll_answer(waiter.connection_id, reply) if reply[0] > 0 else None
+
+    async def poll_end(self, waiter: _Waiter) -> None:
+        hub = self.hub
+        if waiter.cleared:
+            if hub._waiters.get(waiter.connection_id) is waiter:
+                del hub._waiters[waiter.connection_id]
+        else:  # superseded, shut down, cut: leave Redis saying nobody waits here
+            await hub._detach(waiter, hub.settings.effective_poll_expiry)
 
 
 def _row(connection_id: str, fields: list[Any]) -> dict[str, Any]:

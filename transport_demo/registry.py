@@ -149,10 +149,7 @@ class Registry:
 
     def end(self, waiter: Waiter, reason: EndReason) -> None:
         """Tell ``waiter`` to stop, and why (the first reason given wins)."""
-        if waiter.ended is None:
-            waiter.ended = reason
-            if reason is EndReason.SUPERSEDED and waiter.on_superseded is not None:
-                waiter.on_superseded()
+        waiter.stop(reason)
         self._wakeups.notify(waiter)
 
     def attach(self, conn: Connection, waiter: Waiter) -> None:

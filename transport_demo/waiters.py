@@ -18,7 +18,7 @@ from .protocol import EndReason
 if TYPE_CHECKING:
     from .connection import Connection
 
-__all__ = ["MAX_UNSENT_ERRORS", "Outgoing", "Waiter"]
+__all__ = ["MAX_UNSENT_ERRORS", "Outgoing", "Waiter", "Waiting"]
 
 MAX_UNSENT_ERRORS = 64
 """Error events one stream may have waiting; past that the client is not reading, and the router
@@ -34,18 +34,35 @@ class Outgoing:
     resume_id: str | None = None
 
 
-class Waiter:
-    """Whatever currently waits on a connection: a held long poll, or (subclass) a stream.
+class Waiting:
+    """What every waiter is, in either store: a held long poll or an attached stream.
 
-    ``wakeup`` is set by the hub (on the hub's loop) when there is something to take or when the
-    waiter must stop; ``ended`` then says why.
+    ``wakeup`` is set (on the server's loop) when there may be something to take or when the
+    waiter must stop; ``ended`` then says why. ``on_superseded`` is the router's: called once when
+    another waiter takes the connection over.
     """
 
-    __slots__ = ("conn", "ended", "on_superseded", "wakeup")
+    __slots__ = ("ended", "on_superseded", "wakeup")
 
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
+    def __init__(self) -> None:
         self.wakeup = asyncio.Event()
         self.ended: EndReason | None = None
-        # Called (under the hub's lock, on any thread) when another waiter takes over.
         self.on_superseded: Callable[[], None] | None = None
+
+    def stop(self, reason: EndReason) -> None:
+        """Say why this waiter must stop (the first reason given wins); waking it is the
+        store's (on the server's loop)."""
+        if self.ended is None:
+            self.ended = reason
+            if reason is EndReason.SUPERSEDED and self.on_superseded is not None:
+                self.on_superseded()
+
+
+class Waiter(Waiting):
+    """A waiter of the memory hub: it holds its :class:`~transport_demo.connection.Connection`."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        super().__init__()
+        self.conn = conn
