@@ -30,9 +30,9 @@ hub sweeps it). Every later operation must then be refused as an unknown connect
 sides. When a connection expires (the TTLs the scripts set, ``Connection.expired``) is a matter
 of clocks and the hubs, not of these rules, and is not compared here.
 
-One divergence was found and is kept as an expected failure
-(``test_a_resume_without_last_seq_replays_the_same_events_in_memory_and_in_redis``); until it is
-resolved, a generated sequence ends where it would reach it (counted in the statistics).
+It found one divergence, now fixed: a stream resumed without ``last_seq`` was replayed, from
+memory, released events older than the replay window that the scripts had freed on append
+(``test_a_resume_without_last_seq_replays_the_same_events_in_memory_and_in_redis``).
 ``--hypothesis-show-statistics`` shows what the examples reached (queue full, batch split by the
 byte cap, window trimming, expiry); ``PARITY_EXAMPLES=5000`` searches deeper.
 """
@@ -56,9 +56,10 @@ from hypothesis import strategies as st
 from transport_demo import redis_scripts
 from transport_demo.connection import MAX_BATCH_BYTES, Connection, Limits, new_connection_id
 from transport_demo.errors import QueueFull
+from transport_demo.events import durable_event_halves
 from transport_demo.local_redis import LocalRedis, start_redis
 from transport_demo.protocol import EventType, Transport
-from transport_demo.redis_hub import MAX_BATCH, _event_halves, connection_keys
+from transport_demo.redis_hub import MAX_BATCH, connection_keys
 from transport_demo.transports import info, is_stream
 
 pytestmark = pytest.mark.slow
@@ -230,7 +231,7 @@ class RedisSide:
         return list(script(keys=self.keys, args=[self.id, *args]))
 
     def append(self, event_type: EventType, text: str, received: bool) -> int | str:
-        prefix, suffix = _event_halves(event_type, self.id, text)
+        prefix, suffix = durable_event_halves(event_type, self.id, text, time.time())
         reply = self._run(
             "APPEND",
             self.transport.value if received else "",
@@ -357,11 +358,6 @@ def run(
                 answers = (memory.poll(last_seq), remote.poll(last_seq))
             elif isinstance(op, Attach):
                 last_seq = _last_seq(op.last_seq, seen, newest)
-                if last_seq is None and len(memory.stored()) > len(remote.stored()):
-                    # The known divergence (test_a_resume_without_last_seq_replays_the_same_...):
-                    # from here the two would differ, so this sequence ends.
-                    hypothesis.event("stopped at the known divergence (a resume without last_seq)")
-                    return
                 answers = (memory.attach(last_seq), remote.attach(last_seq))
             elif isinstance(op, Take):
                 answers = (memory.take(), remote.take())
@@ -469,7 +465,9 @@ def test_a_batch_splits_at_the_same_byte_in_memory_and_in_redis(
     try:
         # Three events whose encoded sizes add up to the cap (plus ``over`` bytes): ASCII texts,
         # sized from the encoded length of an empty one (timestamps have a fixed width).
-        empty = sum(len(half) for half in _event_halves(EventType.MESSAGE, connection_id, ""))
+        empty = sum(
+            len(half) for half in durable_event_halves(EventType.MESSAGE, connection_id, "", 0.0)
+        )
         sizes = [MAX_BATCH_BYTES // 3, MAX_BATCH_BYTES // 3]
         sizes.append(MAX_BATCH_BYTES - sum(sizes) + over)
         for seq, size in enumerate(sizes, 1):
@@ -516,13 +514,6 @@ def test_a_resume_point_past_the_newest_seq_is_where_the_stores_differ_by_design
         remote.delete()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a divergence: a stream resumed without last_seq is replayed, from memory, released "
-    "events older than the replay window that the Redis scripts freed when later events were "
-    "appended (Connection frees them only when it acknowledges or takes, and resume(None) lowers "
-    "released before any trim)",
-)
 def test_a_resume_without_last_seq_replays_the_same_events_in_memory_and_in_redis(
     client: redis.Redis,
 ) -> None:
@@ -546,6 +537,6 @@ def test_a_resume_without_last_seq_replays_the_same_events_in_memory_and_in_redi
         assert memory.attach(None) == remote.attach(None) == 0
         taken = memory.take(), remote.take()
         assert [event[2] for event in taken[1]] == [3, 4, 5, 6]
-        assert [event[2] for event in taken[0]] == [3, 4, 5, 6]  # memory: [1, 2, 3, 4, 5, 6]
+        assert [event[2] for event in taken[0]] == [3, 4, 5, 6]  # memory gave [1..6] before the fix
     finally:
         remote.delete()
