@@ -27,7 +27,7 @@ import httpx
 import websockets
 
 from transport_demo import RunningServer, start_server
-from transport_demo.local_redis import start_redis
+from transport_demo.lab.local_redis import start_redis
 
 
 def pct(values: list[float], q: float) -> float:

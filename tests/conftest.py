@@ -8,7 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from transport_demo import RunningServer, logs, start_server
+from transport_demo import RunningServer, start_server
+from transport_demo.server import logs
 
 FAST = {"heartbeat_interval": 0.2, "poll_timeout": 1.0, "resume_grace": 1.0}
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from transport_demo.admission import AddressBook, Admission, RateLimit
-from transport_demo.errors import RateLimited, TooManyConnectionsFromAddress
-from transport_demo.protocol import ErrorCode
+from transport_demo.server.admission import AddressBook, Admission, RateLimit
+from transport_demo.server.errors import RateLimited, TooManyConnectionsFromAddress
+from transport_demo.server.protocol import ErrorCode
 
 
 def test_address_book_counts_per_address_and_frees_on_remove() -> None:

@@ -106,7 +106,7 @@ def test_a_shaped_network_shows_in_every_figure() -> None:
     push waits for the next poll (its extra round trip), a reconnect costs a handshake and a
     request, and a cut loses or doubles nothing."""
     from transport_demo.bench import run
-    from transport_demo.network import Conditions
+    from transport_demo.lab.network import Conditions
 
     sizes = replace(Sizes.quick(), messages=30, rate=50, cuts=2)
     data = run(

@@ -80,7 +80,7 @@ def test_connection_limit_demo() -> None:
 
 
 def test_a_network_gives_the_page_its_browser_url() -> None:
-    from transport_demo.network import network
+    from transport_demo.lab.network import network
 
     with network(8000) as link:
         assert page_url(link) == link.browser_url

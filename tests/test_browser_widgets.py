@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from transport_demo import server as server_module
-from transport_demo.network import Network, network
-from transport_demo.no_content import NoContentServer
-from transport_demo.server import RunningServer, start_server
+from transport_demo.lab.network import Network, network
+from transport_demo.lab.no_content import NoContentServer
+from transport_demo.server import launcher as server_module
+from transport_demo.server.launcher import RunningServer, start_server
 
 from .jupyter import KERNEL_READY, running_jupyterlab
 

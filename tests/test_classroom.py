@@ -25,9 +25,9 @@ from websockets.sync.client import connect
 from transport_demo import RateLimited, RunningServer, Settings, start_classroom
 from transport_demo.__main__ import parse_args, print_classroom
 from transport_demo.clients import BaseClient, LongPollClient, SSEClient, WebSocketClient
-from transport_demo.lan import lan_address
-from transport_demo.protocol import ErrorCode, Transport
-from transport_demo.settings import CLASSROOM_DEFAULTS
+from transport_demo.server.lan import lan_address
+from transport_demo.server.protocol import ErrorCode, Transport
+from transport_demo.server.settings import CLASSROOM_DEFAULTS
 from transport_demo.widgets import ClassroomView
 
 from .browser import CHROMIUM, launch

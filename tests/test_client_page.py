@@ -290,7 +290,7 @@ def prefixed_server() -> Iterator[tuple[str, Any]]:
     import threading
 
     from transport_demo import Hub, Settings, create_app
-    from transport_demo.server import DemoServer, bind_socket, uvicorn_config
+    from transport_demo.server.launcher import DemoServer, bind_socket, uvicorn_config
 
     settings = Settings(port=0, heartbeat_interval=0.5, poll_timeout=1.0, resume_grace=1.0)
     sock = bind_socket("127.0.0.1", 0)

@@ -17,7 +17,7 @@ from transport_demo.clients import (
     SSEClient,
     WebSocketClient,
 )
-from transport_demo.proxy import FaultyProxy
+from transport_demo.lab.proxy import FaultyProxy
 
 from .conftest import FAST
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from transport_demo.connection import Connection, Limits, MemoryStore, check_text
-from transport_demo.errors import InvalidText, MessageTooLarge, QueueFull
-from transport_demo.protocol import ConnectionState, EventType, Transport
+from transport_demo.server.connection import Connection, Limits, MemoryStore, check_text
+from transport_demo.server.errors import InvalidText, MessageTooLarge, QueueFull
+from transport_demo.server.protocol import ConnectionState, EventType, Transport
 
 WALL = 1_800_000_000.25
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from transport_demo.exercises import longpoll, sse
+from transport_demo.lab.exercises import longpoll, sse
 
 SOLUTIONS = Path(__file__).resolve().parent.parent / "notebooks" / "solutions"
 

@@ -11,8 +11,9 @@ from typing import Any
 
 import httpx
 
-from transport_demo import RunningServer, experiments
-from transport_demo.proxy import FaultyProxy
+from transport_demo import RunningServer
+from transport_demo.lab import experiments
+from transport_demo.lab.proxy import FaultyProxy
 
 
 def test_a_delaying_proxy_adds_a_round_trip_per_request(server: RunningServer) -> None:

@@ -14,8 +14,8 @@ import pytest
 
 from transport_demo import RunningServer
 from transport_demo.clients import BaseClient, LongPollClient, SSEClient, WebSocketClient
-from transport_demo.errors import QueueFull
-from transport_demo.proxy import FaultyProxy
+from transport_demo.lab.proxy import FaultyProxy
+from transport_demo.server.errors import QueueFull
 
 from .figures import record
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from transport_demo import gc_policy
+from transport_demo.server import gc_policy
 
 
 @pytest.fixture

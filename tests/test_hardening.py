@@ -28,10 +28,15 @@ from websockets.sync.client import connect
 
 from tests.test_logs import Cli
 from transport_demo import RunningServer
-from transport_demo.admission import RateLimit
-from transport_demo.connection import MAX_BATCH_BYTES, Connection, first_bytes, is_connection_id
-from transport_demo.local_redis import start_redis
-from transport_demo.protocol import EventType, Transport
+from transport_demo.lab.local_redis import start_redis
+from transport_demo.server.admission import RateLimit
+from transport_demo.server.connection import (
+    MAX_BATCH_BYTES,
+    Connection,
+    first_bytes,
+    is_connection_id,
+)
+from transport_demo.server.protocol import EventType, Transport
 
 CONTROL_TEXT = "\x01" * 4096  # 4,096 characters, ~24.6 KB once JSON-escaped (\u0001 each)
 

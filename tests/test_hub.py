@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from transport_demo.errors import (
+from transport_demo.server.errors import (
     InvalidText,
     MessageTooLarge,
     QueueFull,
@@ -20,8 +20,8 @@ from transport_demo.errors import (
     TooManyConnectionsFromAddress,
     UnknownConnection,
 )
-from transport_demo.hub import Hub, Stream, Transport
-from transport_demo.settings import Settings
+from transport_demo.server.hub import Hub, Stream, Transport
+from transport_demo.server.settings import Settings
 
 from .waiting import until_async
 
@@ -382,7 +382,7 @@ def test_connection_ids_are_uuid4() -> None:
 )
 def test_durable_event_encoding_is_the_general_encoding(text: str) -> None:
     """The hand-written hot path equals the dict-and-encoder path for any text."""
-    from transport_demo import events
+    from transport_demo.server import events
 
     fast = events.durable_event("message", "9934f0e2-8b38-429c-8c6b-508241544fd9", 7, text)
     decoded = json.loads(fast)
@@ -395,7 +395,7 @@ def test_durable_event_encoding_is_the_general_encoding(text: str) -> None:
 
 
 def test_timestamps_keep_their_format_across_seconds() -> None:
-    from transport_demo import events
+    from transport_demo.server import events
 
     assert events.timestamp(1764193525.5) == "2025-11-26T21:45:25.500Z"
     assert events.timestamp(1764193526.25) == "2025-11-26T21:45:26.250Z"

@@ -265,7 +265,7 @@ def test_environment_variables_configure_the_server() -> None:
 def test_listening_socket_lets_asyncio_disable_nagle() -> None:
     """Regression: with a proto-0 socket asyncio skipped TCP_NODELAY on accepted connections, and
     every long-poll answer's body waited ~40 ms behind its headers."""
-    from transport_demo.server import bind_socket
+    from transport_demo.server.launcher import bind_socket
 
     sock = bind_socket("127.0.0.1", 0)
     try:

@@ -9,8 +9,9 @@ import time
 import httpx
 import pytest
 
-from transport_demo import RunningServer, eventsource, wire
-from transport_demo.exercises.sse import PARSER_CASES
+from transport_demo import RunningServer
+from transport_demo.lab import eventsource, wire
+from transport_demo.lab.exercises.sse import PARSER_CASES
 
 
 def test_lessons_are_not_part_of_the_contract(http: httpx.Client) -> None:

@@ -19,7 +19,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from transport_demo.clients import LongPollClient, SSEClient, WebSocketClient
-from transport_demo.errors import QueueFull
+from transport_demo.server.errors import QueueFull
 
 from .figures import record
 

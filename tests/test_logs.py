@@ -25,8 +25,8 @@ from uvicorn.logging import AccessFormatter, DefaultFormatter
 from websockets.sync.client import connect as ws_connect
 
 from tests.waiting import until
-from transport_demo.local_redis import start_redis
-from transport_demo.logs import RedactIds, redact
+from transport_demo.lab.local_redis import start_redis
+from transport_demo.server.logs import RedactIds, redact
 
 CID = "0123abcd-4567-89ab-cdef-0123456789ab"
 SHORT = "0123abcd…"

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from transport_demo import RunningServer
-from transport_demo.held_polls import hold_for
+from transport_demo.server.held_polls import hold_for
 
 from .waiting import until
 

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from transport_demo.network import Conditions, Direction, Network, network
-from transport_demo.server import start_server
+from transport_demo.lab.network import Conditions, Direction, Network, network
+from transport_demo.server.launcher import start_server
 
 from .waiting import until
 

@@ -16,7 +16,7 @@ import pytest
 from nbclient import NotebookClient
 
 from transport_demo import RunningServer
-from transport_demo.exercises import longpoll, sse, websocket
+from transport_demo.lab.exercises import longpoll, sse, websocket
 
 from .jupyter import KERNEL_READY, running_jupyterlab
 

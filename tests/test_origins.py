@@ -1,4 +1,5 @@
-"""The Origin rules (transport_demo/origins.py, docs/protocol.md "Origins"): the server's own origin
+"""The Origin rules (transport_demo/server/origins.py, docs/protocol.md "Origins"): the server's
+own origin
 as the request's ``Host`` names it (what a page behind jupyter-server-proxy sends), and ``null``
 only on a loopback bind. The real proxy: tests/test_proxy_jupyter.py."""
 
@@ -12,8 +13,8 @@ import pytest
 from pydantic import ValidationError
 
 from transport_demo import RunningServer, Settings
-from transport_demo.app import create_app
-from transport_demo.origins import (
+from transport_demo.server.app import create_app
+from transport_demo.server.origins import (
     OriginPolicy,
     check_null_origin,
     is_loopback,

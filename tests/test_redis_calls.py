@@ -1,4 +1,5 @@
-"""Script calls pipelined automatically (transport_demo.redis_calls), against a real Redis."""
+"""Script calls pipelined automatically (transport_demo.server.redis_calls), against a real
+Redis."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from transport_demo.local_redis import LocalRedis, start_redis
-from transport_demo.redis_calls import ScriptCalls
+from transport_demo.lab.local_redis import LocalRedis, start_redis
+from transport_demo.server.redis_calls import ScriptCalls
 
 SCRIPTS = {
     "COUNT": "return redis.call('INCR', KEYS[1])",

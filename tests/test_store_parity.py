@@ -1,6 +1,8 @@
 """The two rule sets of delivery, held to each other (issue 21, item 2): random sequences of
-operations run against the in-memory core (:class:`transport_demo.connection.Connection`) and the
-Lua scripts (:mod:`transport_demo.redis_scripts`) on a real Redis, with the same connection id,
+operations run against the in-memory core (:class:`transport_demo.server.connection.Connection`)
+and the
+Lua scripts (:mod:`transport_demo.server.redis_scripts`) on a real Redis, with the same connection
+id,
 and every answer must be the same.
 
 Operations, per connection kind:
@@ -20,7 +22,8 @@ counters (newest seq, acknowledged, released, delivered) and the stored replay w
 
 Limits are small (mostly ``max_queue`` 5, ``replay_window`` 4; else 2 and 3, or 3 and 1) so
 queue-full and window trimming happen, and texts reach 64 Ki characters of up to six bytes each
-once encoded, so the 256 KiB cap on one batch (:data:`~transport_demo.connection.MAX_BATCH_BYTES`)
+once encoded, so the 256 KiB cap on one batch
+(:data:`~transport_demo.server.connection.MAX_BATCH_BYTES`)
 splits batches and lets a single event over it go alone; two fixed examples put a batch exactly at
 the cap and one byte over it.
 
@@ -53,14 +56,14 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from transport_demo import redis_scripts
-from transport_demo.connection import MAX_BATCH_BYTES, Connection, Limits, new_connection_id
-from transport_demo.errors import QueueFull
-from transport_demo.events import durable_event_halves
-from transport_demo.local_redis import LocalRedis, start_redis
-from transport_demo.protocol import EventType, Transport
-from transport_demo.redis_hub import MAX_BATCH, connection_keys
-from transport_demo.transports import info, is_stream
+from transport_demo.lab.local_redis import LocalRedis, start_redis
+from transport_demo.server import redis_scripts
+from transport_demo.server.connection import MAX_BATCH_BYTES, Connection, Limits, new_connection_id
+from transport_demo.server.errors import QueueFull
+from transport_demo.server.events import durable_event_halves
+from transport_demo.server.protocol import EventType, Transport
+from transport_demo.server.redis_hub import MAX_BATCH, connection_keys
+from transport_demo.server.transports import info, is_stream
 
 pytestmark = pytest.mark.slow
 

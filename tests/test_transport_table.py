@@ -1,4 +1,5 @@
-"""The transport table (transport_demo/transports.py) and each side's registration against it: every
+"""The transport table (transport_demo/server/transports.py) and each side's registration against
+it: every
 transport declared once, and every part the suite loops over covers exactly the table."""
 
 from __future__ import annotations
@@ -6,11 +7,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from transport_demo.app import ROUTERS
 from transport_demo.clients import CLIENTS
-from transport_demo.connection import Connection
-from transport_demo.protocol import ConnectionState, EventType, Transport
-from transport_demo.transports import TRANSPORTS, Delivery, info, is_stream
+from transport_demo.server.app import ROUTERS
+from transport_demo.server.connection import Connection
+from transport_demo.server.protocol import ConnectionState, EventType, Transport
+from transport_demo.server.transports import TRANSPORTS, Delivery, info, is_stream
 from transport_demo.widgets import WIDGETS, TransportDashboard
 
 

@@ -1,4 +1,5 @@
-"""The server's URLs, built in one place (transport_demo/urls.py): its own address, IPv6 literals
+"""The server's URLs, built in one place (transport_demo/server/urls.py): its own address, IPv6
+literals
 in brackets, and the link for a person's browser inside a Jupyter server (``browser_url``)."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from transport_demo import urls
+from transport_demo.server import urls
 
 
 def ipv6_loopback() -> bool:

@@ -1,5 +1,5 @@
 """A message over the limit closes with 1009, every time: the server drains the rest of the message
-before closing TCP (transport_demo/ws_protocol.py), so no reset overtakes the close frame."""
+before closing TCP (transport_demo/server/ws_protocol.py), so no reset overtakes the close frame."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import websocket
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from transport_demo.ws_protocol import DRAIN_BYTES, DRAIN_SECONDS, ends_with_client_close
+from transport_demo.server.ws_protocol import DRAIN_BYTES, DRAIN_SECONDS, ends_with_client_close
 
 pytestmark = pytest.mark.anyio
 

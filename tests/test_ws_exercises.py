@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from transport_demo import RunningServer, ws_wire
-from transport_demo.exercises.websocket import (
+from transport_demo import RunningServer
+from transport_demo.lab import ws_wire
+from transport_demo.lab.exercises.websocket import (
     CLOSE_DECISIONS,
     FRAME_TO_DECODE,
     check_accept,

@@ -1,4 +1,4 @@
-"""The teaching frame decoder (transport_demo.ws_wire): RFC 6455 §5.7's examples byte for byte,
+"""The teaching frame decoder (transport_demo.lab.ws_wire): RFC 6455 §5.7's examples byte for byte,
 agreement with the ``websockets`` library's own parser, and frames captured from the real server
 (uvicorn on 127.0.0.1) both ways: masking, the three length forms, fragmentation, ping/pong, the
 closing handshake, permessage-deflate, and the close codes a client library reports."""
@@ -21,7 +21,7 @@ from websockets.streams import StreamReader
 from websockets.sync.client import connect
 
 from transport_demo import RunningServer
-from transport_demo.ws_wire import (
+from transport_demo.lab.ws_wire import (
     CLIENT,
     SERVER,
     CuttablePath,

@@ -17,9 +17,9 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0+unknown"
 
 if TYPE_CHECKING:
-    from .app import create_app
-    from .classroom import Classroom, start_classroom
-    from .errors import (
+    from .classroom.room import Classroom, start_classroom
+    from .server.app import create_app
+    from .server.errors import (
         InvalidText,
         MessageTooLarge,
         QueueFull,
@@ -30,32 +30,32 @@ if TYPE_CHECKING:
         TransportDemoError,
         UnknownConnection,
     )
-    from .hub import Hub
-    from .protocol import Transport
-    from .server import PortInUseError, RunningServer, start_server, stop_all
-    from .settings import Settings
+    from .server.hub import Hub
+    from .server.launcher import PortInUseError, RunningServer, start_server, stop_all
+    from .server.protocol import Transport
+    from .server.settings import Settings
 
 # name -> the module that defines it
 _LAZY = {
-    "create_app": "app",
-    "Classroom": "classroom",
-    "start_classroom": "classroom",
-    "RateLimited": "errors",
-    "TooManyConnectionsFromAddress": "errors",
-    "Hub": "hub",
-    "Transport": "protocol",
-    "PortInUseError": "server",
-    "RunningServer": "server",
-    "start_server": "server",
-    "stop_all": "server",
-    "Settings": "settings",
-    "InvalidText": "errors",
-    "MessageTooLarge": "errors",
-    "QueueFull": "errors",
-    "ServerShuttingDown": "errors",
-    "TooManyConnections": "errors",
-    "TransportDemoError": "errors",
-    "UnknownConnection": "errors",
+    "create_app": "server.app",
+    "Classroom": "classroom.room",
+    "start_classroom": "classroom.room",
+    "RateLimited": "server.errors",
+    "TooManyConnectionsFromAddress": "server.errors",
+    "Hub": "server.hub",
+    "Transport": "server.protocol",
+    "PortInUseError": "server.launcher",
+    "RunningServer": "server.launcher",
+    "start_server": "server.launcher",
+    "stop_all": "server.launcher",
+    "Settings": "server.settings",
+    "InvalidText": "server.errors",
+    "MessageTooLarge": "server.errors",
+    "QueueFull": "server.errors",
+    "ServerShuttingDown": "server.errors",
+    "TooManyConnections": "server.errors",
+    "TransportDemoError": "server.errors",
+    "UnknownConnection": "server.errors",
 }
 
 __all__ = [

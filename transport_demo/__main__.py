@@ -13,13 +13,13 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from . import join_page, logs
-from .app import create_app
-from .backend import make_hub
-from .server import DemoServer, PortInUseError, bind_socket, uvicorn_config
-from .settings import Settings
-from .socket_guard import raise_open_file_limit
-from .urls import server_url
+from .server import join_page, logs
+from .server.app import create_app
+from .server.backend import make_hub
+from .server.launcher import DemoServer, PortInUseError, bind_socket, uvicorn_config
+from .server.settings import Settings
+from .server.socket_guard import raise_open_file_limit
+from .server.urls import server_url
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -44,7 +44,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action=argparse.BooleanOptionalAction,
         help="freeze what survived into the garbage collector's permanent generation after "
         "start-up and every two seconds, against full-collection pauses with thousands of "
-        "connections (default: on; see transport_demo/gc_policy.py)",
+        "connections (default: on; see transport_demo/server/gc_policy.py)",
     )
     parser.add_argument(
         "--classroom",
@@ -192,7 +192,11 @@ def run_workers(
         os.environ[f"TRANSPORT_DEMO_{key.upper()}"] = text
     port = sock.getsockname()[1]
     config = uvicorn_config(
-        "transport_demo.app:create_app_from_env", settings, port=port, factory=True, workers=workers
+        "transport_demo.server.app:create_app_from_env",
+        settings,
+        port=port,
+        factory=True,
+        workers=workers,
     )
     url = server_url(settings.host, port, "/")
     print(f"transport-demo: open {url} in a browser ({workers} workers on Redis; Ctrl+C stops)")

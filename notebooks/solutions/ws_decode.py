@@ -1,4 +1,4 @@
-from transport_demo.exercises.websocket import FRAME_TO_DECODE
+from transport_demo.lab.exercises.websocket import FRAME_TO_DECODE
 
 frame = FRAME_TO_DECODE  # 81 8b 5e 1f a2 07 1c 70 cc 6d 31 6a d0 27 bc 83 31
 b0, b1 = frame[0], frame[1]

@@ -12,7 +12,7 @@ in ``docs/benchmarks.md``. From Python::
 Through a slower network (a shaped relay between the clients and each server; capacity stays on
 loopback)::
 
-    from transport_demo.network import Conditions
+    from transport_demo.lab.network import Conditions
     results = bench.run(bench.Sizes.network(), scenarios=("latency", "reconnect"),
                         targets=bench.OURS, network=Conditions(delay_ms=50))
     print(bench.report.network_table([results.as_dict()]))

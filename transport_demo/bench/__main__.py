@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..network import Conditions
+from ..lab.network import Conditions
 from . import report
 from .run import ALL_TARGETS, SCENARIOS, TARGETS, Results, Sizes, plan, run
 

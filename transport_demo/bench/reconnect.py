@@ -1,7 +1,7 @@
 """What a reconnect costs: the time from a cut to the first message after it, per transport.
 
 One of our clients (``transport_demo.clients``) connects through a shaped network
-(:class:`~transport_demo.network.Network`); the relay resets the connection; at the same
+(:class:`~transport_demo.lab.network.Network`); the relay resets the connection; at the same
 instant the server is told to push one message.
 The client notices the reset at once (an RST), reconnects, resumes (``last_seq`` or
 ``Last-Event-ID``) and receives the message: that time is the reconnect's price in round trips
@@ -20,8 +20,8 @@ import time
 from dataclasses import dataclass
 
 from ..clients import CLIENTS, BaseClient, Event
-from ..network import Network
-from ..protocol import EventType
+from ..lab.network import Network
+from ..server.protocol import EventType
 from .scenarios import SIZE, Pusher
 
 __all__ = ["Reconnect", "reconnect_cost"]

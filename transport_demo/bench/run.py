@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from typing import Any
 
-from ..network import Conditions, Network
+from ..lab.network import Conditions, Network
 from .capacity import capacity
 from .probes import ON_REDIS, PROBES
 from .reconnect import reconnect_cost
@@ -166,7 +166,7 @@ def run(
     target) step.
 
     With ``network`` the clients reach each server through a shaped
-    :class:`~transport_demo.network.Network` (delay, jitter, bandwidth) for the latency,
+    :class:`~transport_demo.lab.network.Network` (delay, jitter, bandwidth) for the latency,
     thread, throughput and reconnect scenarios; the server is still told to push directly, so a
     push's latency is one trip down the network. Capacity always runs on loopback.
 

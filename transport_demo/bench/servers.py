@@ -41,7 +41,7 @@ from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from ..app import TELEMETRY_OFF
+from ..server.app import TELEMETRY_OFF
 from .system import raise_fd_limit, stamp
 
 __all__ = ["FAMILIES", "run"]
@@ -167,11 +167,11 @@ def start_push(deliver: Deliver, query: str) -> None:
 
 
 def ours_app(redis_url: str | None = None) -> Any:
-    from ..app import create_app
-    from ..backend import make_hub
-    from ..errors import QueueFull
-    from ..redis_hub import RedisHub
-    from ..settings import Settings
+    from ..server.app import create_app
+    from ..server.backend import make_hub
+    from ..server.errors import QueueFull
+    from ..server.redis_hub import RedisHub
+    from ..server.settings import Settings
 
     # As `python -m transport_demo` runs: the GC policy on unless the environment says otherwise
     # (TRANSPORT_DEMO_* variables reach this process, e.g. TRANSPORT_DEMO_POLL_HOLD_JITTER=0.2).
@@ -462,8 +462,8 @@ def run(family: str, port: int) -> None:
         return
     import uvicorn
 
-    from ..server import bind_socket, uvicorn_config
-    from ..settings import Settings
+    from ..server.launcher import bind_socket, uvicorn_config
+    from ..server.settings import Settings
 
     sock = bind_socket("127.0.0.1", port)
     workers = int(os.environ.get("BENCH_WORKERS", "1"))
@@ -485,7 +485,7 @@ def run(family: str, port: int) -> None:
         return
     app = APPS[family]()
     if family in ("ours", "ours-redis"):
-        from ..server import DemoServer
+        from ..server.launcher import DemoServer
 
         server: uvicorn.Server = DemoServer(
             uvicorn_config(

@@ -19,7 +19,7 @@ from .probes import RawHTTP
 from .system import children, free_port, stamp
 
 if TYPE_CHECKING:
-    from ..local_redis import LocalRedis
+    from ..lab.local_redis import LocalRedis
 
 __all__ = ["ServerProcess", "ThreadServer"]
 
@@ -49,7 +49,7 @@ class ServerProcess:
     def __enter__(self) -> ServerProcess:
         env = {**os.environ, "BENCH_HEARTBEAT": str(self.heartbeat), "PYTHONUNBUFFERED": "1"}
         if self.family == "ours-redis":
-            from ..local_redis import start_redis
+            from ..lab.local_redis import start_redis
 
             self.store = start_redis()
             env |= {"BENCH_REDIS_URL": self.store.url, "BENCH_WORKERS": str(self.workers)}
@@ -118,7 +118,7 @@ class ThreadServer:
         self._threads: list[threading.Thread] = []
 
     def __enter__(self) -> ThreadServer:
-        from ..server import start_server
+        from ..server.launcher import start_server
 
         self.server = start_server(
             port=0, heartbeat_interval=self.heartbeat, poll_timeout=self.heartbeat
@@ -132,7 +132,7 @@ class ThreadServer:
         self.server.stop()
 
     def _push(self, to: str, n: int, rate: float, size: int) -> None:
-        from ..errors import QueueFull
+        from ..server.errors import QueueFull
 
         interval = 1.0 / rate if rate > 0 else 0.0
         next_at = time.monotonic()

@@ -2,10 +2,11 @@
 
 Each client runs one background task (``_run``) that keeps its transport connected and turns what
 arrives into events. Server events are passed on as the server sent them (dicts); the client adds
-its own notes (:class:`~transport_demo.protocol.ClientNote`: ``reconnecting``, ``reconnected``,
+its own notes (:class:`~transport_demo.server.protocol.ClientNote`: ``reconnecting``,
+``reconnected``,
 ``gap``, ``new_connection``, ``error``, ``closed``) always with ``"client": True``, a key no server
 event has. The three clients share one retry-or-give-up policy (:func:`should_retry`) and one URL
-helper (:func:`transport_demo.urls.endpoint_url`).
+helper (:func:`transport_demo.server.urls.endpoint_url`).
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from typing import Any, ClassVar, TypeVar
 
 import httpx
 
-from ..events import timestamp
-from ..protocol import DURABLE_EVENT_TYPES, ClientNote, ClientState, ErrorCode, EventType
+from ..server.events import timestamp
+from ..server.protocol import DURABLE_EVENT_TYPES, ClientNote, ClientState, ErrorCode, EventType
 
 __all__ = [
     "RETRYABLE_ERRORS",

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from ..protocol import ClientNote, ClientState, EndReason, ErrorCode, EventType, Transport
+from ..server.protocol import ClientNote, ClientState, EndReason, ErrorCode, EventType, Transport
 from .base import (
     BaseClient,
     ClientError,

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 from httpx_sse import SSEError, aconnect_sse
 
-from ..protocol import Transport
+from ..server.protocol import Transport
 from .base import (
     BaseClient,
     ClientError,

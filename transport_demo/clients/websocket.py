@@ -9,8 +9,8 @@ from urllib.parse import urlencode
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from ..protocol import FINAL_CLOSE_CODES, ClientNote, ClientState, CloseCode, Transport
-from ..urls import endpoint_url
+from ..server.protocol import FINAL_CLOSE_CODES, ClientNote, ClientState, CloseCode, Transport
+from ..server.urls import endpoint_url
 from .base import BaseClient, ClientError, error_from_response, should_retry
 
 

@@ -58,7 +58,7 @@ class _HasUrl(Protocol):
 def page_url(server: str | _HasUrl) -> str:
     """The server's address as the notebook's page must use it: the one place to change.
 
-    A server (or a :class:`~transport_demo.network.Network`) gives its ``browser_url``: its own
+    A server (or a :class:`~transport_demo.lab.network.Network`) gives its ``browser_url``: its own
     address when Python runs on its own, or, inside a Jupyter server with jupyter-server-proxy
     (JupyterHub, Binder), the proxied path (``/user/NAME/proxy/8000/``), because there the page
     can reach only the Jupyter server. Without one, its ``url``. A string is used as it is. The

@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from ..join_page import qr_svg
-from ..protocol import Transport
-from ..transports import TRANSPORTS
+from ..server.join_page import qr_svg
+from ..server.protocol import Transport
+from ..server.transports import TRANSPORTS
 
 if TYPE_CHECKING:
-    from ..server import RunningServer
+    from ..server.launcher import RunningServer
 
 __all__ = ["ClassroomView", "Sample", "render_plot"]
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from ..protocol import Transport
-from ..transports import TRANSPORTS
+from ..server.protocol import Transport
+from ..server.transports import TRANSPORTS
 from .client_widget import TransportWidget
 from .kinds import WIDGETS
 

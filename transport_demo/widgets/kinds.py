@@ -1,9 +1,9 @@
 """Each transport's live widget: the widgets' registration against the transport table
-(:mod:`transport_demo.transports`); the dashboard shows one of each."""
+(:mod:`transport_demo.server.transports`); the dashboard shows one of each."""
 
 from __future__ import annotations
 
-from ..protocol import Transport
+from ..server.protocol import Transport
 from .client_widget import TransportWidget
 from .longpoll import LongPollWidget
 from .sse import SSEWidget

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from ..protocol import ClientNote, ClientState, EventType
+from ..server.protocol import ClientNote, ClientState, EventType
 
 COLOURS = {
     "message": "#2f7de1",

@@ -1,8 +1,10 @@
 """What waits on a connection, and what it writes: the unit both stores' waiters share.
 
-A :class:`Waiter` is a held long poll or (its subclass :class:`~transport_demo.stream.Stream`) an
+A :class:`Waiter` is a held long poll or (its subclass
+:class:`~transport_demo.server.stream.Stream`) an
 attached SSE or WebSocket stream of the memory hub; :class:`Outgoing` is one encoded event a
-stream writes. Nothing here knows the hub: the registry (:mod:`transport_demo.registry`) attaches,
+stream writes. Nothing here knows the hub: the registry (:mod:`transport_demo.server.registry`)
+attaches,
 wakes and ends waiters, and the stream and held-poll modules drive them.
 """
 
@@ -59,7 +61,8 @@ class Waiting:
 
 
 class Waiter(Waiting):
-    """A waiter of the memory hub: it holds its :class:`~transport_demo.connection.Connection`."""
+    """A waiter of the memory hub: it holds its
+    :class:`~transport_demo.server.connection.Connection`."""
 
     __slots__ = ("conn",)
 

@@ -3,7 +3,7 @@ what goes through it, in user space (no root, no kernel queueing discipline).
 
 ::
 
-    from transport_demo.network import network
+    from transport_demo.lab.network import network
     with network(server, delay_ms=50, jitter_ms=5, bandwidth_kbit=2000) as net:
         client = SSEClient(net.url)          # every byte now takes 50 ± 5 ms each way
         net.stall("down", seconds=3)         # server -> client stops for 3 s; nothing is closed
@@ -208,8 +208,8 @@ class Network:
     def browser_url(self) -> str:
         """The relay's address for the notebook's browser page: :attr:`url`, or, when this code
         runs inside a Jupyter server with jupyter-server-proxy (JupyterHub, Binder), the proxied
-        path to the relay's port (see :mod:`transport_demo.urls`)."""
-        from .urls import browser_url
+        path to the relay's port (see :mod:`transport_demo.server.urls`)."""
+        from ..server.urls import browser_url
 
         return browser_url("127.0.0.1", self.port)
 

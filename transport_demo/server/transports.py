@@ -1,13 +1,16 @@
 """The transport table: every transport declared once, with what the rest of the package asks of it.
 
-A transport's *facts* live here: its wire name (:class:`~transport_demo.protocol.Transport`), how it
+A transport's *facts* live here: its wire name
+(:class:`~transport_demo.server.protocol.Transport`), how it
 delivers (:class:`Delivery`: a poll answered and acknowledged by the next poll, or a stream kept
 open), the event type its client's own texts come back as, and how people see it (label, colour).
-The delivery core (:mod:`transport_demo.connection`, the hubs), the class view and the clients ask
+The delivery core (:mod:`transport_demo.server.connection`, the hubs), the class view and the
+clients ask
 this table instead of comparing against one transport by name.
 
 Each side registers its own *parts* against these names: the app its routers
-(:data:`transport_demo.app.ROUTERS`), :data:`transport_demo.clients.CLIENTS` the Python clients,
+(:data:`transport_demo.server.app.ROUTERS`), :data:`transport_demo.clients.CLIENTS` the Python
+clients,
 :data:`transport_demo.widgets.WIDGETS` the widgets, and client.html its sections (``TRANSPORTS`` in
 its script). Adding a transport is a row here plus one module per side registered there.
 

@@ -1,9 +1,11 @@
 """The hub: the registry of connections, the lock, waking waiters across threads, the reaper, stats.
 
 The delivery rules themselves (seq, replay buffer, acknowledgement, resume) are the sans-I/O core in
-:mod:`transport_demo.connection`; which connections exist and who waits on each is the registry's
-(:mod:`transport_demo.registry`, the base class); the hub applies the rules under its lock and
-wakes whoever waits: a held long poll, or an attached :class:`~transport_demo.stream.Stream`.
+:mod:`transport_demo.server.connection`; which connections exist and who waits on each is the
+registry's
+(:mod:`transport_demo.server.registry`, the base class); the hub applies the rules under its lock
+and
+wakes whoever waits: a held long poll, or an attached :class:`~transport_demo.server.stream.Stream`.
 Routers turn requests into calls here and write what comes back; the hub's answers are
 already-encoded JSON text, and it knows nothing about HTTP.
 
@@ -36,9 +38,9 @@ __all__ = ["Hub", "Outgoing", "Stream", "Transport"]
 
 
 class Hub(Registry):
-    """Connections, their waiters and counters (:class:`~transport_demo.registry.Registry`),
+    """Connections, their waiters and counters (:class:`~transport_demo.server.registry.Registry`),
     publishing from any thread, the transports' operations, the reaper and ``/stats``; the
-    delivery rules are :class:`~transport_demo.connection.Connection`'s.
+    delivery rules are :class:`~transport_demo.server.connection.Connection`'s.
 
     Call :meth:`start` on the server's loop before use and :meth:`close` when the server stops.
     """
@@ -123,13 +125,13 @@ class Hub(Registry):
         *,
         hold: float | None = None,
     ) -> str:
-        """Answer a long poll (:func:`transport_demo.held_polls.poll`)."""
+        """Answer a long poll (:func:`transport_demo.server.held_polls.poll`)."""
         return await held_polls.poll(self, connection_id, last_seq, hold=hold)
 
     async def asend_and_poll(
         self, connection_id: str, text: str, last_seq: int | None = None
     ) -> str:
-        """A text sent on long polling (:func:`transport_demo.held_polls.send_and_poll`)."""
+        """A text sent on long polling (:func:`transport_demo.server.held_polls.send_and_poll`)."""
         return await held_polls.send_and_poll(self, connection_id, text, last_seq)
 
     def open_stream(
@@ -140,11 +142,13 @@ class Hub(Registry):
         *,
         address: str | None = None,
     ) -> Stream:
-        """Attach an SSE or WebSocket stream (:func:`transport_demo.stream.open_stream`)."""
+        """Attach an SSE or WebSocket stream (:func:`transport_demo.server.stream.open_stream`)."""
         return open_stream(self, transport, connection_id, last_seq, address=address)
 
-    # -- the async interface the routers use (transport_demo.backend.Backend) -------------------
-    # In memory these finish at once; a shared store (transport_demo.redis_hub) awaits its I/O.
+    # -- the async interface the routers use (transport_demo.server.backend.Backend)
+    # -------------------
+    # In memory these finish at once; a shared store (transport_demo.server.redis_hub) awaits its
+    # I/O.
 
     async def aconnect_long_poll(self, address: str | None = None) -> str:
         """:meth:`connect_long_poll`, awaitable."""

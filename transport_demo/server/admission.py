@@ -9,7 +9,7 @@ sockets: the hub calls it under its lock, the tests call it directly (tests/test
   held polls an address keeps open (not bare TCP connections that never send a request).
 * :class:`RateLimit` is a token bucket per connection (the shape of nginx's ``limit_req`` with a
   ``burst``): ``rate`` texts a second on average, up to ``burst`` at once; one more is refused
-  with :class:`~transport_demo.errors.RateLimited` and nothing is queued.
+  with :class:`~transport_demo.server.errors.RateLimited` and nothing is queued.
 
 The address is the TCP peer's (``request.client.host``), never ``X-Forwarded-For``, which any
 client can write. Behind a proxy every client shares the proxy's address, so there this limit

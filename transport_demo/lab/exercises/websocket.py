@@ -11,7 +11,7 @@ from typing import Any
 
 from websockets.sync.client import connect
 
-from ..urls import endpoint_url
+from ...server.urls import endpoint_url
 from . import attempt, report
 
 

@@ -22,9 +22,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from ..server.launcher import RunningServer
 from .eventsource import EventStreamParser
 from .proxy import FaultyProxy
-from .server import RunningServer
 from .wire import request_bytes, response_length
 
 __all__ = [

@@ -3,7 +3,7 @@ server processes on the same Redis act as one server, with no sticky sessions.
 
 The design and its reasons are in docs/scaling.md. In short:
 
-* **State in Redis, one Lua script per operation** (:mod:`transport_demo.redis_scripts`): an
+* **State in Redis, one Lua script per operation** (:mod:`transport_demo.server.redis_scripts`): an
   append increments the connection's seq, adds the encoded event to its stream (entry id =
   seq) and publishes a wake-up, atomically, before ``publish`` returns or a send is answered.
 * **Waiters stay in their process.** A held poll or an attached stream lives where its socket
@@ -16,7 +16,7 @@ The design and its reasons are in docs/scaling.md. In short:
   process to end its waiter (``superseded``). Pub/sub may lose a message (a dropped link); then
   every waiter of this process ends with ``backend_unavailable`` and its client resumes: nothing
   is lost, because the events themselves are in the stream, not in the message.
-* **Redis unavailable:** operations raise :class:`~transport_demo.errors.BackendUnavailable`
+* **Redis unavailable:** operations raise :class:`~transport_demo.server.errors.BackendUnavailable`
   (HTTP 503 ``backend_unavailable``); streams send an ``error`` event and end (WebSocket close
   1013, try again later); the listener retries with backoff up to 2 s. Nothing spins.
 * **Redis restarted empty:** the connection's keys are gone, so a resume is refused
@@ -122,7 +122,7 @@ class _Waiter(Waiting):
 
 class RedisStream(StreamLoop, _Waiter):
     """An SSE or WebSocket stream attached to a connection kept in Redis (the same interface as
-    :class:`~transport_demo.stream.Stream`)."""
+    :class:`~transport_demo.server.stream.Stream`)."""
 
     __slots__ = ("connected", "hub", "outbox")
 
@@ -218,7 +218,7 @@ class RedisStream(StreamLoop, _Waiter):
 
 class RedisHub:
     """Connections kept in Redis; see the module docstring. The same interface as
-    :class:`~transport_demo.hub.Hub` (:class:`~transport_demo.backend.Backend`)."""
+    :class:`~transport_demo.server.hub.Hub` (:class:`~transport_demo.server.backend.Backend`)."""
 
     def __init__(self, settings: Settings, *, process_id: str | None = None) -> None:
         if not settings.redis_url:
@@ -323,7 +323,7 @@ class RedisHub:
 
     async def _call(self, name: str, connection_id: str, *args: Arg) -> list[Any]:
         """Run the script ``name`` of :mod:`redis_scripts` on one connection's keys (pipelined
-        with the other calls of this moment: :mod:`transport_demo.redis_calls`)."""
+        with the other calls of this moment: :mod:`transport_demo.server.redis_calls`)."""
         calls = self._calls
         if calls is None:
             raise BackendUnavailable()
@@ -765,7 +765,7 @@ class RedisHub:
     async def apoll(
         self, connection_id: str, last_seq: int | None = None, *, hold: float | None = None
     ) -> str:
-        """Answer a long poll (:func:`transport_demo.held_polls.hold_poll`, with this hub's
+        """Answer a long poll (:func:`transport_demo.server.held_polls.hold_poll`, with this hub's
         scripts as its steps): a poll held here is woken by an append on any process."""
         settings = self.settings
         if hold is None:
@@ -852,7 +852,7 @@ class RedisHub:
 
 
 class _RedisPollSteps:
-    """The held poll's steps (:class:`~transport_demo.held_polls.PollSteps`) as POLL scripts:
+    """The held poll's steps (:class:`~transport_demo.server.held_polls.PollSteps`) as POLL scripts:
     ``begin`` acknowledges, answers or attaches; ``again`` looks after a wake-up; ``final`` is the
     last look when the hold runs out. Only the waiter holding the token may take."""
 

@@ -1,12 +1,14 @@
 """The stream loop, once for both stores: ``connected``, then what the store has for the stream
 (taken, marked as written), with heartbeats when due, until the stream must end.
 
-:class:`StreamLoop` is a mixin: a store's stream class (:class:`~transport_demo.stream.Stream` in
-memory, :class:`~transport_demo.redis_hub.RedisStream` on Redis) supplies the store operations —
+:class:`StreamLoop` is a mixin: a store's stream class
+(:class:`~transport_demo.server.stream.Stream` in
+memory, :class:`~transport_demo.server.redis_hub.RedisStream` on Redis) supplies the store
+operations —
 ``_take`` (what to write now, ``None`` when the stream must end) and ``_heartbeat`` (the next
 beat, ``None`` likewise) — and ``wakeup``, ``ended``, ``connected``, ``heartbeat_interval`` and
 ``_connection_id()``; the loop, its timer and its last words are here.
-A store that can fail raises :class:`~transport_demo.errors.BackendUnavailable` from either
+A store that can fail raises :class:`~transport_demo.server.errors.BackendUnavailable` from either
 operation: the stream then says so in an ``error`` event and ends.
 """
 

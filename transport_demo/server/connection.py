@@ -12,14 +12,16 @@ Delivery invariants, per connection:
   released. So nothing accepted is dropped before it was at least written once.
 * Pending (written to nobody yet, or for long polling not yet acknowledged) is
   ``last_seq - released``; it never exceeds ``max_queue``: a new event past that is refused with
-  :class:`~transport_demo.errors.QueueFull`, never silently dropped.
+  :class:`~transport_demo.server.errors.QueueFull`, never silently dropped.
 
 Where connections live
 ----------------------
-:class:`MemoryStore` keeps them in a dict, for the memory hub (:mod:`transport_demo.hub`). The
-Redis hub (:mod:`transport_demo.redis_hub`) does not use this class: it keeps the same rules in
-Lua scripts (:mod:`transport_demo.redis_scripts`), and the two meet at
-:class:`~transport_demo.backend.Backend`, the interface the routers use (docs/scaling.md).
+:class:`MemoryStore` keeps them in a dict, for the memory hub (:mod:`transport_demo.server.hub`).
+The
+Redis hub (:mod:`transport_demo.server.redis_hub`) does not use this class: it keeps the same rules
+in
+Lua scripts (:mod:`transport_demo.server.redis_scripts`), and the two meet at
+:class:`~transport_demo.server.backend.Backend`, the interface the routers use (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ _CONNECTION_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """The bounds every connection keeps (from :class:`~transport_demo.settings.Settings`)."""
+    """The bounds every connection keeps (from
+    :class:`~transport_demo.server.settings.Settings`)."""
 
     max_queue: int = 1000
     replay_window: int = 1000

@@ -15,16 +15,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse
 from fastapi.telemetry import TelemetryConfig
 
-from . import (
-    __version__,
-    gc_policy,
-    http_errors,
-    lessons,
-    logs,
-    longpoll,
-    sse,
-    websocket,
-)
+from .. import __version__
+from . import gc_policy, http_errors, lessons, logs, longpoll, sse, websocket
 from .backend import Backend, make_hub
 from .gatekeeper import Gatekeeper
 from .join_page import join_page as join_page_html
@@ -47,11 +39,12 @@ ROUTERS: dict[Transport, APIRouter] = {
     Transport.WEBSOCKET: websocket.router,
 }
 """Each transport's router: the server side's registration against the transport table
-(:mod:`transport_demo.transports`)."""
+(:mod:`transport_demo.server.transports`)."""
 
 
 def create_app(settings: Settings | None = None, *, hub: Backend | None = None) -> FastAPI:
-    """The application; ``app.state.hub`` is its :class:`~transport_demo.backend.Backend` (the
+    """The application; ``app.state.hub`` is its :class:`~transport_demo.server.backend.Backend`
+    (the
     memory hub, or the Redis hub when ``settings.redis_url`` is set).
 
     The hub is started by the app's lifespan; ending its streams on shutdown is the server's job
@@ -191,7 +184,8 @@ class StatsCache:
 
 
 def host_policy(settings: Settings) -> HostPolicy:
-    """The ``Host`` names this server answers for (:class:`~transport_demo.origins.HostPolicy`):
+    """The ``Host`` names this server answers for
+    (:class:`~transport_demo.server.origins.HostPolicy`):
     on every interface, also the machine's LAN address and host name."""
     extra = list(settings.allowed_hosts or ())
     if is_wildcard(settings.host):

@@ -183,7 +183,7 @@ class RunningServer:
         jupyter-server-proxy (JupyterHub, Binder, JupyterLab) the proxied URL relative to the
         Jupyter server's root, ``/user/NAME/proxy/8000/`` or ``/proxy/8000/``, because there the
         browser may reach only the Jupyter server. A notebook cell ending in ``server`` shows it
-        as a link. See :mod:`transport_demo.urls`.
+        as a link. See :mod:`transport_demo.server.urls`.
         """
         return urls.browser_url(self.host, self.port)
 
@@ -239,7 +239,7 @@ _registry_lock = threading.RLock()
 def start_server(port: int = 8000, **options: Any) -> RunningServer:
     """Start the server in a background thread, or return the one already running.
 
-    ``options`` are :class:`~transport_demo.settings.Settings` fields: ``host``,
+    ``options`` are :class:`~transport_demo.server.settings.Settings` fields: ``host``,
     ``heartbeat_interval``, ``poll_timeout``, ``resume_grace``, ``max_message_bytes``,
     ``max_queue``, ``max_connections``, ``allowed_origins``, ...
 

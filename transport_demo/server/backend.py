@@ -1,7 +1,9 @@
 """The interface the routers, the app and the launcher use: one for every place connections live.
 
-:class:`~transport_demo.hub.Hub` keeps them in this process's memory (the default, the fast path);
-:class:`~transport_demo.redis_hub.RedisHub` keeps them in Redis, so that several server processes
+:class:`~transport_demo.server.hub.Hub` keeps them in this process's memory (the default, the fast
+path);
+:class:`~transport_demo.server.redis_hub.RedisHub` keeps them in Redis, so that several server
+processes
 act as one (docs/scaling.md). Both satisfy :class:`Backend`; the routers never know which they
 talk to. Operations that may wait on a shared store are coroutines; the memory hub's finish at once.
 """
@@ -89,7 +91,7 @@ class Backend(Protocol):
 def make_hub(settings: Settings) -> Backend:
     """The hub ``settings`` ask for: in Redis when ``redis_url`` is set, else in memory."""
     if settings.redis_url:
-        from .redis_hub import RedisHub  # redis-py is an optional dependency
+        from .redis_hub import RedisHub
 
         return RedisHub(settings)
     from .hub import Hub

@@ -1,16 +1,18 @@
 """The registry: which connections exist, which poll or stream waits on each, and the lock.
 
 :class:`Registry` is the part of the hub that the waiters use — a held long poll
-(:mod:`transport_demo.held_polls`) and a stream (:mod:`transport_demo.stream`) — through its public
+(:mod:`transport_demo.server.held_polls`) and a stream (:mod:`transport_demo.server.stream`) —
+through its public
 methods (``lock``, ``find``, ``lookup``, ``create``, ``attach``, ``release``, ``wake``, ``end``,
 ``append``, ``receive``, ``count``, ``now``), never through its private state; only its subclass
-:class:`~transport_demo.hub.Hub` touches that. The delivery rules themselves are the
-sans-I/O core's (:mod:`transport_demo.connection`); :class:`~transport_demo.hub.Hub` adds
+:class:`~transport_demo.server.hub.Hub` touches that. The delivery rules themselves are the
+sans-I/O core's (:mod:`transport_demo.server.connection`); :class:`~transport_demo.server.hub.Hub`
+adds
 publishing, the transports' operations, the reaper and ``/stats`` on top.
 
 Threading: every method that changes connections or waiters is called with ``lock`` held (or takes
 it); ``__len__`` and ``__contains__`` read without it (a size or a membership test of a dict, atomic
-in CPython). Waking a waiter crosses to the server's loop (:mod:`transport_demo.wakeups`).
+in CPython). Waking a waiter crosses to the server's loop (:mod:`transport_demo.server.wakeups`).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ class Registry:
     """Connections and the waiter attached to each; see the module docstring.
 
     ``clock`` is the monotonic clock used for expiry (tests pass a fake one); connections live in
-    a :class:`~transport_demo.connection.MemoryStore`.
+    a :class:`~transport_demo.server.connection.MemoryStore`.
     """
 
     def __init__(

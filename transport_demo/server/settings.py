@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     ``TRANSPORT_DEMO_ALLOWED_ORIGINS=http://10.0.0.5:8000,http://localhost:*``.
 
     ``allowed_origins`` keeps ``null`` (a page opened from a file) only while ``host`` is a
-    loopback address; see :mod:`transport_demo.origins`.
+    loopback address; see :mod:`transport_demo.server.origins`.
     """
 
     model_config = SettingsConfigDict(env_prefix="TRANSPORT_DEMO_", frozen=True, extra="forbid")

@@ -3,8 +3,8 @@ polls are.
 
 A router calls :func:`open_stream` (through :meth:`Hub.open_stream`), iterates
 :meth:`Stream.batches` and writes each batch, and calls :meth:`Stream.close` when its socket is
-gone. The stream and :mod:`transport_demo.held_polls` use the registry's public methods
-(:class:`~transport_demo.registry.Registry`: ``lock``, ``lookup``, ``create``, ``attach``,
+gone. The stream and :mod:`transport_demo.server.held_polls` use the registry's public methods
+(:class:`~transport_demo.server.registry.Registry`: ``lock``, ``lookup``, ``create``, ``attach``,
 ``release``, ``wake``, ``receive``, ``count``, ``now``), never its private state.
 """
 

@@ -1,13 +1,14 @@
 """Who may talk to the server at all: the ``Host`` allow-list on every request and WebSocket, and
 the ``Origin`` allow-list on every HTTP request (the WebSocket's Origin is checked in
-:mod:`transport_demo.websocket`, where the handshake is answered).
+:mod:`transport_demo.server.websocket`, where the handshake is answered).
 
 A pure ASGI middleware, so that a refused request costs no routing, no body and no hub call.
 
-* A ``Host`` that does not name this server (:class:`~transport_demo.origins.HostPolicy`) gets
+* A ``Host`` that does not name this server (:class:`~transport_demo.server.origins.HostPolicy`)
+gets
   ``421 Misdirected Request`` with ``host_not_allowed`` (RFC 9110 §15.5.20: this server will not
   answer for that name): what stops a DNS-rebinding page.
-* An ``Origin`` outside the allow-list (:class:`~transport_demo.origins.OriginPolicy`) gets
+* An ``Origin`` outside the allow-list (:class:`~transport_demo.server.origins.OriginPolicy`) gets
   ``403`` with ``origin_not_allowed``. CORS alone does not stop a foreign page from *using* the
   server: a ``POST`` with no body or a ``text/plain`` one, and an ``EventSource``, need no
   preflight, and the request is made even though the page may not read the answer, so any site a

@@ -59,7 +59,7 @@ class PollSteps(Protocol[W]):
         """Acknowledge ``last_seq`` and answer at once if events wait (``(answer, None)``);
         else attach a waiter when ``hold > 0`` (``(None, waiter)``: any older poll of the
         connection ends, ``superseded``) or not (``(None, None)``). Raises
-        :class:`~transport_demo.errors.UnknownConnection`."""
+        :class:`~transport_demo.server.errors.UnknownConnection`."""
         ...
 
     async def poll_again(self, waiter: W) -> str | None:

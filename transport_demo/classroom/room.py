@@ -3,23 +3,24 @@
 ``start_classroom()`` (or ``start_server(classroom=True)``, or ``python -m transport_demo
 --classroom``) listens on every interface, finds the machine's LAN address (:mod:`.lan`: no packet
 is sent), allows exactly that origin (never ``null``), turns the per-address and per-connection
-limits on (:data:`~transport_demo.settings.CLASSROOM_DEFAULTS`), and gives the join URL and a QR
+limits on (:data:`~transport_demo.server.settings.CLASSROOM_DEFAULTS`), and gives the join URL and
+a QR
 code of it: in the notebook, and at ``/join`` for the projector. The live class view is
 :class:`transport_demo.widgets.ClassroomView`.
 
-The join page, its QR code and the limits as text are :mod:`transport_demo.join_page`'s.
+The join page, its QR code and the limits as text are :mod:`transport_demo.server.join_page`'s.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .join_page import join_card, qr_svg
-from .protocol import Transport
+from ..server.join_page import join_card, qr_svg
+from ..server.protocol import Transport
 
 if TYPE_CHECKING:
-    from .server import RunningServer
-    from .widgets.classroom import ClassroomView
+    from ..server.launcher import RunningServer
+    from ..widgets.classroom import ClassroomView
 
 __all__ = ["Classroom", "start_classroom"]
 
@@ -53,7 +54,7 @@ class Classroom:
 
     def cut(self, transport: Transport | str | None = None) -> int:
         """Cut every stream and held poll of ``transport`` (all three: ``None``); see
-        :meth:`~transport_demo.hub.Hub.disconnect_all`."""
+        :meth:`~transport_demo.server.hub.Hub.disconnect_all`."""
         return self.server.hub.disconnect_all(None if transport is None else Transport(transport))
 
     def restart(self) -> None:
@@ -68,7 +69,7 @@ class Classroom:
 
     def view(self, **options: Any) -> ClassroomView:
         """The live class view widget (ipywidgets)."""
-        from .widgets.classroom import ClassroomView
+        from ..widgets.classroom import ClassroomView
 
         view = ClassroomView(self.server, **options)
         self._views.append(view)
@@ -87,6 +88,6 @@ def start_classroom(port: int = 8000, **options: Any) -> Classroom:
     Options override the classroom defaults, e.g. ``join_host="10.1.2.3"`` when the machine has
     several networks, or ``max_connections_per_address=None`` behind a proxy.
     """
-    from .server import start_server
+    from ..server.launcher import start_server
 
     return Classroom(start_server(port, classroom=True, **options))

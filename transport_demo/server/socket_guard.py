@@ -71,7 +71,7 @@ log = logging.getLogger("transport_demo")
 
 @dataclass(frozen=True, slots=True)
 class SocketLimits:
-    """The bounds of the module docstring (from :class:`~transport_demo.settings.Settings`).
+    """The bounds of the module docstring (from :class:`~transport_demo.server.settings.Settings`).
 
     Carried on uvicorn's ``Config`` (as ``config.socket_limits``), which worker processes receive
     pickled: so a module-level, frozen dataclass."""
@@ -323,7 +323,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
 
 class GuardedWebSocketProtocol(DrainingWebSocketProtocol):
-    """The WebSocket protocol (:class:`~transport_demo.ws_protocol.DrainingWebSocketProtocol`)
+    """The WebSocket protocol
+    (:class:`~transport_demo.server.ws_protocol.DrainingWebSocketProtocol`)
     counting its socket against the address's bound, and offering :data:`ABORT_EXTENSION`."""
 
     def __init__(

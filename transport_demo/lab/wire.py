@@ -23,7 +23,7 @@ import httpx
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from .urls import endpoint_url
+from ..server.urls import endpoint_url
 
 __all__ = [
     "Exchange",

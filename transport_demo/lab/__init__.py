@@ -1,0 +1,11 @@
+"""The lab: the instruments the notebooks use to show what crosses the wire.
+
+Owns the raw HTTP and WebSocket views (``wire``, ``ws_wire``), a spec-following ``EventSource``
+in Python (``eventsource``), the experiments and measurements cells call (``experiments``), the
+exercises and their checks (``exercises``), a network you can dial (``network``), a buffering
+proxy and a 204 server to show what goes wrong (``proxy``, ``no_content``), and a real Redis for
+notebook 05 and the tests (``local_redis``).
+
+May import: ``transport_demo.server`` (the vocabulary and the launcher) and ``clients``; never
+``widgets``, ``classroom`` or ``bench``.
+"""
