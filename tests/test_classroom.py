@@ -423,7 +423,12 @@ def test_class_view_follows_200_clients_while_the_kernel_is_idle() -> None:
     reason="Debian's chromium is not installed (scripts/setup.sh installs it as root)",
 )
 def test_the_page_at_the_join_url_resumes_after_cuts_and_a_restart(make_server: Any) -> None:
-    server = make_server(**LOOPBACK_ROOM, heartbeat_interval=0.5, poll_timeout=1.0)
+    # resume_grace well above the SSE retry (1 s): a cut stream's connection must outlive the
+    # browser's wait before it reconnects, or the reaper may take it first (the fixture's 1 s
+    # grace raced the 1 s retry, and lost once under load: a new connection, the text gone).
+    server = make_server(
+        **LOOPBACK_ROOM, heartbeat_interval=0.5, poll_timeout=1.0, resume_grace=10.0
+    )
     view = ClassroomView(server, interval=0.2, show_qr=False)
     transports = [t.value for t in Transport]
     with sync_playwright() as playwright:
