@@ -23,8 +23,13 @@ def test_every_registration_covers_exactly_the_table() -> None:
     for transport, client in CLIENTS.items():
         assert client.transport == transport
     page = Path("transport_demo/static/client.html").read_text(encoding="utf-8")
-    sections = set(re.findall(r'data-transport="([a-z-]+)"', page))
-    assert sections == {t.value for t in TRANSPORTS}
+    table = page[
+        page.index("const TRANSPORTS = [") : page.index("];", page.index("const TRANSPORTS"))
+    ]
+    assert re.findall(r'name: "([a-z-]+)"', table) == [t.value for t in TRANSPORTS]
+    panels = re.search(r"const PANELS = \{(.*)\};", page)
+    assert panels is not None
+    assert re.findall(r'"([a-z-]+)":', panels.group(1)) == [t.value for t in TRANSPORTS]
 
 
 def test_the_table_decides_delivery_and_echo() -> None:
