@@ -16,6 +16,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.browser import launch  # noqa: E402
 from transport_demo import start_server  # noqa: E402
+from transport_demo.server.transports import TRANSPORTS  # noqa: E402
 
 
 def main() -> None:
@@ -25,12 +26,12 @@ def main() -> None:
             browser = launch(playwright)
             page = browser.new_page(viewport={"width": 1400, "height": 820})
             page.goto(server.url)
-            for transport in ("long-polling", "sse", "websocket"):
+            for transport in (t.value for t in TRANSPORTS):
                 part = page.locator(f'[data-transport="{transport}"]')
                 part.locator('[data-action="start"]').click()
                 expect(part.locator('[data-role="connection-id"]')).not_to_be_empty()
             time.sleep(2.5)
-            for transport in ("long-polling", "sse", "websocket"):
+            for transport in (t.value for t in TRANSPORTS):
                 part = page.locator(f'[data-transport="{transport}"]')
                 for text in ("hello", "<b>shown as text</b>"):
                     part.locator('[data-role="input"]').fill(text)

@@ -15,6 +15,7 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from transport_demo import RunningServer, start_server
+from transport_demo.server.transports import TRANSPORTS as TRANSPORT_TABLE
 
 from .browser import CHROMIUM, launch
 from .waiting import until
@@ -28,7 +29,7 @@ pytestmark = [
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
-TRANSPORTS = ["long-polling", "sse", "websocket"]
+TRANSPORTS = [t.value for t in TRANSPORT_TABLE]
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 ECHO = {"long-polling": "message", "sse": "message", "websocket": "user_message"}
 # What a live connection shows when nothing else happens.

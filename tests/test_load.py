@@ -20,6 +20,7 @@ from websockets.asyncio.client import connect
 
 from transport_demo.clients import LongPollClient, SSEClient, WebSocketClient
 from transport_demo.server.errors import QueueFull
+from transport_demo.server.transports import TRANSPORTS
 
 from .figures import record
 
@@ -109,7 +110,7 @@ async def run_cycles(transport: str, url: str, count: int) -> float:
     return time.monotonic() - started
 
 
-@pytest.mark.parametrize("transport", ["long-polling", "sse", "websocket"])
+@pytest.mark.parametrize("transport", [t.value for t in TRANSPORTS])
 async def test_connect_disconnect_cycles_leave_nothing_behind(
     server_process: tuple[str, int], transport: str
 ) -> None:

@@ -38,6 +38,7 @@ from transport_demo.lab.local_redis import LocalRedis, start_redis
 from transport_demo.lab.proxy import FaultyProxy
 from transport_demo.server.protocol import Transport
 from transport_demo.server.redis_hub import connection_keys
+from transport_demo.server.transports import TRANSPORTS
 
 FAST = {"heartbeat_interval": 0.5, "poll_timeout": 1.0, "resume_grace": 30.0}
 
@@ -241,7 +242,7 @@ def assert_exactly_once(seen: list[int], end: int) -> None:
     assert seen[:end] == list(range(1, end + 1)), (seen[:20], len(seen), end)
 
 
-@pytest.mark.parametrize("transport", ["long-polling", "sse", "websocket"])
+@pytest.mark.parametrize("transport", [t.value for t in TRANSPORTS])
 def test_exactly_once_across_random_hops(
     cluster: list[ServerProcess], publisher: RunningServer, transport: str
 ) -> None:
@@ -350,7 +351,7 @@ def test_what_is_in_redis(redis_server: LocalRedis, publisher: RunningServer) ->
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("transport", ["long-polling", "sse", "websocket"])
+@pytest.mark.parametrize("transport", [t.value for t in TRANSPORTS])
 def test_sigkill_one_process_mid_stream(
     redis_server: LocalRedis, publisher: RunningServer, transport: str
 ) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..server.transports import TRANSPORTS
+
 __all__ = [
     "COMPARISONS",
     "checks",
@@ -301,8 +303,8 @@ def plot_networks(runs: list[dict[str, Any]], path: Path | None = None) -> Any:
     millisecond and a continent's hundreds on one scale). Saved to ``path`` when given."""
     import matplotlib.pyplot as plt
 
-    transports = ("long-polling", "sse", "websocket")
-    colours = {"long-polling": "#e67e22", "sse": "#2e86c1", "websocket": "#27a55a"}
+    transports = tuple(transport.value for transport in TRANSPORTS)
+    colours = {transport.value: row.colour for transport, row in TRANSPORTS.items()}
     panels = (("push", "push latency p50 (bar) and p99 (tick)"),
               ("round_trip", "round trip p50 (bar) and p99 (tick)"),
               ("reconnect", "cut → next message, p50"))  # fmt: skip
