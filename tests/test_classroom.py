@@ -174,7 +174,8 @@ def test_connections_per_address_are_refused_with_a_clear_error(make_server: Any
 @pytest.mark.parametrize("cls", CLIENTS, ids=lambda c: c.transport)
 async def test_a_client_over_the_address_limit_reports_it(make_server: Any, cls: Any) -> None:
     server = make_server(**LOOPBACK_ROOM, max_connections_per_address=1)
-    server.hub.connect_long_poll("127.0.0.1")  # the address's one place is taken
+    hub = server.hub
+    hub.call_from_thread(hub.aconnect_long_poll("127.0.0.1"))  # the address's one place is taken
     async with make_client(cls, server.url) as client:
         await until_async(lambda: client.state == "error", what="the client gives up")
         errors = [e for e in client.take_unread() if e["type"] == "error"]
@@ -304,11 +305,12 @@ def test_class_view_shows_callback_errors() -> None:
     try:
         view.broadcast_text.value = "x" * 5000  # over the classroom's 4096 bytes
         assert "MessageTooLarge" in view.status_html.value
-        server.hub.connect_long_poll("10.0.0.7")
-        cid = json.loads(server.hub.connect_long_poll("10.0.0.8"))["connection_id"]
+        hub = server.hub
+        hub.call_from_thread(hub.aconnect_long_poll("10.0.0.7"))
+        cid = json.loads(hub.call_from_thread(hub.aconnect_long_poll("10.0.0.8")))["connection_id"]
         for _ in range(21):  # a burst of 20, then refused
             with contextlib.suppress(RateLimited):
-                server.hub.receive(cid, "hi", Transport.LONG_POLLING)
+                hub.call_from_thread(hub.areceive(cid, "hi", Transport.LONG_POLLING))
         until(lambda: view.latest is not None and view.latest.rate_limited == 1, what="counted")
         assert view.latest is not None and view.latest.addresses == 2
         assert "rate limited <b>1</b>" in view.numbers_html.value

@@ -50,8 +50,8 @@ async def started(**options: Any) -> tuple[Hub, FakeClock]:
     return hub, clock
 
 
-def connect_lp(hub: Hub) -> str:
-    event = json.loads(hub.connect_long_poll())
+async def connect_lp(hub: Hub) -> str:
+    event = json.loads(await hub.aconnect_long_poll())
     assert event["type"] == "connected" and event["resumed"] is False
     return str(event["connection_id"])
 
@@ -74,7 +74,7 @@ async def drain(stream: Stream, count: int, timeout: float = 2.0) -> list[dict[s
 
 async def test_seq_numbering_is_per_connection_and_gapless() -> None:
     hub, _ = await started()
-    a, b = connect_lp(hub), connect_lp(hub)
+    a, b = await connect_lp(hub), await connect_lp(hub)
     assert [hub.publish(a, f"a{i}") for i in range(3)] == [1, 2, 3]
     assert hub.publish(b, "b0") == 1
     answer = json.loads(await hub.apoll(a, last_seq=0))
@@ -89,7 +89,7 @@ async def test_seq_numbering_is_per_connection_and_gapless() -> None:
 
 async def test_long_poll_redelivers_until_acknowledged() -> None:
     hub, _ = await started()
-    cid = connect_lp(hub)
+    cid = await connect_lp(hub)
     hub.publish(cid, "one")
     hub.publish(cid, "two")
     first = json.loads(await hub.apoll(cid, last_seq=0))
@@ -105,7 +105,7 @@ async def test_long_poll_redelivers_until_acknowledged() -> None:
 
 async def test_long_poll_without_last_seq_counts_sent_as_delivered() -> None:
     hub, _ = await started()
-    cid = connect_lp(hub)
+    cid = await connect_lp(hub)
     hub.publish(cid, "one")
     assert len(json.loads(await hub.apoll(cid))["messages"]) == 1
     answer = json.loads(await hub.apoll(cid, hold=0.05))
@@ -115,7 +115,7 @@ async def test_long_poll_without_last_seq_counts_sent_as_delivered() -> None:
 
 async def test_held_poll_returns_when_data_arrives() -> None:
     hub, _ = await started()
-    cid = connect_lp(hub)
+    cid = await connect_lp(hub)
     poll = asyncio.create_task(hub.apoll(cid, last_seq=0, hold=5))
     await until_async(lambda: hub.state_of(cid) == "live", what="poll held")
     assert not poll.done()
@@ -127,7 +127,7 @@ async def test_held_poll_returns_when_data_arrives() -> None:
 
 async def test_new_poll_supersedes_held_one_without_loss_or_duplicate() -> None:
     hub, _ = await started()
-    cid = connect_lp(hub)
+    cid = await connect_lp(hub)
     old = asyncio.create_task(hub.apoll(cid, last_seq=0, hold=5))
     await until_async(lambda: hub.state_of(cid) == "live", what="poll held")
     new = asyncio.create_task(hub.apoll(cid, last_seq=0, hold=5))
@@ -141,7 +141,7 @@ async def test_new_poll_supersedes_held_one_without_loss_or_duplicate() -> None:
 
 async def test_send_and_poll_answers_at_once_and_ends_the_held_poll() -> None:
     hub, _ = await started()
-    cid = connect_lp(hub)
+    cid = await connect_lp(hub)
     held = asyncio.create_task(hub.apoll(cid, last_seq=0, hold=5))
     await until_async(lambda: hub.state_of(cid) == "live", what="poll held")
     answer = json.loads(await hub.asend_and_poll(cid, "hello", last_seq=0))
@@ -154,7 +154,7 @@ async def test_send_and_poll_answers_at_once_and_ends_the_held_poll() -> None:
 
 async def test_queue_full_refuses_new_and_keeps_accepted() -> None:
     hub, _ = await started(max_queue=3)
-    cid = connect_lp(hub)
+    cid = await connect_lp(hub)
     for i in range(3):
         hub.publish(cid, str(i))
     with pytest.raises(QueueFull):
@@ -170,7 +170,7 @@ async def test_queue_full_refuses_new_and_keeps_accepted() -> None:
 
 async def test_text_limits() -> None:
     hub, _ = await started(max_message_bytes=8)
-    cid = connect_lp(hub)
+    cid = await connect_lp(hub)
     assert hub.publish(cid, "12345678") == 1
     with pytest.raises(MessageTooLarge):
         hub.publish(cid, "123456789")
@@ -185,12 +185,12 @@ async def test_text_limits() -> None:
 
 async def test_unknown_and_cross_transport_ids_are_refused() -> None:
     hub, _ = await started()
-    cid = connect_lp(hub)
+    cid = await connect_lp(hub)
     for bad in ["nope", "", cid[:8], None, 12]:
         with pytest.raises(UnknownConnection):
             hub.publish(bad, "x")  # type: ignore[arg-type]
     with pytest.raises(UnknownConnection):
-        hub.receive(cid, "x", Transport.SSE)
+        await hub.areceive(cid, "x", Transport.SSE)
     with pytest.raises(UnknownConnection):
         await hub.apoll("nope")
     await hub.close()
@@ -198,19 +198,19 @@ async def test_unknown_and_cross_transport_ids_are_refused() -> None:
 
 async def test_connection_cap() -> None:
     hub, _ = await started(max_connections=2)
-    connect_lp(hub)
-    hub.open_stream(Transport.SSE)
+    await connect_lp(hub)
+    await hub.aopen_stream(Transport.SSE)
     with pytest.raises(TooManyConnections):
-        connect_lp(hub)
+        await connect_lp(hub)
     await hub.close()
 
 
 async def test_stream_delivers_in_order_with_heartbeats() -> None:
     hub, _ = await started(heartbeat_interval=0.05)
-    stream = hub.open_stream(Transport.WEBSOCKET)
+    stream = await hub.aopen_stream(Transport.WEBSOCKET)
     cid = stream.connection_id
     hub.publish(cid, "push")
-    stream.receive("echo")
+    await stream.areceive("echo")
     got = await drain(stream, 5)
     assert got[0]["type"] == "connected" and got[0]["resumed"] is False
     assert [(e["type"], e["seq"]) for e in got[1:3]] == [("message", 1), ("user_message", 2)]
@@ -222,15 +222,15 @@ async def test_stream_delivers_in_order_with_heartbeats() -> None:
 
 async def test_resume_replays_after_resume_point_exactly_once() -> None:
     hub, _ = await started()
-    stream = hub.open_stream(Transport.SSE)
+    stream = await hub.aopen_stream(Transport.SSE)
     cid = stream.connection_id
     for i in range(5):
         hub.publish(cid, f"m{i}")
     got = await drain(stream, 4)  # connected, 1, 2, 3: then the "cut"
-    stream.close()
+    await stream.aclose()
     assert hub.state_of(cid) == "disconnected"
     hub.publish(cid, "while away")
-    resumed = hub.open_stream(Transport.SSE, cid, last_seq=got[-1]["seq"])
+    resumed = await hub.aopen_stream(Transport.SSE, cid, last_seq=got[-1]["seq"])
     again = await drain(resumed, 4)
     assert again[0]["type"] == "connected" and again[0]["resumed"] is True
     assert again[0]["last_seq"] == 3
@@ -242,10 +242,10 @@ async def test_resume_replays_after_resume_point_exactly_once() -> None:
 
 async def test_resume_takes_over_an_attached_stream() -> None:
     hub, _ = await started()
-    old = hub.open_stream(Transport.WEBSOCKET)
+    old = await hub.aopen_stream(Transport.WEBSOCKET)
     cid = old.connection_id
     await drain(old, 1)
-    new = hub.open_stream(Transport.WEBSOCKET, cid, last_seq=0)
+    new = await hub.aopen_stream(Transport.WEBSOCKET, cid, last_seq=0)
     assert old.ended == "superseded"
     assert [e async for e in old.events()][1:] == []  # the old one ends, sending nothing more
     hub.publish(cid, "only once")
@@ -255,18 +255,18 @@ async def test_resume_takes_over_an_attached_stream() -> None:
 
 async def test_unknown_resume_starts_a_new_connection() -> None:
     hub, _ = await started()
-    stream = hub.open_stream(Transport.SSE, "forged-id", last_seq=3)
+    stream = await hub.aopen_stream(Transport.SSE, "forged-id", last_seq=3)
     event = (await drain(stream, 1))[0]
     assert event["resumed"] is False and event["resume_failed"] == "unknown_connection"
     assert event["connection_id"] != "forged-id"
-    lp = connect_lp(hub)  # another transport's id is not resumable either
-    assert hub.open_stream(Transport.SSE, lp, last_seq=0).connection_id != lp
+    lp = await connect_lp(hub)  # another transport's id is not resumable either
+    assert (await hub.aopen_stream(Transport.SSE, lp, last_seq=0)).connection_id != lp
     await hub.close()
 
 
 async def test_replay_window_keeps_unwritten_events() -> None:
     hub, _ = await started(replay_window=3, max_queue=10)
-    stream = hub.open_stream(Transport.SSE)
+    stream = await hub.aopen_stream(Transport.SSE)
     cid = stream.connection_id
     for i in range(8):
         hub.publish(cid, str(i))
@@ -274,18 +274,18 @@ async def test_replay_window_keeps_unwritten_events() -> None:
     assert len(conn.buffer) == 8  # none written yet: none may be forgotten
     await drain(stream, 9)
     assert [seq for seq, _ in conn.buffer] == [6, 7, 8]  # written: the window keeps the last 3
-    stream.close()
-    resumed = hub.open_stream(Transport.SSE, cid, last_seq=2)
+    await stream.aclose()
+    resumed = await hub.aopen_stream(Transport.SSE, cid, last_seq=2)
     assert [e.get("seq") for e in await drain(resumed, 4)] == [None, 6, 7, 8]  # a gap: 3..5
     await hub.close()
 
 
 async def test_expiry_after_grace_and_poll_expiry() -> None:
     hub, clock = await started(poll_timeout=5, resume_grace=5)
-    lp = connect_lp(hub)
-    stream = hub.open_stream(Transport.SSE)
-    live = hub.open_stream(Transport.WEBSOCKET)
-    stream.close()
+    lp = await connect_lp(hub)
+    stream = await hub.aopen_stream(Transport.SSE)
+    live = await hub.aopen_stream(Transport.WEBSOCKET)
+    await stream.aclose()
     clock.now += 5.5
     assert hub.reap() == 1  # the SSE stream's grace is over
     assert lp in hub and stream.connection_id not in hub and live.connection_id in hub
@@ -300,7 +300,7 @@ async def test_expiry_after_grace_and_poll_expiry() -> None:
 
 async def test_isolation_between_connections() -> None:
     hub, _ = await started()
-    streams = [hub.open_stream(Transport.WEBSOCKET) for _ in range(3)]
+    streams = [await hub.aopen_stream(Transport.WEBSOCKET) for _ in range(3)]
     for i, stream in enumerate(streams):
         hub.publish(stream.connection_id, f"for {i}")
     for i, stream in enumerate(streams):
@@ -312,7 +312,7 @@ async def test_isolation_between_connections() -> None:
 
 async def test_broadcast_reaches_everyone_and_skips_full_queues() -> None:
     hub, _ = await started(max_queue=1)
-    a, b = connect_lp(hub), connect_lp(hub)
+    a, b = await connect_lp(hub), await connect_lp(hub)
     hub.publish(a, "fills a")
     assert hub.broadcast("all") == 1
     assert json.loads(await hub.apoll(b, last_seq=0))["messages"][0]["message"] == "all"
@@ -321,7 +321,7 @@ async def test_broadcast_reaches_everyone_and_skips_full_queues() -> None:
 
 async def test_publish_from_another_thread_wakes_the_stream() -> None:
     hub, _ = await started()
-    stream = hub.open_stream(Transport.SSE)
+    stream = await hub.aopen_stream(Transport.SSE)
     seqs: list[int] = []
 
     def notebook_thread() -> None:
@@ -339,8 +339,8 @@ async def test_publish_from_another_thread_wakes_the_stream() -> None:
 
 async def test_close_ends_streams_and_polls_and_refuses_new_work() -> None:
     hub, _ = await started()
-    stream = hub.open_stream(Transport.SSE)
-    cid = connect_lp(hub)
+    stream = await hub.aopen_stream(Transport.SSE)
+    cid = await connect_lp(hub)
     poll = asyncio.create_task(hub.apoll(cid, last_seq=0, hold=30))
     reader = asyncio.create_task(drain(stream, 100))
     await until_async(lambda: hub.state_of(cid) == "live", what="poll held")
@@ -350,13 +350,13 @@ async def test_close_ends_streams_and_polls_and_refuses_new_work() -> None:
     with pytest.raises(ServerShuttingDown):
         hub.publish(cid, "late")
     with pytest.raises(ServerShuttingDown):
-        connect_lp(hub)
+        await connect_lp(hub)
 
 
 async def test_stats_never_show_full_ids_or_text() -> None:
     hub, _ = await started()
-    cid = connect_lp(hub)
-    stream = hub.open_stream(Transport.SSE)
+    cid = await connect_lp(hub)
+    stream = await hub.aopen_stream(Transport.SSE)
     hub.publish(cid, "secret text")
     text = json.dumps(hub.stats())
     assert cid not in text and stream.connection_id not in text and "secret text" not in text
@@ -367,9 +367,9 @@ async def test_stats_never_show_full_ids_or_text() -> None:
     await hub.close()
 
 
-def test_connection_ids_are_uuid4() -> None:
+async def test_connection_ids_are_uuid4() -> None:
     hub, _ = make_hub()
-    ids = {connect_lp(hub) for _ in range(200)}
+    ids = {await connect_lp(hub) for _ in range(200)}
     assert len(ids) == 200
     assert all(
         re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", i)
@@ -407,20 +407,20 @@ def test_timestamps_keep_their_format_across_seconds() -> None:
 
 async def test_connections_per_address_are_bounded_until_one_expires() -> None:
     hub, clock = await started(max_connections_per_address=2, resume_grace=5)
-    a = hub.open_stream(Transport.SSE, address="10.0.0.7")
-    json.loads(hub.connect_long_poll("10.0.0.7"))
+    a = await hub.aopen_stream(Transport.SSE, address="10.0.0.7")
+    json.loads(await hub.aconnect_long_poll("10.0.0.7"))
     with pytest.raises(TooManyConnectionsFromAddress):
-        hub.open_stream(Transport.WEBSOCKET, address="10.0.0.7")
+        await hub.aopen_stream(Transport.WEBSOCKET, address="10.0.0.7")
     with pytest.raises(TooManyConnectionsFromAddress):
-        hub.connect_long_poll("10.0.0.7")
-    hub.open_stream(Transport.WEBSOCKET, address="10.0.0.8")  # another address
-    a.close()
-    resumed = hub.open_stream(Transport.SSE, a.connection_id, 0, address="10.0.0.7")
+        await hub.aconnect_long_poll("10.0.0.7")
+    await hub.aopen_stream(Transport.WEBSOCKET, address="10.0.0.8")  # another address
+    await a.aclose()
+    resumed = await hub.aopen_stream(Transport.SSE, a.connection_id, 0, address="10.0.0.7")
     assert resumed.connection_id == a.connection_id  # a resume is no new connection: allowed
-    resumed.close()
+    await resumed.aclose()
     clock.now += 6  # past the resume grace: the SSE connection expires, its place is free
     assert hub.reap() == 1
-    hub.open_stream(Transport.WEBSOCKET, address="10.0.0.7")
+    await hub.aopen_stream(Transport.WEBSOCKET, address="10.0.0.7")
     stats = hub.stats()
     assert stats["refused_per_address"] == 2 and stats["client_addresses"] == 2
     await hub.close()
@@ -428,34 +428,34 @@ async def test_connections_per_address_are_bounded_until_one_expires() -> None:
 
 async def test_texts_per_second_are_bounded_per_connection() -> None:
     hub, clock = await started(max_messages_per_second=1, message_burst=2)
-    cid = connect_lp(hub)
-    other = connect_lp(hub)
-    hub.receive(cid, "1", Transport.LONG_POLLING)
-    hub.receive(cid, "2", Transport.LONG_POLLING)
+    cid = await connect_lp(hub)
+    other = await connect_lp(hub)
+    await hub.areceive(cid, "1", Transport.LONG_POLLING)
+    await hub.areceive(cid, "2", Transport.LONG_POLLING)
     with pytest.raises(RateLimited):
-        hub.receive(cid, "3", Transport.LONG_POLLING)
-    hub.receive(other, "x", Transport.LONG_POLLING)  # the limit is per connection
+        await hub.areceive(cid, "3", Transport.LONG_POLLING)
+    await hub.areceive(other, "x", Transport.LONG_POLLING)  # the limit is per connection
     assert hub.publish(cid, "the server's own push is not limited") == 3  # "3" was not queued
     clock.now += 1
-    assert hub.receive(cid, "4", Transport.LONG_POLLING) == 4
+    assert await hub.areceive(cid, "4", Transport.LONG_POLLING) == 4
     assert hub.stats()["rate_limited"] == 1
     await hub.close()
 
 
 async def test_disconnect_all_cuts_one_transport_and_keeps_its_connections() -> None:
     hub, _ = await started()
-    sse = hub.open_stream(Transport.SSE)
-    ws = hub.open_stream(Transport.WEBSOCKET)
-    lp = connect_lp(hub)
+    sse = await hub.aopen_stream(Transport.SSE)
+    ws = await hub.aopen_stream(Transport.WEBSOCKET)
+    lp = await connect_lp(hub)
     held = asyncio.create_task(hub.apoll(lp, last_seq=0, hold=5))
     await until_async(lambda: hub.state_of(lp) == "live", what="poll held")
     await drain(sse, 1)
     assert hub.disconnect_all(Transport.SSE) == 1
     assert [e async for e in sse.events()][1:] == []  # the stream ends
     assert sse.ended == "cut" and ws.ended is None and not held.done()
-    sse.close()
+    await sse.aclose()
     hub.publish(sse.connection_id, "while cut")
-    resumed = hub.open_stream(Transport.SSE, sse.connection_id, last_seq=0)
+    resumed = await hub.aopen_stream(Transport.SSE, sse.connection_id, last_seq=0)
     assert [e.get("message") for e in await drain(resumed, 2)][1:] == ["while cut"]
     assert hub.disconnect_all(Transport.LONG_POLLING) == 1
     answer = json.loads(await asyncio.wait_for(held, 1))
@@ -469,7 +469,7 @@ async def test_disconnect_all_cuts_one_transport_and_keeps_its_connections() -> 
 
 async def test_disconnect_all_from_another_thread() -> None:
     hub, _ = await started()
-    streams = [hub.open_stream(Transport.WEBSOCKET) for _ in range(20)]
+    streams = [await hub.aopen_stream(Transport.WEBSOCKET) for _ in range(20)]
     counts: list[int] = []
     thread = threading.Thread(target=lambda: counts.append(hub.disconnect_all(Transport.WEBSOCKET)))
     thread.start()

@@ -44,7 +44,7 @@ def test_same_port_same_settings_returns_the_running_server() -> None:
     first = start_server(port=port, **FAST)
     try:
         assert start_server(port=port, **FAST) is first
-        cid = first.hub.connect_long_poll()
+        cid = first.hub.call_from_thread(first.hub.aconnect_long_poll())
         restarted = start_server(port=port, **{**FAST, "poll_timeout": 2.0})
         assert restarted is not first and not first.running
         assert restarted.port == port and restarted.settings.poll_timeout == 2.0
@@ -223,9 +223,10 @@ def test_command_line_ctrl_c_after_the_banner_exits_130(moment: str, sigint: str
 @pytest.mark.parametrize("delay", [0.0, 0.2, 0.5])
 def test_command_line_ctrl_c_from_process_start_stops_it(delay: float) -> None:
     """Ctrl+C at process start, or a moment later: wherever start-up is, the process ends as
-    interrupted, never serving on. main() answers 130; before it runs, the default applies
-    (death by SIGINT, which a shell reports as 130 too): the kernel's before Python sets up its
-    handler, Python's own while it imports (a KeyboardInterrupt traceback)."""
+    interrupted, never serving on. main() answers 130; before it runs, Python's default applies
+    while the package imports: death by SIGINT (which a shell reports as 130 too), or exit 1
+    when the KeyboardInterrupt lands inside CPython's own start-up ("Fatal Python error:
+    init_sys_streams") or inside an import that turns it into another error."""
     process = run_cli("--port", str(free_port()))
     try:
         time.sleep(delay)
@@ -235,8 +236,8 @@ def test_command_line_ctrl_c_from_process_start_stops_it(delay: float) -> None:
         if process.poll() is None:
             process.kill()
             process.communicate(timeout=5)
-    if process.returncode == -signal.SIGINT:
-        assert "Started server process" not in err, err[-2000:]  # main() had not begun
+    if process.returncode in (-signal.SIGINT, 1):  # main() had not begun
+        assert "Started server process" not in err, err[-2000:]
     else:
         assert process.returncode == 130, err[-2000:]
         assert "Traceback" not in err

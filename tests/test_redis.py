@@ -37,7 +37,7 @@ from transport_demo.clients import BaseClient, LongPollClient, SSEClient, WebSoc
 from transport_demo.lab.local_redis import LocalRedis, start_redis
 from transport_demo.lab.proxy import FaultyProxy
 from transport_demo.server.protocol import Transport
-from transport_demo.server.redis_hub import connection_keys
+from transport_demo.server.redis_store import connection_keys
 from transport_demo.server.transports import TRANSPORTS
 
 FAST = {"heartbeat_interval": 0.5, "poll_timeout": 1.0, "resume_grace": 30.0}

@@ -62,7 +62,7 @@ from transport_demo.server.connection import MAX_BATCH_BYTES, Connection, Limits
 from transport_demo.server.errors import QueueFull
 from transport_demo.server.events import durable_event_halves
 from transport_demo.server.protocol import EventType, Transport
-from transport_demo.server.redis_hub import MAX_BATCH, connection_keys
+from transport_demo.server.redis_store import MAX_BATCH, connection_keys
 from transport_demo.server.transports import info, is_stream
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ from transport_demo.clients import CLIENTS
 from transport_demo.server.app import ROUTERS
 from transport_demo.server.connection import Connection
 from transport_demo.server.protocol import ConnectionState, EventType, Transport
-from transport_demo.server.transports import TRANSPORTS, Delivery, info, is_stream
+from transport_demo.server.transports import TRANSPORTS, DeliveryKind, info, is_stream
 from transport_demo.widgets import WIDGETS, TransportDashboard
 
 
@@ -34,7 +34,7 @@ def test_every_registration_covers_exactly_the_table() -> None:
 
 def test_the_table_decides_delivery_and_echo() -> None:
     assert [t for t in TRANSPORTS if is_stream(t)] == [Transport.SSE, Transport.WEBSOCKET]
-    assert info("long-polling").delivery is Delivery.POLL
+    assert info("long-polling").delivery is DeliveryKind.POLL
     assert info(Transport.WEBSOCKET).echo is EventType.USER_MESSAGE
     assert info(Transport.SSE).echo is EventType.MESSAGE
     for transport in TRANSPORTS:

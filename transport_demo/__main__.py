@@ -106,19 +106,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The command line; its exit status: 0, 2 for a bad option or a busy port, and 130 when
     Ctrl+C (SIGINT) stopped it, at any moment of start-up or serving (with --workers, uvicorn's
     supervisor handles the signal itself and ends with 0)."""
-    # Ctrl+C raises KeyboardInterrupt from here on, whatever SIGINT disposition this process was
-    # given. A process started with SIGINT *ignored* keeps ignoring it: a background job of a
-    # non-interactive shell (`cmd &` in a script: how CI and test runners often start a suite,
-    # and its tests start this command) or a child of a Jupyter kernel (ipykernel ignores
-    # SIGINT). uvicorn then catches SIGINT only while it serves, so a Ctrl+C during start-up was
-    # lost, and after its clean shutdown it re-raised the signal into "ignore": exit 0, not 130.
-    # With Python's own handler, asyncio.Runner and uvicorn chain to it and the re-raise lands.
+    # Ctrl+C is ours from here on, whatever SIGINT disposition this process was given. A process
+    # started with SIGINT *ignored* keeps ignoring it: a background job of a non-interactive shell
+    # (`cmd &` in a script: how CI and test runners often start a suite, and its tests start this
+    # command) or a child of a Jupyter kernel (ipykernel ignores SIGINT). uvicorn catches SIGINT
+    # only while it serves, so a Ctrl+C during start-up was lost, and after its clean shutdown it
+    # re-raised the signal into "ignore": exit 0, not 130. Raising KeyboardInterrupt from the
+    # handler is no cure: one raised while an import finishes is "ignored" by Python (a weakref
+    # callback) or turns into another error, and start-up imports (FastAPI builds its routes,
+    # uvicorn loads its protocols late). So the handler only *records* the signal and, once the
+    # server exists, asks it to stop (as uvicorn's own handler does); start-up looks at the
+    # record before it serves, and the exit status reads it.
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        return serve(parse_args(argv))
-    except KeyboardInterrupt:  # before uvicorn catches SIGINT, or its re-raise after shutdown
-        return 130
+        signal.signal(signal.SIGINT, _on_sigint)
+    status = serve(parse_args(argv))
+    return 130 if _interrupt.seen else status
+
+
+class _Interrupt:
+    """What :func:`_on_sigint` saw, and the server it stops once there is one."""
+
+    seen = False
+    server: DemoServer | None = None
+
+
+_interrupt = _Interrupt()
+
+
+def _on_sigint(signum: int, frame: object) -> None:
+    _interrupt.seen = True
+    if _interrupt.server is not None:
+        _interrupt.server.should_exit = True
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -154,6 +172,9 @@ def serve(args: argparse.Namespace) -> int:
     hub = make_hub(settings)
     port = sock.getsockname()[1]
     server = DemoServer(uvicorn_config(create_app(settings, hub=hub), settings, port=port), hub)
+    _interrupt.server = server
+    if _interrupt.seen:  # Ctrl+C during start-up (see main)
+        return 130
     if settings.classroom:
         print_classroom(settings, port)
     else:
@@ -161,7 +182,8 @@ def serve(args: argparse.Namespace) -> int:
         print(f"transport-demo: open {url} in a browser (Ctrl+C stops)")
     sys.stdout.flush()
     logs.install_filters()
-    # After its clean shutdown on Ctrl+C, uvicorn re-raises SIGINT: KeyboardInterrupt, 130 (main).
+    # After its clean shutdown on Ctrl+C, uvicorn re-raises SIGINT: recorded, 130 (main). The
+    # asyncio runner leaves SIGINT alone: the handler is not Python's default one.
     server.run(sockets=[sock])
     return 0
 

@@ -1,10 +1,11 @@
 """The server: everything that runs when transport-demo serves.
 
 Owns the protocol's vocabulary (``protocol``, ``transports``: the transport table), the sans-I/O
-connection rules (``connection``), the one delivery layer above the stores (``waiters``,
-``stream_loop``, ``stream``, ``held_polls``, ``events``, ``stats``, ``errors``), the two stores
-(memory: ``registry``, ``hub``; Redis: ``redis_hub``, ``redis_scripts``, ``redis_calls``) behind
-one interface (``backend``), one router per transport (``longpoll``, ``sse``, ``websocket``) and
+connection rules (``connection``), the one delivery layer above the stores (``delivery``, with
+``waiters``, ``stream_loop``, ``held_polls``, ``events``, ``stats``, ``errors``), the two stores
+that implement its store interface (memory: ``registry``, ``hub``, ``stream``; Redis:
+``redis_hub``, ``redis_waiters``, ``redis_store``, ``redis_scripts``, ``redis_calls``), which one
+serves (``backend``), one router per transport (``longpoll``, ``sse``, ``websocket``) and
 the teaching endpoints (``lessons``), the app (``app``), the bounds a room of strangers needs
 (``gatekeeper``, ``origins``, ``socket_guard``, ``admission``, ``ws_protocol``), and the launcher
 notebooks use (``launcher``: ``start_server``).

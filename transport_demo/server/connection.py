@@ -17,11 +17,10 @@ Delivery invariants, per connection:
 Where connections live
 ----------------------
 :class:`MemoryStore` keeps them in a dict, for the memory hub (:mod:`transport_demo.server.hub`).
-The
-Redis hub (:mod:`transport_demo.server.redis_hub`) does not use this class: it keeps the same rules
-in
-Lua scripts (:mod:`transport_demo.server.redis_scripts`), and the two meet at
-:class:`~transport_demo.server.backend.Backend`, the interface the routers use (docs/scaling.md).
+The Redis store (:mod:`transport_demo.server.redis_store`) does not use this class: it keeps the
+same rules in Lua scripts (:mod:`transport_demo.server.redis_scripts`). Both stores implement the
+store interface of :class:`~transport_demo.server.delivery.Delivery`, the one layer above them
+(docs/scaling.md); tests/test_store_parity.py holds the two rule sets to the same answers.
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ from typing import Any
 from . import events
 from .errors import InvalidText, MessageTooLarge, QueueFull
 from .protocol import ConnectionState, EventType, Transport
-from .transports import Delivery, info
+from .transports import DeliveryKind, info
 
 __all__ = [
     "MAX_BATCH_BYTES",
@@ -157,7 +156,7 @@ class Connection:
         self.id = connection_id
         self.transport = transport
         # Polled (acknowledged by the next poll) or streamed: the transport table says which.
-        self.polled = info(transport).delivery is Delivery.POLL
+        self.polled = info(transport).delivery is DeliveryKind.POLL
         self.limits = limits if limits is not None else Limits()
         self.created = wall
         self.last_seen = now

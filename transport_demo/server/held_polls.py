@@ -1,11 +1,12 @@
-"""Long polling: holding a poll (once, for both stores), opening a connection and a send that is
-a poll (the memory hub's).
+"""Long polling: holding a poll, once for both stores.
 
 A held poll is a waiter attached to its connection until events arrive, its hold expires, a newer
 poll or send supersedes it, or the server shuts down. :func:`hold_poll` is that loop; a store
-supplies its four steps (:class:`PollSteps`: the memory hub's are :class:`MemoryPollSteps`, the
-Redis hub's its scripts). The delivery rules (what to answer, what counts as acknowledged) are the
-connection core's (or the scripts').
+supplies its four steps (:class:`PollSteps`: the memory hub's are
+:class:`~transport_demo.server.hub.MemoryPollSteps`, the
+Redis hub's its scripts, :class:`~transport_demo.server.redis_waiters.RedisPollSteps`). The
+delivery rules (what to answer, what counts as acknowledged) are the connection core's (or the
+scripts').
 """
 
 from __future__ import annotations
@@ -13,40 +14,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from . import events
-from .connection import Connection
 from .errors import BackendUnavailable
-from .protocol import EndReason, Transport
-from .waiters import Waiter, Waiting
+from .protocol import EndReason
+from .waiters import Waiting
 
-if TYPE_CHECKING:
-    from .registry import Registry
-
-__all__ = [
-    "MemoryPollSteps",
-    "PollSteps",
-    "connect",
-    "hold_for",
-    "hold_poll",
-    "poll",
-    "send_and_poll",
-    "with_queued_seq",
-]
+__all__ = ["PollSteps", "hold_for", "hold_poll", "with_queued_seq"]
 
 W = TypeVar("W", bound=Waiting)
-
-
-def connect(hub: Registry, address: str | None = None) -> str:
-    """Create a long-polling connection for a client at ``address``; return its encoded
-    ``connected`` event."""
-    with hub.lock:
-        conn = hub.create(Transport.LONG_POLLING, address)
-    settings = hub.settings
-    return events.poll_connected(
-        conn.id, poll_timeout=settings.poll_timeout, expires_after=settings.effective_poll_expiry
-    )
 
 
 class PollSteps(Protocol[W]):
@@ -124,82 +101,6 @@ async def hold_poll(
 def with_queued_seq(answer: str, seq: int) -> str:
     """A poll's answer with ``queued_seq``: the seq a text sent with that request got."""
     return answer[:-1] + f',"queued_seq":{seq}}}'
-
-
-async def poll(
-    hub: Registry, connection_id: str, last_seq: int | None = None, *, hold: float | None = None
-) -> str:
-    """A long poll on the memory hub (:func:`hold_poll` with :class:`MemoryPollSteps`); ``hold``
-    defaults to ``poll_timeout`` (with the settings' jitter)."""
-    settings = hub.settings
-    if hold is None:
-        hold = hold_for(settings.poll_timeout, settings.poll_hold_jitter)
-    steps = MemoryPollSteps(hub)
-    return await hold_poll(steps, connection_id, last_seq, hold, settings.poll_timeout)
-
-
-async def send_and_poll(hub: Registry, connection_id: str, text: str, last_seq: int | None) -> str:
-    """A client sent text on long polling: queue it, then answer at once like a poll.
-
-    This request is the connection's poll now: a held poll ends (``superseded``, empty) and this
-    answer carries the new message, plus ``queued_seq`` saying which seq it got.
-    """
-    seq = hub.receive(connection_id, text, Transport.LONG_POLLING)
-    return with_queued_seq(await poll(hub, connection_id, last_seq, hold=0), seq)
-
-
-class MemoryPollSteps:
-    """:class:`PollSteps` on the memory hub: each step under the hub's lock."""
-
-    __slots__ = ("hub", "last_seq")
-
-    def __init__(self, hub: Registry) -> None:
-        self.hub = hub
-        self.last_seq: int | None = None
-
-    async def poll_begin(
-        self, connection_id: str, last_seq: int | None, hold: float
-    ) -> tuple[str | None, Waiter | None]:
-        hub = self.hub
-        self.last_seq = last_seq
-        with hub.lock:
-            hub.refuse_if_closing()
-            conn = hub.find(connection_id, Transport.LONG_POLLING)
-            conn.last_seen = hub.now()
-            answer = _answer(hub, conn, last_seq)
-            # At most one held poll: an older one ends, empty, even when this one answers at once.
-            waiter = Waiter(conn)
-            hub.attach(conn, waiter)
-            if answer is not None or hold <= 0:
-                hub.release(waiter)
-                return answer, None
-            return None, waiter
-
-    async def poll_again(self, waiter: Waiter) -> str | None:
-        with self.hub.lock:
-            if waiter.ended is not None:
-                return None
-            # Acknowledging the same last_seq again (each wake-up) changes nothing.
-            return _answer(self.hub, waiter.conn, self.last_seq)
-
-    async def poll_final(self, waiter: Waiter) -> str | None:
-        with self.hub.lock:
-            return _answer(self.hub, waiter.conn, self.last_seq)
-
-    async def poll_end(self, waiter: Waiter) -> None:
-        hub = self.hub
-        with hub.lock:
-            hub.release(waiter)
-            waiter.conn.last_seen = hub.now()
-
-
-def _answer(hub: Registry, conn: Connection, last_seq: int | None) -> str | None:
-    # Acknowledging the same last_seq again (each time a held poll wakes) changes nothing.
-    batch = conn.poll_batch(last_seq)
-    if not batch:
-        return None
-    hub.count("events_sent", len(batch))
-    return events.poll_batch(conn.id, batch)
 
 
 def hold_for(poll_timeout: float, jitter: float) -> float:

@@ -1,13 +1,12 @@
-"""The hub: the registry of connections, the lock, waking waiters across threads, the reaper, stats.
+"""The memory hub: connections in this process's memory (the default, the fast path).
 
-The delivery rules themselves (seq, replay buffer, acknowledgement, resume) are the sans-I/O core in
-:mod:`transport_demo.server.connection`; which connections exist and who waits on each is the
-registry's
-(:mod:`transport_demo.server.registry`, the base class); the hub applies the rules under its lock
-and
-wakes whoever waits: a held long poll, or an attached :class:`~transport_demo.server.stream.Stream`.
-Routers turn requests into calls here and write what comes back; the hub's answers are
-already-encoded JSON text, and it knows nothing about HTTP.
+A :class:`~transport_demo.server.delivery.Delivery` over the memory store: the registry of
+connections and waiters, its lock and cross-thread wake-ups, are
+:class:`~transport_demo.server.registry.Registry`'s; the rules of one connection (seq, replay
+buffer, acknowledgement, resume) are the sans-I/O core's (:mod:`transport_demo.server.connection`);
+everything above the store (``connected`` events, held polls, the echo rule, ends, close) is the
+delivery layer's. Here: the rest of the store interface, publishing from any thread, the reaper
+and ``/stats``. The hub's answers are already-encoded JSON text; it knows nothing about HTTP.
 
 Threading: the state belongs to the server's event loop, but :meth:`Hub.publish` and
 :meth:`Hub.broadcast` may be called from any thread (a notebook's). A ``threading.Lock`` guards the
@@ -24,23 +23,21 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from . import held_polls
-from .connection import check_text
+from . import events
+from .connection import Connection, check_text
 from .errors import QueueFull
-from .protocol import EndReason, EventType, Transport
+from .protocol import EventType, Transport
 from .registry import Registry
 from .settings import Settings
 from .stats import StatsTally
-from .stream import Stream, open_stream
-from .waiters import Outgoing
+from .stream import Stream
+from .waiters import Outgoing, Waiter
 
-__all__ = ["Hub", "Outgoing", "Stream", "Transport"]
+__all__ = ["Hub", "MemoryPollSteps", "Outgoing", "Stream", "Transport"]
 
 
-class Hub(Registry):
-    """Connections, their waiters and counters (:class:`~transport_demo.server.registry.Registry`),
-    publishing from any thread, the transports' operations, the reaper and ``/stats``; the
-    delivery rules are :class:`~transport_demo.server.connection.Connection`'s.
+class Hub(Registry[Stream]):
+    """The memory hub; see the module docstring.
 
     Call :meth:`start` on the server's loop before use and :meth:`close` when the server stops.
     """
@@ -53,26 +50,16 @@ class Hub(Registry):
     ) -> None:
         super().__init__(settings, clock=clock)
         self._reaper: asyncio.Task[None] | None = None
-        self._started = clock()
 
     # -- life cycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Bind to the running loop and start the task that removes expired connections."""
+        self._bind_loop()
         self._wakeups.bind(asyncio.get_running_loop())
-        self._closing = False
         self._reaper = asyncio.create_task(self._reap_forever(), name="transport-demo-reaper")
 
-    async def close(self, timeout: float = 0.5) -> None:
-        """End every stream and held poll (``shutdown``), refuse new ones, and give them up to
-        ``timeout`` seconds to write their last words (a poll's answer, a WebSocket close)."""
-        with self.lock:
-            self._closing = True
-            for waiter in self._waiters.values():
-                self.end(waiter, EndReason.SHUTDOWN)
-        deadline = asyncio.get_running_loop().time() + timeout
-        while self._waiters and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.01)
+    async def _astop(self) -> None:
         if self._reaper is not None:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -88,7 +75,7 @@ class Hub(Registry):
         """
         text = check_text(text, self.settings.max_message_bytes)
         with self.lock:
-            self.refuse_if_closing()
+            self.check_ready()
             seq = self.append(self.find(connection_id), EventType.MESSAGE, text)
             self._counters["messages_published"] += 1
             return seq
@@ -101,7 +88,7 @@ class Hub(Registry):
         text = check_text(text, self.settings.max_message_bytes)
         count = 0
         with self.lock:
-            self.refuse_if_closing()
+            self.check_ready()
             for conn in self._store:
                 try:
                     self.append(conn, EventType.MESSAGE, text)
@@ -111,67 +98,48 @@ class Hub(Registry):
             self._counters["messages_published"] += count
         return count
 
-    # -- the transports' operations ---------------------------------------------------------
+    # -- the store interface (transport_demo.server.delivery.Delivery) -----------------------
 
-    def connect_long_poll(self, address: str | None = None) -> str:
-        """Create a long-polling connection for a client at ``address``; return its encoded
-        ``connected`` event."""
-        return held_polls.connect(self, address)
+    async def _acreate_poll(self, address: str | None) -> str:
+        with self.lock:
+            return self.create(Transport.LONG_POLLING, address).id
 
-    async def apoll(
-        self,
-        connection_id: str,
-        last_seq: int | None = None,
-        *,
-        hold: float | None = None,
-    ) -> str:
-        """Answer a long poll (:func:`transport_demo.server.held_polls.poll`)."""
-        return await held_polls.poll(self, connection_id, last_seq, hold=hold)
+    async def _acreate_stream(self, transport: Transport, address: str | None) -> Stream:
+        with self.lock:
+            return self._attach_stream(self.create(transport, address), None)[0]
 
-    async def asend_and_poll(
-        self, connection_id: str, text: str, last_seq: int | None = None
-    ) -> str:
-        """A text sent on long polling (:func:`transport_demo.server.held_polls.send_and_poll`)."""
-        return await held_polls.send_and_poll(self, connection_id, text, last_seq)
+    async def _aresume_stream(
+        self, transport: Transport, connection_id: str, last_seq: int | None
+    ) -> tuple[Stream, int] | None:
+        with self.lock:
+            conn = self.lookup(connection_id, transport)
+            if conn is None:
+                return None
+            return self._attach_stream(conn, last_seq)
 
-    def open_stream(
-        self,
-        transport: Transport,
-        connection_id: str | None = None,
-        last_seq: int | None = None,
-        *,
-        address: str | None = None,
-    ) -> Stream:
-        """Attach an SSE or WebSocket stream (:func:`transport_demo.server.stream.open_stream`)."""
-        return open_stream(self, transport, connection_id, last_seq, address=address)
+    def _attach_stream(self, conn: Connection, last_seq: int | None) -> tuple[Stream, int]:
+        stream = Stream(self, conn)
+        self.attach(conn, stream)
+        point = conn.resume(last_seq)
+        conn.detached_at = None
+        conn.last_seen = self._clock()
+        return stream, point
 
-    # -- the async interface the routers use (transport_demo.server.backend.Backend)
-    # -------------------
-    # In memory these finish at once; a shared store (transport_demo.server.redis_hub) awaits its
-    # I/O.
+    def _poll_steps(self, last_seq: int | None) -> MemoryPollSteps:
+        return MemoryPollSteps(self, last_seq)
 
-    async def aconnect_long_poll(self, address: str | None = None) -> str:
-        """:meth:`connect_long_poll`, awaitable."""
-        return self.connect_long_poll(address)
+    def disconnect_all(self, transport: Transport | None = None) -> int:
+        """Cut every stream and held poll of ``transport`` (``None``: of all three); return how
+        many. Any thread. For teaching: the room watches its clients reconnect and resume.
 
-    async def areceive(self, connection_id: str, text: str, transport: Transport) -> int:
-        """:meth:`receive`, awaitable."""
-        return self.receive(connection_id, text, transport)
-
-    async def aopen_stream(
-        self,
-        transport: Transport,
-        connection_id: str | None = None,
-        last_seq: int | None = None,
-        *,
-        address: str | None = None,
-    ) -> Stream:
-        """:meth:`open_stream`, awaitable."""
-        return self.open_stream(transport, connection_id, last_seq, address=address)
-
-    async def astats(self) -> dict[str, Any]:
-        """:meth:`stats`, awaitable."""
-        return self.stats()
+        The connections stay, so every client resumes with nothing lost. What each transport
+        sees: a held long poll is answered at once, ``timeout`` with ``reason: "cut"`` (between
+        polls there is nothing to cut; the next poll carries ``last_seq`` as always); an SSE
+        stream's response ends, and the client reconnects with ``Last-Event-ID``; a WebSocket is
+        closed with 1012 (IANA's "service restart": come back after a randomized delay), since an
+        ASGI application cannot drop a TCP connection without a close frame.
+        """
+        return self._cut(transport)
 
     # -- cleanup --------------------------------------------------------------------------------
 
@@ -210,6 +178,10 @@ class Hub(Registry):
 
     # -- monitoring -----------------------------------------------------------------------------
 
+    async def astats(self) -> dict[str, Any]:
+        """:meth:`stats`, awaitable."""
+        return self.stats()
+
     def stats(self) -> dict[str, Any]:
         """Counts and a per-connection list for ``/stats``: short ids only, never message text."""
         now, wall = self._clock(), time.time()
@@ -227,3 +199,57 @@ class Hub(Registry):
                 now - self._started,
                 self._admission.addresses.addresses(),
             )
+
+
+class MemoryPollSteps:
+    """:class:`~transport_demo.server.held_polls.PollSteps` on the memory hub: each step under
+    the hub's lock."""
+
+    __slots__ = ("hub", "last_seq")
+
+    def __init__(self, hub: Hub, last_seq: int | None) -> None:
+        self.hub = hub
+        self.last_seq = last_seq
+
+    async def poll_begin(
+        self, connection_id: str, last_seq: int | None, hold: float
+    ) -> tuple[str | None, Waiter | None]:
+        hub = self.hub
+        with hub.lock:
+            hub.check_ready()
+            conn = hub.find(connection_id, Transport.LONG_POLLING)
+            conn.last_seen = hub.now()
+            answer = _answer(hub, conn, last_seq)
+            # At most one held poll: an older one ends, empty, even when this one answers at once.
+            waiter = Waiter(conn)
+            hub.attach(conn, waiter)
+            if answer is not None or hold <= 0:
+                hub.release(waiter)
+                return answer, None
+            return None, waiter
+
+    async def poll_again(self, waiter: Waiter) -> str | None:
+        with self.hub.lock:
+            if waiter.ended is not None:
+                return None
+            # Acknowledging the same last_seq again (each wake-up) changes nothing.
+            return _answer(self.hub, waiter.conn, self.last_seq)
+
+    async def poll_final(self, waiter: Waiter) -> str | None:
+        with self.hub.lock:
+            return _answer(self.hub, waiter.conn, self.last_seq)
+
+    async def poll_end(self, waiter: Waiter) -> None:
+        hub = self.hub
+        with hub.lock:
+            hub.release(waiter)
+            waiter.conn.last_seen = hub.now()
+
+
+def _answer(hub: Hub, conn: Connection, last_seq: int | None) -> str | None:
+    # Acknowledging the same last_seq again (each time a held poll wakes) changes nothing.
+    batch = conn.poll_batch(last_seq)
+    if not batch:
+        return None
+    hub.count("events_sent", len(batch))
+    return events.poll_batch(conn.id, batch)

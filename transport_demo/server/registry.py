@@ -1,18 +1,17 @@
-"""The registry: which connections exist, which poll or stream waits on each, and the lock.
+"""The memory store: which connections exist, which poll or stream waits on each, and the lock.
 
-:class:`Registry` is the part of the hub that the waiters use — a held long poll
-(:mod:`transport_demo.server.held_polls`) and a stream (:mod:`transport_demo.server.stream`) —
-through its public
-methods (``lock``, ``find``, ``lookup``, ``create``, ``attach``, ``release``, ``wake``, ``end``,
-``append``, ``receive``, ``count``, ``now``), never through its private state; only its subclass
-:class:`~transport_demo.server.hub.Hub` touches that. The delivery rules themselves are the
-sans-I/O core's (:mod:`transport_demo.server.connection`); :class:`~transport_demo.server.hub.Hub`
-adds
-publishing, the transports' operations, the reaper and ``/stats`` on top.
+:class:`Registry` is the part of the memory hub that its waiters use — a held long poll
+(:class:`~transport_demo.server.held_polls.MemoryPollSteps`) and a stream
+(:mod:`transport_demo.server.stream`) — through its public methods (``lock``, ``find``,
+``lookup``, ``create``, ``attach``, ``release``, ``end``, ``append``, ``count``, ``now``); its
+subclass :class:`~transport_demo.server.hub.Hub` adds the rest of the store interface
+(:class:`~transport_demo.server.delivery.Delivery`), publishing, the reaper and ``/stats``. The
+rules of one connection are the sans-I/O core's (:mod:`transport_demo.server.connection`).
 
-Threading: every method that changes connections or waiters is called with ``lock`` held (or takes
-it); ``__len__`` and ``__contains__`` read without it (a size or a membership test of a dict, atomic
-in CPython). Waking a waiter crosses to the server's loop (:mod:`transport_demo.server.wakeups`).
+Threading: every method that changes connections or waiters is called with ``lock`` held (or
+takes it); ``__len__`` and ``__contains__`` read without it (a size or a membership test of a
+dict, atomic in CPython). Waking a waiter crosses to the server's loop
+(:mod:`transport_demo.server.wakeups`).
 """
 
 from __future__ import annotations
@@ -20,45 +19,32 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from .admission import Admission
-from .connection import Connection, Limits, MemoryStore, check_text
+from .connection import Connection, Limits, MemoryStore
+from .delivery import AttachedStream, Delivery
 from .errors import (
     RateLimited,
-    ServerShuttingDown,
     TooManyConnections,
     TooManyConnectionsFromAddress,
     UnknownConnection,
 )
 from .protocol import ConnectionState, EndReason, EventType, Transport
 from .settings import Settings
-from .transports import info
 from .waiters import Waiter
 from .wakeups import Wakeups
 
-__all__ = ["COUNTERS", "Registry"]
+__all__ = ["Registry"]
 
-COUNTERS = [
-    "connections_opened",
-    "connections_expired",
-    "messages_received",
-    "messages_published",
-    "events_sent",
-    "heartbeats_sent",
-    "streams_resumed",
-    "resumes_failed",
-    "rate_limited",
-    "refused_per_address",
-    "waiters_cut",
-]
-"""The /stats counters, in the order /stats shows them."""
+S = TypeVar("S", bound=AttachedStream)
 
 
-class Registry:
+class Registry(Delivery[Waiter, S]):
     """Connections and the waiter attached to each; see the module docstring.
 
     ``clock`` is the monotonic clock used for expiry (tests pass a fake one); connections live in
-    a :class:`~transport_demo.server.connection.MemoryStore`.
+    a :class:`~transport_demo.server.connection.MemoryStore`. ``S`` is the stream class.
     """
 
     def __init__(
@@ -67,7 +53,10 @@ class Registry:
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.settings = settings if settings is not None else Settings()
+        lock = threading.Lock()
+        """Guards every connection and waiter; held briefly, never across an await."""
+        super().__init__(settings if settings is not None else Settings(), lock, clock=clock)
+        self.lock: threading.Lock = lock
         limits = Limits(
             self.settings.max_queue,
             self.settings.replay_window,
@@ -79,13 +68,7 @@ class Registry:
             self.settings.max_messages_per_second,
             self.settings.message_burst,
         )
-        self._clock = clock
-        self.lock = threading.Lock()
-        """Guards every connection and waiter; held briefly, never across an await."""
-        self._waiters: dict[str, Waiter] = {}  # connection id -> the poll or stream attached
-        self._wakeups = Wakeups(self.lock)
-        self._closing = False
-        self._counters = dict.fromkeys(COUNTERS, 0)
+        self._wakeups = Wakeups(lock)
 
     # -- connections ----------------------------------------------------------------------------
 
@@ -101,10 +84,11 @@ class Registry:
     def __contains__(self, connection_id: object) -> bool:
         return isinstance(connection_id, str) and self._store.get(connection_id) is not None
 
-    def refuse_if_closing(self) -> None:
-        """Raise :class:`ServerShuttingDown` once :meth:`close` has begun."""
-        if self._closing:
-            raise ServerShuttingDown()
+    def state_of(self, connection_id: str) -> ConnectionState:
+        """``live``, ``waiting`` or ``disconnected``; raises :class:`UnknownConnection`."""
+        with self.lock:
+            conn = self.find(connection_id)
+            return conn.state(attached=conn.id in self._waiters)
 
     # -- the interface for waiters (held_polls.py, stream.py); call with ``lock`` held ---------
 
@@ -123,8 +107,8 @@ class Registry:
     def create(self, transport: Transport, address: str | None = None) -> Connection:
         """A new connection for a client at ``address`` (``None``: unknown, not counted); raises
         :class:`TooManyConnections`, :class:`TooManyConnectionsFromAddress` or
-        :class:`ServerShuttingDown`."""
-        self.refuse_if_closing()
+        :class:`~transport_demo.server.errors.ServerShuttingDown`."""
+        self.check_ready()
         if len(self._store) >= self.settings.max_connections:
             raise TooManyConnections.of(self.settings.max_connections)
         try:
@@ -141,22 +125,12 @@ class Registry:
         """The hub's monotonic clock."""
         return self._clock()
 
-    def count(self, counter: str, n: int = 1) -> None:
-        """Add ``n`` to one of the /stats counters."""
-        self._counters[counter] += n
-
     def wake(self, waiter: Waiter) -> None:
-        """Wake ``waiter`` on the hub's loop (from any thread)."""
-        self._wakeups.notify(waiter)
-
-    def end(self, waiter: Waiter, reason: EndReason) -> None:
-        """Tell ``waiter`` to stop, and why (the first reason given wins)."""
-        waiter.stop(reason)
         self._wakeups.notify(waiter)
 
     def attach(self, conn: Connection, waiter: Waiter) -> None:
         """``waiter`` now waits on ``conn``; whatever waited before ends, ``superseded``."""
-        self.refuse_if_closing()
+        self.check_ready()
         previous = self._waiters.get(conn.id)
         if previous is not None:
             self.end(previous, EndReason.SUPERSEDED)
@@ -169,29 +143,6 @@ class Registry:
             return True
         return False
 
-    def disconnect_all(self, transport: Transport | None = None) -> int:
-        """Cut every stream and held poll of ``transport`` (``None``: of all three); return how
-        many. Any thread. For teaching: the room watches its clients reconnect and resume.
-
-        The connections stay, so every client resumes with nothing lost. What each transport
-        sees: a held long poll is answered at once, ``timeout`` with ``reason: "cut"`` (between
-        polls there is nothing to cut; the next poll carries ``last_seq`` as always); an SSE
-        stream's response ends, and the client reconnects with ``Last-Event-ID``; a WebSocket is
-        closed with 1012 (IANA's "service restart": come back after a randomized delay), since an
-        ASGI application cannot drop a TCP connection without a close frame.
-        """
-        with self.lock:
-            cut = [
-                waiter
-                for waiter in self._waiters.values()
-                if waiter.ended is None
-                and (transport is None or waiter.conn.transport is transport)
-            ]
-            for waiter in cut:
-                self.end(waiter, EndReason.CUT)
-            self._counters["waiters_cut"] += len(cut)
-        return len(cut)
-
     # -- durable events ---------------------------------------------------------------------------
 
     def append(self, conn: Connection, event_type: EventType, text: str) -> int:
@@ -202,29 +153,20 @@ class Registry:
             self._wakeups.notify(waiter)
         return seq
 
-    def receive(self, connection_id: str, text: str, transport: Transport) -> int:
-        """A client sent ``text``: queue its echo (``message``, on WebSocket ``user_message``).
-
-        Raises :class:`RateLimited` past ``max_messages_per_second`` (nothing is queued then).
-        """
-        text = check_text(text, self.settings.max_message_bytes)
+    async def _aappend_echo(
+        self, connection_id: str, event_type: EventType, text: str, transport: Transport, wake: bool
+    ) -> int:
+        # ``wake`` is not needed here: nothing awaits between this append and the poll that
+        # supersedes a held one (asend_and_poll), so the held poll wakes to find itself ended.
         with self.lock:
-            self.refuse_if_closing()
+            self.check_ready()
             conn = self.find(connection_id, transport)
             try:
                 self._admission.rates.take(conn.id, self._clock())
             except RateLimited:
                 self._counters["rate_limited"] += 1
                 raise
-            event_type = info(transport).echo
             seq = self.append(conn, event_type, text)
             conn.received += 1
             conn.last_seen = self._clock()
-            self._counters["messages_received"] += 1
             return seq
-
-    def state_of(self, connection_id: str) -> ConnectionState:
-        """``live``, ``waiting`` or ``disconnected``; raises :class:`UnknownConnection`."""
-        with self.lock:
-            conn = self.find(connection_id)
-            return conn.state(attached=conn.id in self._waiters)

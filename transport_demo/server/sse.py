@@ -16,7 +16,8 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.sse import EventSourceResponse, format_sse_event
 
 from . import events
-from .backend import AttachedStream, Backend
+from .backend import Backend
+from .delivery import AttachedStream
 from .longpoll import json_response
 from .models import SSEMessageRequest, check_json_content_type, openapi_body, parse_json
 from .protocol import EventType, Transport

@@ -9,7 +9,22 @@ from typing import Any
 from .protocol import ConnectionState
 from .transports import TRANSPORTS
 
-__all__ = ["STATS_LIST_LIMIT", "StatsTally"]
+__all__ = ["COUNTERS", "STATS_LIST_LIMIT", "StatsTally"]
+
+COUNTERS = [
+    "connections_opened",
+    "connections_expired",
+    "messages_received",
+    "messages_published",
+    "events_sent",
+    "heartbeats_sent",
+    "streams_resumed",
+    "resumes_failed",
+    "rate_limited",
+    "refused_per_address",
+    "waiters_cut",
+]
+"""The /stats counters, in the order /stats shows them (each process counts its own)."""
 
 STATS_LIST_LIMIT = 1000
 """/stats lists at most this many connections (``connection_list_truncated`` says when more)."""

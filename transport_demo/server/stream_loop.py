@@ -3,7 +3,7 @@
 
 :class:`StreamLoop` is a mixin: a store's stream class
 (:class:`~transport_demo.server.stream.Stream` in
-memory, :class:`~transport_demo.server.redis_hub.RedisStream` on Redis) supplies the store
+memory, :class:`~transport_demo.server.redis_waiters.RedisStream` on Redis) supplies the store
 operations —
 ``_take`` (what to write now, ``None`` when the stream must end) and ``_heartbeat`` (the next
 beat, ``None`` likewise) — and ``wakeup``, ``ended``, ``connected``, ``heartbeat_interval`` and

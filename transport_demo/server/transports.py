@@ -2,7 +2,7 @@
 
 A transport's *facts* live here: its wire name
 (:class:`~transport_demo.server.protocol.Transport`), how it
-delivers (:class:`Delivery`: a poll answered and acknowledged by the next poll, or a stream kept
+delivers (:class:`DeliveryKind`: a poll answered and acknowledged by the next poll, or a stream kept
 open), the event type its client's own texts come back as, and how people see it (label, colour).
 The delivery core (:mod:`transport_demo.server.connection`, the hubs), the class view and the
 clients ask
@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 from .protocol import EventType, Transport
 
-__all__ = ["TRANSPORTS", "Delivery", "TransportInfo", "info", "is_stream"]
+__all__ = ["TRANSPORTS", "DeliveryKind", "TransportInfo", "info", "is_stream"]
 
 
-class Delivery(enum.StrEnum):
+class DeliveryKind(enum.StrEnum):
     """How a transport delivers durable events."""
 
     POLL = "poll"
@@ -43,7 +43,7 @@ class TransportInfo:
     """One row of the table."""
 
     transport: Transport
-    delivery: Delivery
+    delivery: DeliveryKind
     echo: EventType
     """The type of the durable event a client's own text comes back as."""
     label: str
@@ -56,11 +56,11 @@ TRANSPORTS: dict[Transport, TransportInfo] = {
     info.transport: info
     for info in (
         TransportInfo(
-            Transport.LONG_POLLING, Delivery.POLL, EventType.MESSAGE, "long polling", "#e0a100"
+            Transport.LONG_POLLING, DeliveryKind.POLL, EventType.MESSAGE, "long polling", "#e0a100"
         ),
-        TransportInfo(Transport.SSE, Delivery.STREAM, EventType.MESSAGE, "SSE", "#2f7de1"),
+        TransportInfo(Transport.SSE, DeliveryKind.STREAM, EventType.MESSAGE, "SSE", "#2f7de1"),
         TransportInfo(
-            Transport.WEBSOCKET, Delivery.STREAM, EventType.USER_MESSAGE, "WebSocket", "#27a55a"
+            Transport.WEBSOCKET, DeliveryKind.STREAM, EventType.USER_MESSAGE, "WebSocket", "#27a55a"
         ),
     )
 }
@@ -74,4 +74,4 @@ def info(transport: Transport | str) -> TransportInfo:
 
 def is_stream(transport: Transport | str) -> bool:
     """Whether ``transport`` delivers over a kept-open stream (rather than polls)."""
-    return info(transport).delivery is Delivery.STREAM
+    return info(transport).delivery is DeliveryKind.STREAM

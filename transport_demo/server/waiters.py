@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .protocol import EndReason
+from .protocol import EndReason, Transport
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -39,14 +39,15 @@ class Outgoing:
 class Waiting:
     """What every waiter is, in either store: a held long poll or an attached stream.
 
-    ``wakeup`` is set (on the server's loop) when there may be something to take or when the
-    waiter must stop; ``ended`` then says why. ``on_superseded`` is the router's: called once when
-    another waiter takes the connection over.
+    ``transport`` is its connection's; ``wakeup`` is set (on the server's loop) when there may be
+    something to take or when the waiter must stop; ``ended`` then says why. ``on_superseded`` is
+    the router's: called once when another waiter takes the connection over.
     """
 
-    __slots__ = ("ended", "on_superseded", "wakeup")
+    __slots__ = ("ended", "on_superseded", "transport", "wakeup")
 
-    def __init__(self) -> None:
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
         self.wakeup = asyncio.Event()
         self.ended: EndReason | None = None
         self.on_superseded: Callable[[], None] | None = None
@@ -67,5 +68,5 @@ class Waiter(Waiting):
     __slots__ = ("conn",)
 
     def __init__(self, conn: Connection) -> None:
-        super().__init__()
+        super().__init__(conn.transport)
         self.conn = conn

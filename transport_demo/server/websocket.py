@@ -10,7 +10,8 @@ from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketState
 
 from . import events
-from .backend import AttachedStream, Backend
+from .backend import Backend
+from .delivery import AttachedStream
 from .errors import TransportDemoError
 from .http_errors import status_of
 from .models import WebSocketFrame, parse_json
