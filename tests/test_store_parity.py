@@ -266,6 +266,7 @@ class RedisSide:
             MAX_BATCH,
             self.limits.replay_window,
             MAX_BATCH_BYTES,
+            Transport.LONG_POLLING.value,
         )
         if reply[0] == -1:
             return UNKNOWN
@@ -507,7 +508,8 @@ def test_a_resume_point_past_the_newest_seq_is_where_the_stores_differ_by_design
         if transport is Transport.LONG_POLLING:
             assert memory.poll(2) == []
             assert remote._run("POLL", 2, OWNER, "t", "begin", "0", TTL_MS, TTL_MS, MAX_BATCH,
-                               LIMITS.replay_window, MAX_BATCH_BYTES) == [-3]  # fmt: skip
+                               LIMITS.replay_window, MAX_BATCH_BYTES,
+                               Transport.LONG_POLLING.value) == [-3]  # fmt: skip
         else:
             assert memory.attach(2) == 1
             assert remote._run("ATTACH", transport.value, OWNER, "t", 2, TTL_MS) == [-3]

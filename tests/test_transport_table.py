@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from transport_demo.bench.probes import OUR_PROBES, OURS
 from transport_demo.clients import CLIENTS
 from transport_demo.server.app import ROUTERS
 from transport_demo.server.connection import Connection
@@ -20,6 +21,8 @@ def test_every_registration_covers_exactly_the_table() -> None:
     assert set(ROUTERS) == set(TRANSPORTS)
     assert set(CLIENTS) == set(TRANSPORTS)
     assert set(WIDGETS) == set(TRANSPORTS)
+    assert list(OUR_PROBES) == list(TRANSPORTS)
+    assert tuple(f"ours {t.value}" for t in TRANSPORTS) == OURS
     for transport, client in CLIENTS.items():
         assert client.transport == transport
     page = Path("transport_demo/static/client.html").read_text(encoding="utf-8")

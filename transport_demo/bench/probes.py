@@ -24,7 +24,10 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
-__all__ = ["ON_REDIS", "PROBES", "Probe", "RawHTTP"]
+from ..server.protocol import Transport
+from ..server.transports import TRANSPORTS
+
+__all__ = ["ON_REDIS", "OURS", "OUR_PROBES", "PROBES", "Probe", "RawHTTP"]
 
 TextHandler = Callable[[str, int], None]
 
@@ -483,11 +486,20 @@ class SocketIOPolling(_PollProbe):
         await self._post(self.sender, self._path(), body, "text/plain;charset=UTF-8")
 
 
+OUR_PROBES: dict[Transport, type[Probe]] = {
+    Transport(probe.transport): probe for probe in (OursLongPoll, OursSSE, OursWS)
+}
+"""Our probe of each transport: the transport table's bench column (tests/test_transport_table.py
+holds the two to the same transports)."""
+
+
+def _ours(prefix: str, family: str) -> dict[str, tuple[str, type[Probe]]]:
+    return {f"{prefix} {t.value}": (family, OUR_PROBES[t]) for t in TRANSPORTS}
+
+
 # target name -> (server family, probe)
 PROBES: dict[str, tuple[str, type[Probe]]] = {
-    "ours long-polling": ("ours", OursLongPoll),
-    "ours sse": ("ours", OursSSE),
-    "ours websocket": ("ours", OursWS),
+    **_ours("ours", "ours"),
     "fastapi long-polling": ("fastapi", BareLongPoll),
     "fastapi sse": ("fastapi", BareSSE),
     "fastapi websocket": ("fastapi", BareWS),
@@ -497,11 +509,9 @@ PROBES: dict[str, tuple[str, type[Probe]]] = {
     "sse-starlette": ("sse-starlette", StarletteSSE),
     # Ours on Redis (``--redis``), one process and two worker processes on one port (``--workers
     # 2``): not in the default run; ask for them with --targets.
-    "redis long-polling": ("ours-redis", OursLongPoll),
-    "redis sse": ("ours-redis", OursSSE),
-    "redis websocket": ("ours-redis", OursWS),
-    "redis-2 long-polling": ("ours-redis:2", OursLongPoll),
-    "redis-2 sse": ("ours-redis:2", OursSSE),
-    "redis-2 websocket": ("ours-redis:2", OursWS),
+    **_ours("redis", "ours-redis"),
+    **_ours("redis-2", "ours-redis:2"),
 }
+OURS = tuple(name for name, (family, _) in PROBES.items() if family == "ours")
+"""Our targets in the default run, one per transport."""
 ON_REDIS = tuple(name for name, (family, _) in PROBES.items() if family.startswith("ours-redis"))

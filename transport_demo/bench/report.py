@@ -280,7 +280,7 @@ def network_table(runs: list[dict[str, Any]]) -> str:
     for results in runs:
         parts.append(f"\n#### {network_label(results)}\n")
         rows = []
-        for target in ("ours long-polling", "ours sse", "ours websocket"):
+        for target in (f"ours {transport.value}" for transport in TRANSPORTS):
             latency = results.get("latency", {}).get(target)
             cut = results.get("reconnect", {}).get(target)
             if latency is None and cut is None:

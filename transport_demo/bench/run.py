@@ -16,7 +16,7 @@ from typing import Any
 
 from ..lab.network import Conditions, Network
 from .capacity import capacity
-from .probes import ON_REDIS, PROBES
+from .probes import ON_REDIS, OURS, PROBES
 from .reconnect import reconnect_cost
 from .scenarios import burst, push_latency, round_trip
 from .targets import ServerProcess, ThreadServer
@@ -25,7 +25,6 @@ __all__ = ["ALL_TARGETS", "OURS", "SCENARIOS", "TARGETS", "Results", "Sizes", "p
 
 ALL_TARGETS = tuple(PROBES)
 TARGETS = tuple(t for t in PROBES if t not in ON_REDIS)  # the default run
-OURS = ("ours long-polling", "ours sse", "ours websocket")
 SCENARIOS = ("latency", "thread", "throughput", "reconnect", "capacity")
 SHAPED = ("latency", "thread", "throughput", "reconnect")  # what runs through a network
 

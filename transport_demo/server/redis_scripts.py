@@ -140,8 +140,9 @@ POLL = (
     _PRELUDE
     + """
 -- A long poll. ARGV: id, last_seq ('' none), owner, token, mode ('begin' | 'again' | 'final'),
--- hold ('1': may be held), held_ttl_ms, idle_ttl_ms, max_batch, window, max_batch_bytes
-if redis.call('EXISTS', h) == 0 or redis.call('HGET', h, 't') ~= 'long-polling' then
+-- hold ('1': may be held), held_ttl_ms, idle_ttl_ms, max_batch, window, max_batch_bytes,
+-- transport (the poll's: a connection of another transport is not this poll's)
+if redis.call('EXISTS', h) == 0 or redis.call('HGET', h, 't') ~= ARGV[12] then
   return {-1}
 end
 local mode = ARGV[5]

@@ -198,6 +198,7 @@ class RedisPollSteps:
             MAX_BATCH,
             hub.settings.replay_window,
             MAX_BATCH_BYTES,
+            Transport.LONG_POLLING.value,
         )
         reply[0] = int(reply[0])
         return reply
