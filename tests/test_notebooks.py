@@ -33,6 +33,7 @@ def test_the_suite_is_complete() -> None:
         "01_long_polling.ipynb",
         "02_server_sent_events.ipynb",
         "03_websocket.ipynb",
+        "03b_websocket_in_practice.ipynb",
         "04_comparison.ipynb",
         "05_scaling_out.ipynb",
     ]
@@ -133,7 +134,25 @@ EXPECTED = {
         r"RSV1    1      compressed",
         r"client sees close code 1009 \(message too big\)",
         r"client sees close code 1006 .*\n  no close frame arrived",
+    ],
+    "03b_websocket_in_practice.ipynb": [
         r"\(3, 'sent while the socket was down'\)",
+        # what a page may not send, on the wire: the server's answers
+        r"sent 4001, reason 9 bytes → 4001 'done here'",
+        r"sent 1006, reason 0 bytes → 1002 'invalid status code'",
+        r"sent 1000, reason 124 bytes → 1002 'control frame too long'",
+        r"close code 1007 \(invalid payload data\)",  # a text frame that is not UTF-8
+        # a binary message answered with an error event, in a text frame
+        r"<binary frame, FIN masked by [0-9a-f]{8}, 2 bytes \(7-bit\)>\n"
+        r"server → client  <text frame, [^\n]*'\{\"type\":\"error\"",
+        r'"error":"binary_not_supported"',
+        # version 14: a 400 without the Sec-WebSocket-Version RFC 6455 §4.2.2 asks for
+        r"HTTP/1\.1 400 Bad Request\n(?:(?!Sec-WebSocket-Version)[^\n]*\n)*\n"
+        r"[^\n]*invalid Sec-WebSocket-Version header: 14",
+        r"(?m)^404$",  # a GET /ws without Upgrade: an ordinary request, no page there
+        # two subprotocols offered, none selected: the 101 names none
+        r"HTTP/1\.1 101 Switching Protocols\n"
+        r"(?:(?!Sec-WebSocket-Protocol)[^\n]*\n)*server: uvicorn",
     ],
     "04_comparison.ipynb": [
         r"\| ours websocket \| [\d.]+ \|",
