@@ -36,6 +36,7 @@ def test_the_suite_is_complete() -> None:
         "03b_websocket_in_practice.ipynb",
         "04_comparison.ipynb",
         "05_scaling_out.ipynb",
+        "05b_security_lab.ipynb",
     ]
     for name in ("long_polling", "sse", "websocket", "architecture"):
         assert (ROOT / "docs" / "images" / f"{name}.svg").is_file()
@@ -172,6 +173,19 @@ EXPECTED = {
         r"\['to everyone, from b', 'to everyone, from b'\]",
         r"'1-0'",  # the replay buffer: a Redis stream whose ids are the seqs
         r"'publish \(ms\)': \([\d.]+, [\d.]+\), 'send \+ answer \(ms\)': \([\d.]+, [\d.]+\)",
+    ],
+    "05b_security_lab.ipynb": [
+        r"Host: attacker\.example:8015\n.*\n.*→ 421 host_not_allowed",  # the rebound GET
+        # with the Host check off, the rebound POST opens a connection (Origin agrees with Host)
+        r"Host: attacker\.example:8016\n.*Origin: http://attacker\.example:8016\n.*→ 200, connection",
+        r"HTTP/1\.1 403 Forbidden",  # a foreign Origin on the WebSocket handshake
+        r"http://localhost:8888 +200  http://localhost:8888 +Origin",  # reflected, and varied
+        r"\(none\) +200  \(none\) +Origin",
+        r"(?:the constructor threw SecurityError(?:.*\n)+.*ws://127\.0\.0\.1.*\n +→ open|Not run: )",
+        r"closed: 4000 superseded by a resumed connection",
+        r"seq 2: 'meet at 5'",  # published after the take-over: the thief's
+        r"WebSocket /ws\?connection_id=[0-9a-f]{8}…&last_seq=0",  # the log line, redacted
+        r"\(\[(?:'[0-9a-f]{8}', )*'[0-9a-f]{8}'\], False\)",  # /stats: short ids only
     ],
 }
 
