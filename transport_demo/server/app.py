@@ -91,7 +91,8 @@ def create_app(settings: Settings | None = None, *, hub: Backend | None = None) 
         CORSMiddleware,
         allow_origin_regex=policy.regex,
         allow_methods=["GET", "POST"],
-        allow_headers=["Content-Type", "Last-Event-ID"],
+        # Authorization: the lessons' ticket exchange (a fetch may send it; EventSource cannot).
+        allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
         max_age=600,
     )
     http_errors.install(app)

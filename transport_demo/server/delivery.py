@@ -190,6 +190,19 @@ class Delivery(ABC, Generic[W, S]):
             self._counters["waiters_cut"] += len(cut)
         return len(cut)
 
+    def disconnect(self, connection_id: str) -> bool:
+        """Cut the one stream or held poll attached to ``connection_id`` in this process, as
+        :meth:`disconnect_all` cuts a whole transport (a WebSocket sees close 1012); the
+        connection stays, so its client can resume. False when nothing is attached here. Any
+        thread. For teaching: ``/lessons/cut`` cuts one page's socket, not the whole class's."""
+        with self.lock:
+            waiter = self._waiters.get(connection_id)
+            if waiter is None or waiter.ended is not None:
+                return False
+            self.end(waiter, EndReason.CUT)
+            self._counters["waiters_cut"] += 1
+        return True
+
     def call_from_thread(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the server's loop from another thread and return its answer."""
         loop = self._loop

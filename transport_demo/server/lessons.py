@@ -5,8 +5,9 @@ product's own endpoints never do on purpose.
 contract; these exist only so that a class can see, on the wire, behaviour those endpoints avoid or
 cannot show: answering a poll at once (short polling), an event stream that sets ``retry:``, uses
 named ``event:`` lines and comment keep-alives, ends by itself, or answers 204 to stop a browser's
-reconnection for good; a ``POST`` that streams ``text/event-stream`` as streaming APIs do; and the
-three ways a client can authenticate (a header, a cookie, a ticket in the URL).
+reconnection for good; a ``POST`` that streams ``text/event-stream`` as streaming APIs do; the
+three ways a client can authenticate (a header, a cookie, a ticket in the URL); and a drill for a
+page's own reconnect code (publish to one connection, cut one connection).
 
 The authentication here is a stand-in: any user name logs in, tokens live in memory. It shows
 *where* credentials travel, not how to check them.
@@ -327,3 +328,37 @@ async def private_stream(
         await asyncio.sleep(seconds)
 
     return StreamingResponse(body(), media_type=EVENT_STREAM, headers=STREAM_HEADERS)
+
+
+# -- a drill for a page's reconnect code: publish to one connection, cut one connection ----------
+
+
+class DrillTarget(BaseModel):
+    """``POST /lessons/publish`` and ``POST /lessons/cut``: which connection, and for a publish
+    the text (the hub checks its size)."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    connection_id: Annotated[str, Field(min_length=1, max_length=64)]
+    text: Annotated[str, Field(min_length=1, max_length=200)] = "drill"
+
+
+@router.post("/publish", summary="Publish a durable message to one connection (as hub.publish)")
+async def publish(request: Request, body: DrillTarget) -> dict[str, int]:
+    """``{"seq": n}``: the seq the message got. What a notebook does with ``hub.publish``, for a
+    page that drives its own check (the reconnect exercise of notebook 04). 404 for an unknown
+    connection, 429 when its queue is full."""
+    hub: Backend = request.app.state.hub
+    # hub.publish is the any-thread entry point (the Redis hub's waits on the server's loop).
+    seq = await asyncio.to_thread(hub.publish, body.connection_id, body.text)
+    return {"seq": seq}
+
+
+@router.post("/cut", summary="Cut the stream or held poll of one connection (a WebSocket: 1012)")
+async def cut(request: Request, body: DrillTarget) -> dict[str, bool]:
+    """``{"cut": true}`` when a stream or held poll of this connection was attached here and is
+    now cut, as ``hub.disconnect_all`` cuts a transport: a WebSocket is closed with 1012, an SSE
+    response ends, a held poll is answered ``timeout`` with ``reason: "cut"``. The connection
+    stays for its resume grace, so the client can resume with nothing lost."""
+    hub: Backend = request.app.state.hub
+    return {"cut": hub.disconnect(body.connection_id)}
