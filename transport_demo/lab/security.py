@@ -51,7 +51,7 @@ REBOUND_HOST = "attacker.example"
 """The rebinding page's site (``.example`` is reserved for examples: RFC 2606 §3)."""
 
 
-def _columns(left: list[str], right: list[str], width: int = 46) -> str:
+def _columns(left: list[str], right: list[str], width: int = 48) -> str:
     """Two columns of lines, ``left`` padded to ``width``."""
     rows = max(len(left), len(right))
     left, right = left + [""] * (rows - len(left)), right + [""] * (rows - len(right))
