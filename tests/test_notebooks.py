@@ -234,9 +234,17 @@ def test_solutions_pass_their_checks(
 
 
 def test_every_exercise_has_a_solution_mentioned_in_its_notebook() -> None:
-    text = "".join(path.read_text() for path in NOTEBOOKS)
+    text = "".join(
+        cell.source for path in NOTEBOOKS for cell in nbformat.read(path, as_version=4).cells
+    )
     for solution in SOLUTIONS.glob("*.py"):
         assert f"%load solutions/{solution.name}" in text
+    # JavaScript exercises run in the page: the solution is loaded into the exercise's text area
+    # (tests/test_reconnect_exercise.py runs it in Chromium and holds it to its check).
+    javascript = sorted(SOLUTIONS.glob("*.js"))
+    assert javascript
+    for solution in javascript:
+        assert f'.load("solutions/{solution.name}")' in text
 
 
 # -- JupyterLab in a real browser -------------------------------------------------------------
