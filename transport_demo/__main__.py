@@ -16,7 +16,14 @@ from pydantic import ValidationError
 from .server import join_page, logs
 from .server.app import create_app
 from .server.backend import make_hub
-from .server.launcher import DemoServer, PortInUseError, bind_socket, uvicorn_config
+from .server.https_server import HttpsServer
+from .server.launcher import (
+    DemoServer,
+    PortInUseError,
+    bind_socket,
+    certificate_for,
+    uvicorn_config,
+)
 from .server.settings import Settings
 from .server.socket_guard import raise_open_file_limit
 from .server.urls import server_url
@@ -29,6 +36,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--host", help="bind address (default 127.0.0.1; a classroom: 0.0.0.0)")
     parser.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")
+    parser.add_argument(
+        "--https",
+        action="store_true",
+        default=None,
+        help="serve over TLS: HTTP/2 by ALPN, HTTP/1.1 still accepted (hypercorn); a certificate "
+        "for 127.0.0.1, localhost and the join host is made at start (its SHA-256 is printed) "
+        "unless --cert and --key are given",
+    )
+    parser.add_argument("--cert", dest="cert_file", metavar="FILE", help="--https: certificate")
+    parser.add_argument("--key", dest="key_file", metavar="FILE", help="--https: its key")
     parser.add_argument("--heartbeat-interval", type=float, metavar="SECONDS")
     parser.add_argument("--poll-timeout", type=float, metavar="SECONDS")
     parser.add_argument("--resume-grace", type=float, metavar="SECONDS")
@@ -127,7 +144,7 @@ class _Interrupt:
     """What :func:`_on_sigint` saw, and the server it stops once there is one."""
 
     seen = False
-    server: DemoServer | None = None
+    server: DemoServer | HttpsServer | None = None
 
 
 _interrupt = _Interrupt()
@@ -158,6 +175,11 @@ def serve(args: argparse.Namespace) -> int:
         print(f"transport-demo: {exc}", file=sys.stderr)
         return 2
     if workers > 1:
+        if settings.https:
+            print(
+                "transport-demo: --https serves one process; leave out --workers", file=sys.stderr
+            )
+            return 2
         if not settings.redis_url:
             print(
                 "transport-demo: --workers needs --redis URL: worker processes share no memory, "
@@ -171,15 +193,25 @@ def serve(args: argparse.Namespace) -> int:
         return run_workers(options, settings, sock, workers)
     hub = make_hub(settings)
     port = sock.getsockname()[1]
-    server = DemoServer(uvicorn_config(create_app(settings, hub=hub), settings, port=port), hub)
+    app = create_app(settings, hub=hub)
+    server: DemoServer | HttpsServer = DemoServer(uvicorn_config(app, settings, port=port), hub)
+    if settings.https:
+        try:
+            certificate = certificate_for(settings)
+        except (OSError, ValueError) as exc:
+            print(f"transport-demo: the certificate cannot be used: {exc}", file=sys.stderr)
+            return 2
+        server = HttpsServer(app, settings, hub, certificate)
     _interrupt.server = server
     if _interrupt.seen:  # Ctrl+C during start-up (see main)
         return 130
     if settings.classroom:
         print_classroom(settings, port)
     else:
-        url = server_url(settings.host, port, "/")
+        url = server_url(settings.host, port, "/", scheme=settings.scheme)
         print(f"transport-demo: open {url} in a browser (Ctrl+C stops)")
+    if isinstance(server, HttpsServer):
+        print(f"  certificate SHA-256 {server.certificate.fingerprint}")
     sys.stdout.flush()
     logs.install_filters()
     # After its clean shutdown on Ctrl+C, uvicorn re-raises SIGINT: recorded, 130 (main). The

@@ -16,6 +16,7 @@ import contextlib
 import json
 import random
 import socket
+import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import asdict, dataclass
@@ -131,8 +132,18 @@ class BaseClient:
         connect_timeout: float = 5.0,
         on_event: EventCallback | None = None,
         max_unread: int = 10_000,
+        http2: bool = False,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.http2 = http2
+        """Ask for HTTP/2 (ALPN ``h2``, over https only); ``http_version`` says what was got."""
+        self.verify = verify
+        """How to check an https server's certificate: ``True`` (the system's CAs), an
+        ``ssl.SSLContext`` (e.g. ``server.ssl_context()`` for a certificate made at start), or
+        ``False`` (no check: for a lesson on loopback only)."""
+        self.http_version: str | None = None
+        """The HTTP version of the last response: ``HTTP/1.1`` or ``HTTP/2``."""
         self.connect_timeout = connect_timeout
         self.connection_id: str | None = None
         self.last_seq = 0
@@ -360,14 +371,23 @@ def error_from_response(status: int, body: bytes) -> ClientError:
         return ClientError(f"http_{status}", body[:200].decode("utf-8", "replace"), status)
 
 
-def http_client(base_url: str, timeout: httpx.Timeout) -> httpx.AsyncClient:
-    """An httpx client for our small, latency-bound requests.
+def http_client(
+    base_url: str,
+    timeout: httpx.Timeout,
+    *,
+    http2: bool = False,
+    verify: ssl.SSLContext | bool = True,
+) -> httpx.AsyncClient:
+    """An httpx client for our small, latency-bound requests (HTTP/2 when ``http2`` and the
+    server agree by ALPN).
 
     TCP_NODELAY: httpx writes a request's headers and body separately, and with Nagle's algorithm
     the body waits for the ACK of the headers, which the server delays by up to 40 ms.
     """
     transport = httpx.AsyncHTTPTransport(
-        socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+        http2=http2,
+        verify=verify,
+        socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
     )
     return httpx.AsyncClient(base_url=base_url, timeout=timeout, transport=transport)
 

@@ -32,7 +32,9 @@ class LongPollClient(BaseClient):
         super().__init__(base_url, **options)
         self.poll_timeout = 30.0
         self.read_margin = read_margin
-        self._http = http_client(self.base_url, self._timeout())
+        self._http = http_client(
+            self.base_url, self._timeout(), http2=self.http2, verify=self.verify
+        )
         self._send_idle = asyncio.Event()
         self._send_idle.set()
         self._send_lock = asyncio.Lock()
@@ -46,6 +48,7 @@ class LongPollClient(BaseClient):
     async def _post(self, body: dict[str, Any]) -> Event:
         self.stats.requests += 1
         response = await self._http.post("/poll", json=body, timeout=self._timeout())
+        self.http_version = response.http_version
         if response.status_code >= 500:
             raise httpx.HTTPStatusError("server error", request=response.request, response=response)
         if response.status_code >= 400:

@@ -33,7 +33,10 @@ class SSEClient(BaseClient):
         super().__init__(base_url, **options)
         self.heartbeat_timeout = heartbeat_timeout
         self._http = http_client(
-            self.base_url, http_timeout(heartbeat_timeout, self.connect_timeout)
+            self.base_url,
+            http_timeout(heartbeat_timeout, self.connect_timeout),
+            http2=self.http2,
+            verify=self.verify,
         )
 
     async def _run(self) -> None:
@@ -54,6 +57,7 @@ class SSEClient(BaseClient):
         self.stats.requests += 1
         async with aconnect_sse(self._http, "GET", "/sse", headers=headers) as source:
             response = source.response
+            self.http_version = response.http_version
             if response.status_code != 200:
                 error = error_from_response(response.status_code, await response.aread())
                 if not should_retry(response.status_code, error.code):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 from typing import Any
 from urllib.parse import urlencode
 
@@ -39,6 +40,18 @@ class WebSocketClient(BaseClient):
         self._ws: ClientConnection | None = None
         self.close_code: int | None = None  # the code of the last closing handshake we sent/saw
 
+    def _tls(self) -> dict[str, Any]:
+        """``ssl=`` for a wss:// URL, from ``verify`` as httpx reads it."""
+        if not self.base_url.startswith("https"):
+            return {}
+        if isinstance(self.verify, ssl.SSLContext):
+            return {"ssl": self.verify}
+        context = ssl.create_default_context()
+        if not self.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return {"ssl": context}
+
     def _url(self) -> str:
         query = ""
         if self.connection_id is not None:
@@ -57,8 +70,10 @@ class WebSocketClient(BaseClient):
                     ping_timeout=self.ping_timeout,
                     max_size=self.max_frame,
                     close_timeout=2,
+                    **self._tls(),
                 ) as ws:
                     self._ws = ws
+                    self.http_version = "HTTP/1.1"  # websockets speaks RFC 6455's upgrade only
                     async for frame in ws:
                         self._handle(json.loads(frame))
                 code = ws.close_code

@@ -20,6 +20,7 @@ import atexit
 import errno
 import html
 import socket
+import ssl
 import threading
 import time
 from typing import Any
@@ -29,11 +30,20 @@ import uvicorn
 from . import logs, urls
 from .app import create_app
 from .backend import Backend, make_hub
+from .certificates import Certificate, load_certificate, make_certificate
+from .https_server import HttpsServer
 from .join_page import join_card
 from .settings import Settings
 from .socket_guard import GuardedHttpProtocol, GuardedWebSocketProtocol, SocketLimits
 
-__all__ = ["DemoServer", "PortInUseError", "RunningServer", "start_server", "stop_all"]
+__all__ = [
+    "DemoServer",
+    "PortInUseError",
+    "RunningServer",
+    "certificate_for",
+    "start_server",
+    "stop_all",
+]
 
 STARTUP_DEADLINE = 10.0  # seconds; a healthy start takes well under 1 s
 
@@ -82,6 +92,18 @@ def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Co
     return config
 
 
+def certificate_for(settings: Settings) -> Certificate:
+    """The certificate ``--https`` serves: the operator's files, or a new one for the loopback
+    names, the bound host and the classroom's join host."""
+    if settings.cert_file is not None and settings.key_file is not None:
+        return load_certificate(settings.cert_file, settings.key_file)
+    names = ["127.0.0.1", "localhost", "::1"]
+    for host in (settings.host, settings.join_host):
+        if host and host not in ("0.0.0.0", "::"):
+            names.append(host)
+    return make_certificate(names)
+
+
 def bind_socket(host: str, port: int) -> socket.socket:
     """A listening socket on ``host:port``; :class:`PortInUseError` names the port if it's taken."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -117,8 +139,12 @@ class RunningServer:
         self.app = create_app(settings, hub=self.hub)
         self.host = settings.host
         self.port: int = sock.getsockname()[1]
-        self.url = urls.server_url(self.host, self.port)
-        self.ws_url = urls.server_url(self.host, self.port, scheme="ws")
+        self.url = urls.server_url(self.host, self.port, scheme=settings.scheme)
+        self.ws_url = urls.server_url(
+            self.host, self.port, scheme="wss" if settings.https else "ws"
+        )
+        self.certificate: Certificate | None = certificate_for(settings) if settings.https else None
+        """With ``https=True``: the certificate served (``.fingerprint``, ``.cert_file``)."""
         self._error: BaseException | None = None
         self._prepare(sock)
 
@@ -132,7 +158,9 @@ class RunningServer:
             log_level="info",
             access_log=False,
         )
-        self._server = DemoServer(config, self.hub)
+        self._server: DemoServer | HttpsServer = DemoServer(config, self.hub)
+        if self.certificate is not None:
+            self._server = HttpsServer(self.app, self.settings, self.hub, self.certificate)
         self._sock = sock
         self._error = None
         self._thread = threading.Thread(
@@ -141,7 +169,8 @@ class RunningServer:
 
     def _run(self) -> None:
         try:
-            with asyncio.Runner() as runner:
+            factory = getattr(self._server, "loop_factory", None)
+            with asyncio.Runner(loop_factory=factory) as runner:
                 runner.run(self._server.serve(sockets=[self._sock]))
         except BaseException as exc:  # SystemExit too: uvicorn exits on a failed startup
             self._error = exc
@@ -174,6 +203,13 @@ class RunningServer:
         self._start()
         with _registry_lock:
             _servers[(self.settings.host, self.port)] = self
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """With ``https=True``: a client-side context that trusts this server's certificate (and
+        only it), for ``verify=`` of the clients, httpx and ``websockets``."""
+        if self.certificate is None:
+            raise ValueError("this server speaks plain HTTP (start it with https=True)")
+        return ssl.create_default_context(cafile=str(self.certificate.cert_file))
 
     @property
     def browser_url(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
@@ -12,6 +13,8 @@ from .origins import check_null_origin
 from .urls import server_url
 
 DEFAULT_ALLOWED_ORIGINS = ("http://localhost:*", "http://127.0.0.1:*", "null")
+HTTPS_LOOPBACK_ORIGINS = ("https://localhost:*", "https://127.0.0.1:*")
+"""Added to the default list with ``https=True``: the server's own pages are then https."""
 
 CLASSROOM_DEFAULTS: dict[str, Any] = {
     "host": "0.0.0.0",
@@ -42,6 +45,13 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    https: bool = Field(
+        default=False,
+        description="Serve over TLS, HTTP/2 chosen by ALPN (h2) and HTTP/1.1 still accepted "
+        "(hypercorn); a certificate is made at start unless cert_file and key_file are given.",
+    )
+    cert_file: Path | None = Field(default=None, description="--https: the certificate (PEM).")
+    key_file: Path | None = Field(default=None, description="--https: its private key (PEM).")
 
     heartbeat_interval: float = Field(default=15.0, gt=0, description="Seconds between heartbeats.")
     poll_timeout: float = Field(
@@ -142,8 +152,25 @@ class Settings(BaseSettings):
             host = str(data["host"])
             data["join_host"] = lan_address() if is_wildcard(host) else host
         if data.get("allowed_origins") is None:
-            data["allowed_origins"] = classroom_origins(str(data["join_host"]))
+            https = _truthy(data.get("https", False))
+            data["allowed_origins"] = classroom_origins(str(data["join_host"]), https=https)
         return data
+
+    @model_validator(mode="after")
+    def _certificate_pair(self) -> Settings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("give both cert_file and key_file, or neither")
+        if self.cert_file is not None and not self.https:
+            raise ValueError("cert_file and key_file are for https=True (--https)")
+        if self.https and "allowed_origins" not in self.model_fields_set and not self.classroom:
+            origins = HTTPS_LOOPBACK_ORIGINS + self.allowed_origins
+            object.__setattr__(self, "allowed_origins", origins)  # frozen: set once, here
+        return self
+
+    @property
+    def scheme(self) -> str:
+        """``https`` with ``https=True``, else ``http``."""
+        return "https" if self.https else "http"
 
     @model_validator(mode="after")
     def _classroom_never_null(self) -> Settings:
@@ -177,7 +204,8 @@ class Settings(BaseSettings):
         """The address to give students: ``join_host`` (or the bound host; loopback for a server
         that listens on every interface without one) and ``port`` (default: the setting; pass the
         bound one when the setting is 0)."""
-        return server_url(self.join_host or self.host, self.port if port is None else port, "/")
+        host, chosen = self.join_host or self.host, self.port if port is None else port
+        return server_url(host, chosen, "/", scheme=self.scheme)
 
     @property
     def effective_poll_expiry(self) -> float:
@@ -204,8 +232,10 @@ def _truthy(value: object) -> bool:
         return False
 
 
-def classroom_origins(join_host: str) -> tuple[str, ...]:
+def classroom_origins(join_host: str, *, https: bool = False) -> tuple[str, ...]:
     """The origins classroom mode allows: the join URL's host on any port, and this machine's
-    loopback names (the instructor's own browser). Never ``null``."""
+    loopback names (the instructor's own browser), with the scheme the room is served on. Never
+    ``null``."""
     host = f"[{join_host}]" if ":" in join_host else join_host
-    return (f"http://{host}:*", "http://localhost:*", "http://127.0.0.1:*")
+    scheme = "https" if https else "http"
+    return tuple(f"{scheme}://{name}:*" for name in (host, "localhost", "127.0.0.1"))
