@@ -1,0 +1,212 @@
+"""HTTP/2 on the wire, for the notebooks: the frames of a few requests on one connection, and
+what HPACK makes of a request's headers the second time (RFC 9113, RFC 7541).
+
+Synchronous, like :mod:`transport_demo.lab.wire`: :func:`h2_exchange` opens one TLS connection
+with ALPN ``h2`` (the h2 library keeps the protocol's state; nothing here re-implements it), sends
+the requests one after another on streams 1, 3, 5, … and records every frame both ways with its
+size, so a cell can show a long poll's headers shrinking from dozens of bytes to a handful once
+the dynamic table holds them.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import h2.config
+import h2.connection
+import h2.events
+
+__all__ = [
+    "FRAME_TYPES",
+    "H2Exchange",
+    "H2Frame",
+    "frame_header",
+    "frames",
+    "h2_exchange",
+    "http1_request_head",
+]
+
+FRAME_TYPES = {
+    0x0: "DATA",
+    0x1: "HEADERS",
+    0x2: "PRIORITY",
+    0x3: "RST_STREAM",
+    0x4: "SETTINGS",
+    0x5: "PUSH_PROMISE",
+    0x6: "PING",
+    0x7: "GOAWAY",
+    0x8: "WINDOW_UPDATE",
+    0x9: "CONTINUATION",
+}
+"""RFC 9113 §6: the frame types by their code."""
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+"""The client connection preface (RFC 9113 §3.4), sent before the first frame."""
+
+
+def frame_header(header: bytes) -> tuple[int, str, int, int]:
+    """The nine bytes that open every HTTP/2 frame (RFC 9113 §4.1): ``(length, type, flags,
+    stream_id)`` — a 24-bit length, an 8-bit type, 8 bits of flags, one reserved bit and a 31-bit
+    stream identifier."""
+    if len(header) < 9:
+        raise ValueError(f"a frame header is 9 bytes, not {len(header)}")
+    length = int.from_bytes(header[0:3], "big")
+    kind = FRAME_TYPES.get(header[3], f"unknown 0x{header[3]:02x}")
+    stream_id = int.from_bytes(header[5:9], "big") & 0x7FFF_FFFF
+    return length, kind, header[4], stream_id
+
+
+@dataclass(frozen=True)
+class H2Frame:
+    """One frame: who sent it, its type, stream, flags and length (the payload, without the
+    9-byte header)."""
+
+    sender: str  # "client" or "server"
+    kind: str
+    stream_id: int
+    flags: int
+    length: int
+
+    def __repr__(self) -> str:
+        return f"{self.sender:>6} {self.kind:<13} stream {self.stream_id:<2} {self.length} bytes"
+
+
+def frames(data: bytes, sender: str) -> list[H2Frame]:
+    """The frames in ``data`` (a client's bytes may start with the preface, which is skipped)."""
+    if data.startswith(PREFACE):
+        data = data[len(PREFACE) :]
+    out = []
+    while len(data) >= 9:
+        length, kind, flags, stream_id = frame_header(data[:9])
+        out.append(H2Frame(sender, kind, stream_id, flags, length))
+        data = data[9 + length :]
+    return out
+
+
+@dataclass
+class H2Exchange:
+    """What :func:`h2_exchange` saw: every frame both ways, the answers, and per request the
+    size of its HEADERS block (HPACK-encoded)."""
+
+    alpn: str | None
+    frames: list[H2Frame] = field(default_factory=list)
+    answers: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def request_header_bytes(self) -> list[int]:
+        """The HEADERS payload of each request, in order: the first carries every header in
+        full, the next ones mostly indexes into the dynamic table (RFC 7541 §2.3.2)."""
+        return [f.length for f in self.frames if f.sender == "client" and f.kind == "HEADERS"]
+
+    def __repr__(self) -> str:
+        return "\n".join(repr(frame) for frame in self.frames)
+
+
+def h2_exchange(
+    url: str,
+    requests: list[tuple[str, str, dict[str, Any] | None]],
+    *,
+    verify: ssl.SSLContext | None = None,
+    timeout: float = 10.0,
+) -> H2Exchange:
+    """Send ``requests`` (``(method, path, json body or None)``) one after another on one HTTP/2
+    connection to ``url`` (https), each answered before the next is sent, and record the frames.
+    ``verify``: a context that trusts the server (``server.ssl_context()``); default: the system's
+    CAs."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 443
+    context = verify if verify is not None else ssl.create_default_context()
+    context.set_alpn_protocols(["h2"])
+    raw = socket.create_connection((host, port), timeout=timeout)
+    with context.wrap_socket(raw, server_hostname=host) as sock:
+        exchange = H2Exchange(sock.selected_alpn_protocol())
+        connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        connection.initiate_connection()
+        _send(sock, connection, exchange)
+        authority = f"{host}:{port}"
+        for method, path, body in requests:
+            stream_id = connection.get_next_available_stream_id()
+            payload = b"" if body is None else json.dumps(body).encode()
+            headers = [
+                (":method", method),
+                (":scheme", "https"),
+                (":authority", authority),
+                (":path", path),
+                ("user-agent", "transport-demo-lab"),
+                ("accept", "application/json"),
+            ]
+            if body is not None:
+                headers.append(("content-type", "application/json"))
+            connection.send_headers(stream_id, headers, end_stream=body is None)
+            if body is not None:
+                connection.send_data(stream_id, payload, end_stream=True)
+            _send(sock, connection, exchange)
+            exchange.answers.append(_answer(sock, connection, exchange, stream_id))
+        connection.close_connection()
+        _send(sock, connection, exchange)
+    return exchange
+
+
+def _send(sock: ssl.SSLSocket, connection: h2.connection.H2Connection, seen: H2Exchange) -> None:
+    data = connection.data_to_send()
+    if data:
+        seen.frames.extend(frames(data, "client"))
+        sock.sendall(data)
+
+
+def _answer(
+    sock: ssl.SSLSocket,
+    connection: h2.connection.H2Connection,
+    seen: H2Exchange,
+    stream_id: int,
+) -> dict[str, Any]:
+    status, body = 0, b""
+    pending = b""
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            raise ConnectionError("the server closed the connection")
+        pending += data
+        complete = _complete_frames(pending)
+        seen.frames.extend(frames(pending[:complete], "server"))
+        pending = pending[complete:]
+        for event in connection.receive_data(data):
+            if isinstance(event, h2.events.ResponseReceived) and event.stream_id == stream_id:
+                status = int(dict(event.headers)[b":status"])
+            elif isinstance(event, h2.events.DataReceived) and event.stream_id == stream_id:
+                body += event.data
+                connection.acknowledge_received_data(event.flow_controlled_length, stream_id)
+            elif isinstance(event, h2.events.StreamEnded) and event.stream_id == stream_id:
+                _send(sock, connection, seen)
+                return {"status": status, "body": json.loads(body) if body else None}
+        _send(sock, connection, seen)
+
+
+def _complete_frames(data: bytes) -> int:
+    """How many leading bytes of ``data`` are whole frames."""
+    end = 0
+    while len(data) - end >= 9:
+        length = int.from_bytes(data[end : end + 3], "big")
+        if len(data) - end < 9 + length:
+            break
+        end += 9 + length
+    return end
+
+
+def http1_request_head(method: str, path: str, host: str, body: bytes = b"") -> bytes:
+    """The same request's head as HTTP/1.1 would send it (RFC 9112 §3), for comparison: every
+    header in full text, every time."""
+    lines = [
+        f"{method} {path} HTTP/1.1",
+        f"Host: {host}",
+        "User-Agent: transport-demo-lab",
+        "Accept: application/json",
+    ]
+    if body:
+        lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
