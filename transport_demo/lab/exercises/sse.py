@@ -57,7 +57,7 @@ def describe_cut(stream: bytes, offset: int) -> str:
     """Where a cut at ``offset`` falls: inside a character, between CR and LF, or elsewhere."""
     if stream[offset] & 0xC0 == 0x80:  # a UTF-8 continuation byte: the character is cut
         start = offset - 1
-        while stream[start] & 0xC0 == 0x80:
+        while start > 0 and stream[start] & 0xC0 == 0x80:
             start -= 1
         character = stream[start:].decode(errors="ignore")[0]
         return f"inside the {len(character.encode())}-byte character {character!r}"
