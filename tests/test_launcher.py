@@ -17,6 +17,7 @@ import pytest
 from websockets.sync.client import connect
 
 from transport_demo import PortInUseError, start_server
+from transport_demo.server.settings import Settings
 
 from .conftest import FAST
 
@@ -290,3 +291,34 @@ def test_poll_answer_arrives_in_one_piece() -> None:
         assert took[5] < 0.030  # the median; Nagle's 40 ms stall made every one slower
     finally:
         server.stop()
+
+
+def test_the_command_line_jitters_holds_and_start_server_does_not() -> None:
+    """A crowd's default on the command line: holds between 0.8 and 1 x the poll timeout, never
+    more; start_server() keeps exact holds (notebooks time them)."""
+    port = free_port()
+    process = run_cli("--port", str(port), "--poll-timeout", "1")
+    try:
+        assert process.stdout is not None
+        assert "open http://" in process.stdout.readline()
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                cid = httpx.post(url + "/poll").json()["connection_id"]
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        holds = []
+        for _ in range(6):
+            started = time.monotonic()
+            answer = httpx.post(url + "/poll", json={"connection_id": cid}, timeout=5).json()
+            holds.append(time.monotonic() - started)
+            assert answer["type"] == "timeout"
+        assert all(0.75 <= hold <= 1.15 for hold in holds), holds
+        assert min(holds) < 0.97, holds  # all six in the top 15 %: odds 1 in 100,000
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=10)
+    assert Settings().poll_hold_jitter == 0

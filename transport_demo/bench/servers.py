@@ -174,7 +174,8 @@ def ours_app(redis_url: str | None = None) -> Any:
     from ..server.settings import Settings
 
     # As `python -m transport_demo` runs: the GC policy on unless the environment says otherwise
-    # (TRANSPORT_DEMO_* variables reach this process, e.g. TRANSPORT_DEMO_POLL_HOLD_JITTER=0.2).
+    # (TRANSPORT_DEMO_* variables reach this process). Not its hold jitter (0.2 there): holds stay
+    # exact unless TRANSPORT_DEMO_POLL_HOLD_JITTER is set, so figures compare across runs.
     settings = Settings(heartbeat_interval=HEARTBEAT, poll_timeout=HEARTBEAT, redis_url=redis_url)
     if "TRANSPORT_DEMO_GC_FREEZE" not in os.environ:
         settings = settings.model_copy(update={"gc_freeze": True})
