@@ -9,9 +9,10 @@ The formula, applied cell by cell:
 * **code cells**: half a minute each (read it, run it, look at what it shows);
 * **predictions**: a minute and a half each; a prediction is a bold ``**Predict`` in a markdown
   cell (the lesson-shape tests hold that each is answered out of sight);
-* **exercises** are counted apart: every cell from a level-2 heading ``## Exercise…`` or
-  ``## N. Exercises`` up to the next level-2 heading that is not an exercise, by the same formula,
-  plus ``EXERCISE_WORK`` minutes to write and check each exercise (a heading ``## Exercise N``).
+* **exercises** are counted apart: every cell from a heading ``## Exercise…``, ``## N. Exercises``
+  or ``### Exercise…`` up to the next level-2 heading that is not an exercise, by the same formula,
+  plus ``EXERCISE_WORK`` minutes to write and check each exercise (a heading ``Exercise N: …`` or
+  ``Exercise: …``; ``Exercises`` only introduces them).
 
 A notebook's class time is everything else. Its sections are its level-2 headings: a numbered
 one (``## 3. On the wire``) is ``§3``; the cells before the first heading and under unnumbered
@@ -40,10 +41,10 @@ EXERCISE_WORK = 6.0
 """Minutes to write and check one exercise, on top of reading it: an allowance, not a measure."""
 
 FRAME = "frame"
-_HEADING = re.compile(r"^##\s+(.+?)\s*$", re.MULTILINE)
+_HEADING = re.compile(r"^(##|###)\s+(.+?)\s*$", re.MULTILINE)
 _NUMBERED = re.compile(r"^(\d+)\.\s")
 _EXERCISE = re.compile(r"^(\d+\.\s+)?Exercises?\b")
-_ONE_EXERCISE = re.compile(r"^Exercise\s+\d")
+_ONE_EXERCISE = re.compile(r"^Exercise\b")
 
 
 def words(markdown: str) -> int:
@@ -87,15 +88,15 @@ class Timing:
         return self.sections[FRAME] + sum(self.sections[f"§{n}"] for n in numbers)
 
 
-def _chunks(markdown: str) -> list[tuple[str | None, str]]:
-    """A markdown cell cut at its level-2 headings: (heading or None, the text under it)."""
+def _chunks(markdown: str) -> list[tuple[tuple[int, str] | None, str]]:
+    """A markdown cell cut at its level-2 and -3 headings: ((level, heading) or None, the text)."""
     cuts = [m.start() for m in _HEADING.finditer(markdown)]
     starts = [0, *cuts] if not cuts or cuts[0] else cuts
     pieces = [markdown[a:b] for a, b in zip(starts, [*starts[1:], len(markdown)], strict=True)]
     chunks = []
     for piece in pieces:
         heading = _HEADING.match(piece)
-        chunks.append((heading.group(1) if heading else None, piece))
+        chunks.append(((len(heading.group(1)), heading.group(2)) if heading else None, piece))
     return chunks
 
 
@@ -117,11 +118,12 @@ def time_notebook(path: Path) -> Timing:
             add(CODE_CELL)
         if cell.cell_type != "markdown":
             continue
-        for heading, text in _chunks(cell.source):
-            if heading is not None and _EXERCISE.match(heading):
+        for found, text in _chunks(cell.source):
+            level, heading = found or (0, "")
+            if level and _EXERCISE.match(heading):
                 in_exercises = True
                 timing.exercises += bool(_ONE_EXERCISE.match(heading))
-            elif heading is not None:
+            elif level == 2:
                 in_exercises = False
                 number = _NUMBERED.match(heading)
                 section = f"§{number.group(1)}" if number else FRAME
