@@ -8,8 +8,10 @@ The wrong answers are the solution with one thing changed, so that each fails fo
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -214,7 +216,7 @@ def test_the_starter_code_fails(drill_page: tuple[Any, str]) -> None:
 # -- the widget: its page code on a plain page, and the kernel side ------------------------------
 
 FAKE_MODEL = """async ([esm, url, source]) => {
-    const values = { url, source, run_count: 0, status: "idle", result: {} };
+    const values = { url, source, run_count: 0, done_count: 0, status: "idle", result: {} };
     const handlers = {};
     const model = {
         get: (name) => values[name],
@@ -279,3 +281,104 @@ def test_the_kernel_verdict_before_any_run(capsys: pytest.CaptureFixture[str]) -
     printed = capsys.readouterr().out
     assert "not yet" in printed and "Run the check" in printed
     assert check_reconnect({"passed": False, "problems": []}) is False
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_the_check_runs_from_a_page_on_another_origin(
+    drill_page: tuple[Any, str], make_server: Callable[..., RunningServer]
+) -> None:
+    """As in JupyterLab, whose page is another site: CORS (the ticket's Authorization header), no
+    cookies, EventSource across origins."""
+    page, url = drill_page
+    other = make_server()
+    context = page.context.browser.new_context()
+    try:
+        elsewhere = context.new_page()
+        elsewhere.goto(f"http://localhost:{other.port}/")
+        elsewhere.add_script_tag(content=HARNESS)
+        result = elsewhere.evaluate(
+            "([base, source]) => runReconnectCheck(base, source)", [url, SOLUTION]
+        )
+    finally:
+        context.close()
+    assert result["passed"] is True, result["problems"]
+
+
+RUN_IN_KERNEL = """async (code) => {
+    const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+    const future = kernel.requestExecute({ code, store_history: false });
+    let out = "";
+    future.onIOPub = (msg) => {
+        const type = msg.header.msg_type;
+        if (type === "stream") out += msg.content.text;
+        if (type === "error") out += msg.content.ename + ": " + msg.content.evalue;
+    };
+    await future.done;
+    return out;
+}"""
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+@needs_chromium
+def test_the_exercise_in_jupyterlab(drill_page: tuple[Any, str], tmp_path: Path) -> None:
+    """The whole loop as a class sees it: the notebook's server in the kernel, the widget in
+    JupyterLab, the solution loaded from the kernel and run by the page, then a wrong answer
+    typed into the box and run with the button; the kernel prints each verdict. (The module's
+    browser: Playwright's sync API runs one at a time.)"""
+    from playwright.sync_api import expect
+
+    from .jupyter import KERNEL_READY, running_jupyterlab, write_notebook
+
+    shutil.copytree(ROOT / "notebooks" / "solutions", tmp_path / "solutions")
+    write_notebook(
+        tmp_path / "exercise.ipynb",
+        [
+            "from transport_demo import start_server\n"
+            "server = start_server(port=0, heartbeat_interval=1, resume_grace=30)",
+            "from transport_demo.widgets.reconnect import ReconnectExercise\n"
+            "from transport_demo.lab.exercises.reconnect import check_reconnect\n"
+            "exercise = ReconnectExercise(server)\n"
+            "exercise",
+            'exercise.load("solutions/reconnect.js"); exercise.run()',
+        ],
+    )
+    token = "transport-demo-test"
+    context = drill_page[0].context.browser.new_context(viewport={"width": 1400, "height": 2000})
+    with running_jupyterlab(tmp_path, token) as lab:
+        page = context.new_page()
+        page.goto(f"{lab}/lab/tree/exercise.ipynb?token={token}")
+        page.wait_for_function("window.jupyterapp && window.jupyterapp.shell", timeout=60_000)
+        page.wait_for_function(KERNEL_READY, timeout=60_000)
+        page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        verdict = page.locator(".tdr-verdict")
+        expect(verdict).not_to_have_text("", timeout=90_000)  # the page's run is over
+        assert verdict.inner_text() == "✓ pass", page.locator(".tdr-lines").inner_text()
+        printed = page.evaluate(RUN_IN_KERNEL, "check_reconnect(exercise)")
+        assert "pass!" in printed and "WebSocket client 1: lost 0, doubled 0" in printed, printed
+        if importlib.util.find_spec("jupyter_server_proxy"):  # the page reaches it by the proxy,
+            # which closes the page's socket without the server's code: 1005, and a note says so
+            assert "note: the server's close codes did not reach this page" in printed, printed
+
+        no_jitter = changed(
+            "return ceiling / 2 + Math.random() * (ceiling / 2);", "return ceiling;"
+        )
+        page.locator(".tdr-code").fill(no_jitter)
+        page.get_by_role("button", name="Run the check").click()
+        expect(verdict).to_have_text("✗ not yet", timeout=60_000)
+        expect(page.locator(".tdr-problem").first).to_contain_text("no jitter")
+        printed = page.evaluate(
+            RUN_IN_KERNEL, "check_reconnect(exercise); print('return ceiling;' in exercise.source)"
+        )
+        assert "not yet" in printed and "no jitter" in printed and "True" in printed, printed
+        context.close()
+
+
+def test_a_login_without_the_cookie(http: httpx.Client) -> None:
+    """The check logs in with ``"cookie": false``: on a page the server itself serves, a session
+    cookie would let the stream in without a ticket, and the exercise would test nothing."""
+    answer = http.post("/lessons/login", json={"user": "ada", "cookie": False})
+    assert answer.status_code == 200 and "set-cookie" not in answer.headers
+    assert "set-cookie" in http.post("/lessons/login", json={"user": "ada"}).headers

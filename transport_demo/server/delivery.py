@@ -194,7 +194,8 @@ class Delivery(ABC, Generic[W, S]):
         """Cut the one stream or held poll attached to ``connection_id`` in this process, as
         :meth:`disconnect_all` cuts a whole transport (a WebSocket sees close 1012); the
         connection stays, so its client can resume. False when nothing is attached here. On the
-        server's loop (the memory hub: any thread). For teaching: ``/lessons/cut`` cuts one page's socket, not the whole class's."""
+        server's loop (the memory hub: any thread). For teaching: ``/lessons/cut`` cuts one
+        page's socket, not the whole class's."""
         with self.lock:
             waiter = self._waiters.get(connection_id)
             if waiter is None or waiter.ended is not None:

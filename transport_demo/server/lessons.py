@@ -278,18 +278,21 @@ class Login(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
 
     user: Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[\w.-]+$")]
+    cookie: bool = True  # false: the token only (a page that must log in by ticket alone)
 
 
 @router.post("/login", summary="Log in (any name): a token, and the same token as a cookie")
 async def login(request: Request, body: Login) -> JSONResponse:
     """Returns ``{"token": …}`` for ``Authorization: Bearer`` and sets it as an ``HttpOnly``,
-    ``SameSite=Lax`` cookie for ``/lessons`` (which a browser sends by itself)."""
+    ``SameSite=Lax`` cookie for ``/lessons`` (which a browser sends by itself), unless
+    ``"cookie": false`` (the reconnect exercise: its stream must depend on the ticket alone)."""
     token = secrets.token_urlsafe(16)
     _auth(request).sessions[token] = body.user
     response = JSONResponse({"user": body.user, "token": token})
-    response.set_cookie(
-        SESSION_COOKIE, token, httponly=True, samesite="lax", path="/lessons", max_age=3600
-    )
+    if body.cookie:
+        response.set_cookie(
+            SESSION_COOKIE, token, httponly=True, samesite="lax", path="/lessons", max_age=3600
+        )
     return response
 
 

@@ -63,7 +63,8 @@ class ReconnectExercise(anywidget.AnyWidget):
 
     url = traitlets.Unicode().tag(sync=True)
     source = traitlets.Unicode().tag(sync=True)  # both ways: the kernel loads, the page edits
-    run_count = traitlets.Int(0).tag(sync=True)  # kernel -> page: run the check again
+    run_count = traitlets.Int(0).tag(sync=True)  # kernel or button -> page: run the check
+    done_count = traitlets.Int(0).tag(sync=True)  # page -> kernel: the run_count last run
     status = traitlets.Unicode("idle").tag(sync=True)  # page -> kernel: idle, running, done
     result: traitlets.Dict[str, Any] = traitlets.Dict().tag(sync=True)  # page -> kernel
 

@@ -71,4 +71,6 @@ def check_reconnect(exercise: _HasResult | dict[str, Any]) -> bool:
     passed = report(NAME, problems)
     for line in summary(result):
         print("  " + line)
+    for note in result.get("notes", []):  # what could not be tested from where the page is
+        print("  note:", note)
     return passed

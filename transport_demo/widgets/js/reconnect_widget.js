@@ -11,8 +11,9 @@ function checkBase(url) {                        // as widget.js: relative to Ju
 
 function initialize({ model }) {
   let running = false;
-  async function run() {
-    if (running) return;
+  async function run() {                         // runs when run_count is ahead of done_count
+    const asked = model.get("run_count");
+    if (running || asked <= model.get("done_count")) return;
     running = true;
     model.set({ status: "running", result: {} });
     model.save_changes();
@@ -23,10 +24,12 @@ function initialize({ model }) {
       result = { passed: false, problems: [`the check could not run: ${error.message || error}`] };
     }
     running = false;
-    model.set({ status: "done", result });
+    model.set({ status: "done", result, done_count: asked });
     model.save_changes();
+    run();                                       // asked again meanwhile
   }
   model.on("change:run_count", run);
+  run();                                         // a run() the kernel asked for before the page was here
   return () => model.off("change:run_count", run);
 }
 
@@ -90,7 +93,8 @@ function render({ model, el }) {
       : result.passed ? "✓ pass" : "✗ not yet";
     lines.replaceChildren(
       ...(result.problems || []).map((text) => node("li", "tdr-problem", text)),
-      ...summary(result).map((text) => node("li", "", text)));
+      ...summary(result).map((text) => node("li", "", text)),
+      ...(result.notes || []).map((text) => node("li", "tdr-note", "note: " + text)));
   }
   draw();
   model.on("change:source", showSource);
