@@ -22,6 +22,8 @@ SHAPED = [
     "03_websocket.ipynb",
     "03b_websocket_in_practice.ipynb",
     "05_scaling_out.ipynb",
+    "05b_security_lab.ipynb",
+    "06_http2.ipynb",
 ]
 
 # The anchors of docs/glossary.md that every notebook links to (agreed between the lessons).

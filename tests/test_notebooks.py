@@ -16,7 +16,7 @@ import pytest
 from nbclient import NotebookClient
 
 from transport_demo import RunningServer
-from transport_demo.lab.exercises import longpoll, sse, websocket
+from transport_demo.lab.exercises import http2, longpoll, sse, websocket
 
 from .jupyter import KERNEL_READY, running_jupyterlab
 
@@ -37,6 +37,7 @@ def test_the_suite_is_complete() -> None:
         "04_comparison.ipynb",
         "05_scaling_out.ipynb",
         "05b_security_lab.ipynb",
+        "06_http2.ipynb",
     ]
     for name in ("long_polling", "sse", "websocket", "architecture"):
         assert (ROOT / "docs" / "images" / f"{name}.svg").is_file()
@@ -189,6 +190,16 @@ EXPECTED = {
         r"WebSocket /ws\?connection_id=[0-9a-f]{8}…&last_seq=0",  # the log line, redacted
         r"\(\[(?:'[0-9a-f]{8}', )*'[0-9a-f]{8}'\], False\)",  # /stats: short ids only
     ],
+    "06_http2.ipynb": [
+        r"HTTP/2 HTTP/1\.1",  # ALPN: h2 offered, or only http/1.1, on one port
+        r"'ENABLE_CONNECT_PROTOCOL': 1",  # RFC 8441 announced
+        r"'MAX_CONCURRENT_STREAMS': 100",
+        r"\(\[[4-9]\d, [1-9], [1-9]\], 1[3-7]\d\)",  # HPACK: ~60 bytes, then a few; HTTP/1.1 ~150
+        r"100 streams open at once on one TCP connection; one more: TooManyStreamsError"
+        r".*after one closed: opened",
+        r"\('HTTP/2', 1, 'over HTTP/2'\)",
+        r"\{'http \(ms\)': [\d.]+, 'https \(ms\)': [\d.]+\}",
+    ],
 }
 
 
@@ -219,7 +230,7 @@ def test_a_rerun_in_the_same_kernel_reuses_the_server() -> None:
 
 def solution_namespace(server: RunningServer) -> dict[str, Any]:
     namespace: dict[str, Any] = {"server": server}
-    for module in (longpoll, sse, websocket):
+    for module in (http2, longpoll, sse, websocket):
         namespace.update({k: v for k, v in vars(module).items() if k.startswith("check_")})
     return namespace
 

@@ -1,8 +1,9 @@
 """The lab: the instruments the notebooks use to show what crosses the wire.
 
-Owns the raw HTTP and WebSocket views (``wire``, ``ws_wire``), a spec-following ``EventSource``
-in Python (``eventsource``), the experiments and measurements cells call (``experiments``), the
-exercises and their checks (``exercises``), a network you can dial (``network``), a buffering
+Owns the raw HTTP, WebSocket and HTTP/2 views (``wire``, ``ws_wire``, ``h2_wire``), a
+spec-following ``EventSource`` in Python (``eventsource``), the experiments and measurements cells
+call (``experiments``), the security lab's attacks (``security``), the exercises and their checks
+(``exercises``), a network you can dial (``network``), a buffering
 proxy and a 204 server to show what goes wrong (``proxy``, ``no_content``), and a real Redis for
 notebook 05 and the tests (``local_redis``).
 

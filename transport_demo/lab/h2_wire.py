@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import statistics
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,15 +22,20 @@ from urllib.parse import urlsplit
 import h2.config
 import h2.connection
 import h2.events
+import h2.exceptions
+import h2.settings
 
 __all__ = [
     "FRAME_TYPES",
     "H2Exchange",
     "H2Frame",
+    "StreamLimit",
+    "first_answer_ms",
     "frame_header",
     "frames",
     "h2_exchange",
     "http1_request_head",
+    "stream_limit",
 ]
 
 FRAME_TYPES = {
@@ -96,6 +103,8 @@ class H2Exchange:
     alpn: str | None
     frames: list[H2Frame] = field(default_factory=list)
     answers: list[dict[str, Any]] = field(default_factory=list)
+    server_settings: dict[str, int] = field(default_factory=dict)
+    """The server's SETTINGS (RFC 9113 §6.5.2), by name, as its first frame announced them."""
 
     @property
     def request_header_bytes(self) -> list[int]:
@@ -147,6 +156,10 @@ def h2_exchange(
                 connection.send_data(stream_id, payload, end_stream=True)
             _send(sock, connection, exchange)
             exchange.answers.append(_answer(sock, connection, exchange, stream_id))
+        exchange.server_settings = {
+            h2.settings.SettingCodes(code).name: value
+            for code, value in connection.remote_settings.items()
+        }
         connection.close_connection()
         _send(sock, connection, exchange)
     return exchange
@@ -210,3 +223,118 @@ def http1_request_head(method: str, path: str, host: str, body: bytes = b"") -> 
     if body:
         lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+@dataclass(frozen=True)
+class StreamLimit:
+    """What :func:`stream_limit` saw on one connection."""
+
+    max_concurrent_streams: int
+    """The server's ``SETTINGS_MAX_CONCURRENT_STREAMS`` (RFC 9113 §6.5.2)."""
+    streaming: int
+    """Streams that got their response headers and a first event, all at once."""
+    refused: str | None
+    """What the client's HTTP/2 state machine said of one stream more, or ``None``."""
+    after_one_closed: bool
+    """Whether that one more stream opened once one of the others was closed."""
+
+    def __repr__(self) -> str:
+        return (
+            f"SETTINGS_MAX_CONCURRENT_STREAMS {self.max_concurrent_streams}; "
+            f"{self.streaming} streams open at once on one TCP connection; "
+            f"one more: {self.refused or 'opened'}; "
+            f"after one closed: {'opened' if self.after_one_closed else 'still waiting'}"
+        )
+
+
+def stream_limit(
+    url: str, *, path: str = "/sse", verify: ssl.SSLContext | None = None, timeout: float = 10.0
+) -> StreamLimit:
+    """Open as many event streams (``GET path``) as the server allows on ONE HTTP/2 connection,
+    try one more, then close one and try again: where the browser's six connections per origin
+    went (a browser queues the extra stream until one ends, as h2 refuses to open it here)."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 443
+    context = verify if verify is not None else ssl.create_default_context()
+    context.set_alpn_protocols(["h2"])
+    raw = socket.create_connection((host, port), timeout=timeout)
+    with context.wrap_socket(raw, server_hostname=host) as sock:
+        connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        connection.initiate_connection()
+        sock.sendall(connection.data_to_send())
+        while connection.remote_settings.max_concurrent_streams > 2**30:  # not yet received
+            connection.receive_data(sock.recv(65536))
+            sock.sendall(connection.data_to_send())
+        limit = connection.remote_settings.max_concurrent_streams
+        headers = [
+            (":method", "GET"),
+            (":scheme", "https"),
+            (":authority", f"{host}:{port}"),
+            (":path", path),
+            ("accept", "text/event-stream"),
+        ]
+        opened = [_open(connection, headers) for _ in range(limit)]
+        sock.sendall(connection.data_to_send())
+        started = _until_data(sock, connection, set(opened))
+        refused = None
+        try:
+            _open(connection, headers)
+        except h2.exceptions.TooManyStreamsError as exc:
+            refused = f"{type(exc).__name__} ({exc})"
+        connection.reset_stream(opened[0])
+        extra = _open(connection, headers)
+        sock.sendall(connection.data_to_send())
+        after = bool(_until_data(sock, connection, {extra}))
+        connection.close_connection()
+        sock.sendall(connection.data_to_send())
+    return StreamLimit(limit, len(started), refused, after)
+
+
+def _open(connection: h2.connection.H2Connection, headers: list[tuple[str, str]]) -> int:
+    stream_id = connection.get_next_available_stream_id()
+    connection.send_headers(stream_id, headers, end_stream=True)
+    return stream_id
+
+
+def _until_data(
+    sock: ssl.SSLSocket, connection: h2.connection.H2Connection, waiting: set[int]
+) -> set[int]:
+    """The streams of ``waiting`` that got data before they all did or the socket timed out."""
+    got: set[int] = set()
+    try:
+        while got != waiting:
+            for event in connection.receive_data(sock.recv(65536)):
+                if isinstance(event, h2.events.DataReceived):
+                    connection.acknowledge_received_data(
+                        event.flow_controlled_length, event.stream_id
+                    )
+                    if event.stream_id in waiting:
+                        got.add(event.stream_id)
+            sock.sendall(connection.data_to_send())
+    except TimeoutError:
+        pass
+    return got
+
+
+def first_answer_ms(
+    url: str, *, verify: ssl.SSLContext | None = None, rounds: int = 20, path: str = "/stats"
+) -> float:
+    """The median milliseconds from a new TCP connection to the first byte of an answer to
+    ``GET path``: the TCP handshake, then for https the TLS handshake (TLS 1.3: one round trip
+    more, RFC 8446 §2), then the request. HTTP/1.1 either way, so only TLS differs."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        with socket.create_connection((host, port), timeout=10) as raw:
+            sock: socket.socket = raw
+            if parts.scheme == "https":
+                context = verify if verify is not None else ssl.create_default_context()
+                sock = context.wrap_socket(raw, server_hostname=host)
+            sock.sendall(request.encode())
+            sock.recv(1)
+            times.append((time.perf_counter() - started) * 1000)
+            sock.close()
+    return round(statistics.median(times), 2)
