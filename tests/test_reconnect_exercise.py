@@ -179,6 +179,10 @@ WRONG = {
         "while the previous one was still CONNECTING",
     ),
     "a syntax error": (SOLUTION + "\nfunction (", "the code does not run: SyntaxError"),
+    "no connect, a listen that opens nothing": (
+        "async function listen(url, getTicket) {}",
+        "part 1 is not written yet: function connect(url)",
+    ),
 }
 
 
