@@ -8,7 +8,7 @@ function nextDelay(attempt) {
   return ceiling / 2 + Math.random() * (ceiling / 2);
 }
 
-// Closes after which coming back is wrong (notebook 03, "close codes"): a normal end, a policy
+// Closes after which coming back is wrong (notebook 03b, the close-code exercise): a normal end, a policy
 // violation, a message too big, and 4000: another socket resumed this connection.
 const FINAL = new Set([1000, 1008, 1009, 4000]);
 
