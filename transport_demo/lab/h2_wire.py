@@ -10,11 +10,13 @@ the dynamic table holds them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import ssl
 import statistics
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -127,17 +129,9 @@ def h2_exchange(
     connection to ``url`` (https), each answered before the next is sent, and record the frames.
     ``verify``: a context that trusts the server (``server.ssl_context()``); default: the system's
     CAs."""
-    parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 443
-    context = verify if verify is not None else ssl.create_default_context()
-    context.set_alpn_protocols(["h2"])
-    raw = socket.create_connection((host, port), timeout=timeout)
-    with context.wrap_socket(raw, server_hostname=host) as sock:
+    with _h2_connection(url, verify, timeout) as (sock, connection, authority):
         exchange = H2Exchange(sock.selected_alpn_protocol())
-        connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-        connection.initiate_connection()
         _send(sock, connection, exchange)
-        authority = f"{host}:{port}"
         for method, path, body in requests:
             stream_id = connection.get_next_available_stream_id()
             payload = b"" if body is None else json.dumps(body).encode()
@@ -163,6 +157,23 @@ def h2_exchange(
         connection.close_connection()
         _send(sock, connection, exchange)
     return exchange
+
+
+@contextlib.contextmanager
+def _h2_connection(
+    url: str, verify: ssl.SSLContext | None, timeout: float
+) -> Iterator[tuple[ssl.SSLSocket, h2.connection.H2Connection, str]]:
+    """A TLS socket to ``url`` that offered only ``h2``, a client-side h2 state machine with its
+    preface queued, and the ``:authority`` to send."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 443
+    context = verify if verify is not None else ssl.create_default_context()
+    context.set_alpn_protocols(["h2"])
+    raw = socket.create_connection((host, port), timeout=timeout)
+    with context.wrap_socket(raw, server_hostname=host) as sock:
+        connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        connection.initiate_connection()
+        yield sock, connection, f"{host}:{port}"
 
 
 def _send(sock: ssl.SSLSocket, connection: h2.connection.H2Connection, seen: H2Exchange) -> None:
@@ -253,14 +264,7 @@ def stream_limit(
     """Open as many event streams (``GET path``) as the server allows on ONE HTTP/2 connection,
     try one more, then close one and try again: where the browser's six connections per origin
     went (a browser queues the extra stream until one ends, as h2 refuses to open it here)."""
-    parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 443
-    context = verify if verify is not None else ssl.create_default_context()
-    context.set_alpn_protocols(["h2"])
-    raw = socket.create_connection((host, port), timeout=timeout)
-    with context.wrap_socket(raw, server_hostname=host) as sock:
-        connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-        connection.initiate_connection()
+    with _h2_connection(url, verify, timeout) as (sock, connection, authority):
         sock.sendall(connection.data_to_send())
         while connection.remote_settings.max_concurrent_streams > 2**30:  # not yet received
             connection.receive_data(sock.recv(65536))
@@ -269,7 +273,7 @@ def stream_limit(
         headers = [
             (":method", "GET"),
             (":scheme", "https"),
-            (":authority", f"{host}:{port}"),
+            (":authority", authority),
             (":path", path),
             ("accept", "text/event-stream"),
         ]
