@@ -155,6 +155,10 @@ EXPECTED = {
         # two subprotocols offered, none selected: the 101 names none
         r"HTTP/1\.1 101 Switching Protocols\n"
         r"(?:(?!Sec-WebSocket-Protocol)[^\n]*\n)*server: uvicorn",
+        # the back/forward cache: restored, frozen, the WebSocket closed on return (or no Chromium)
+        r"(?:pageshow, persisted true\n(?:.*\n)*.*WebSocket close 1006(?:.*\n)+"
+        r".*sse live, websocket disconnected|Not run: )",
+        r"60 s   LTE +20%",  # the RRC model: a heartbeat a minute, out of idle a fifth of the time
     ],
     "04_comparison.ipynb": [
         r"\| ours websocket \| [\d.]+ \|",
