@@ -2,8 +2,9 @@
 
 Owns the raw HTTP, WebSocket and HTTP/2 views (``wire``, ``ws_wire``, ``h2_wire``), a
 spec-following ``EventSource`` in Python (``eventsource``), the experiments and measurements cells
-call (``experiments``), the security lab's attacks (``security``), the exercises and their checks
-(``exercises``), a network you can dial (``network``), a buffering
+call (``experiments``), the security lab's attacks (``security``), where the browser stops a page
+(``browser_limits``: the back/forward cache, a radio's cost per heartbeat), the exercises and their
+checks (``exercises``), a network you can dial (``network``), a buffering
 proxy and a 204 server to show what goes wrong (``proxy``, ``no_content``), and a real Redis for
 notebook 05 and the tests (``local_redis``).
 
