@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import hashlib
+import re
 import signal
 import ssl
 import subprocess
@@ -21,9 +22,9 @@ import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
-from transport_demo import RunningServer
+from transport_demo import RunningServer, start_classroom
 from transport_demo.clients import CLIENTS
 from transport_demo.clients.base import BaseClient
 from transport_demo.server.certificates import VALIDITY
@@ -248,3 +249,52 @@ def established(port: int) -> int:
                 if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:
                     count += 1
     return count
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.parametrize("transport", [t.value for t in Transport], ids=str)
+def test_client_page_over_https(make_server: Callable[..., RunningServer], transport: str) -> None:
+    """client.html's sections work unchanged over https: the page's own origin is https, the
+    WebSocket URL follows it (wss), and the echo arrives with seq 1 (over HTTP/2 for the two that
+    are plain requests)."""
+    server = make_server(https=True, heartbeat_interval=0.5, poll_timeout=1.0)
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            page = browser.new_context(ignore_https_errors=True).new_page()
+            page.goto(server.url + "/")
+            part = page.locator(f'[data-transport="{transport}"]')
+            part.locator('[data-action="start"]').click()
+            expect(part.locator('[data-role="connection-id"]')).to_have_text(
+                re.compile(r"^[0-9a-f-]{36}$"), timeout=10_000
+            )
+            field = part.locator('[data-role="input"]')
+            field.fill("over https")
+            field.press("Enter")
+            echo = part.locator('[data-role="log"] [data-seq="1"]').filter(has_text="over https")
+            expect(echo).to_have_count(1, timeout=10_000)
+            protocol = page.evaluate(
+                "performance.getEntriesByType('navigation')[0].nextHopProtocol"
+            )
+        finally:
+            browser.close()
+    assert protocol == "h2"
+
+
+def test_a_classroom_over_https() -> None:
+    """--classroom --https: the join URL and the allowed origins say https; the join page is
+    served over HTTP/2 with the certificate made for the join host."""
+    room = start_classroom(port=0, host="127.0.0.1", https=True)
+    server = room.server
+    try:
+        assert server.settings.join_url(server.port).startswith("https://127.0.0.1:")
+        assert all(o.startswith("https://") for o in server.settings.allowed_origins)
+        assert server.certificate is not None and "127.0.0.1" in server.certificate.names
+        with httpx.Client(http2=True, verify=server.ssl_context()) as client:
+            answer = client.get(server.url + "/join")
+            assert answer.http_version == "HTTP/2" and answer.status_code == 200
+            refused = client.post(server.url + "/poll", headers={"Origin": "http://127.0.0.1:1"})
+            assert refused.status_code == 403  # the plain-http origin is not the room's
+    finally:
+        server.stop()
