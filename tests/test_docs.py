@@ -16,6 +16,7 @@ GLOSSARY = ROOT / "docs" / "glossary.md"
 # The entries the notebooks link to (anchor: heading). "SameSite cookies" would be
 # `samesite-cookies` on GitHub; the agreed anchor `same-site-cookies` is an explicit id before it.
 ENTRIES = {
+    "alpn": "ALPN",
     "asgi": "ASGI",
     "backoff-and-jitter": "Backoff and jitter",
     "backpressure": "Backpressure",
@@ -28,7 +29,9 @@ ENTRIES = {
     "half-open-connection": "Half-open connection",
     "head-of-line-blocking": "Head-of-line blocking",
     "heartbeat": "Heartbeat",
+    "hpack": "HPACK",
     "http11-keep-alive": "HTTP/1.1 keep-alive",
+    "http2-stream": "HTTP/2 stream",
     "idle-timeout": "Idle timeout",
     "last-event-id": "Last-Event-ID",
     "long-polling": "Long polling",

@@ -28,6 +28,7 @@ SHAPED = [
 
 # The anchors of docs/glossary.md that every notebook links to (agreed between the lessons).
 GLOSSARY = {
+    "alpn",
     "asgi",
     "backoff-and-jitter",
     "backpressure",
@@ -40,7 +41,9 @@ GLOSSARY = {
     "half-open-connection",
     "head-of-line-blocking",
     "heartbeat",
+    "hpack",
     "http11-keep-alive",
+    "http2-stream",
     "idle-timeout",
     "last-event-id",
     "long-polling",
