@@ -16,6 +16,8 @@ from transport_demo.widgets.browser import (
     BrowserWebSocketWidget,
     ConnectionLimitDemo,
     page_url,
+    wait_for_page,
+    wait_until,
 )
 
 WIDGETS = (BrowserLongPollWidget, BrowserSSEWidget, BrowserWebSocketWidget)
@@ -85,3 +87,33 @@ def test_a_network_gives_the_page_its_browser_url() -> None:
     with network(8000) as link:
         assert page_url(link) == link.browser_url
         assert link.browser_url.rstrip("/") == link.url  # no Jupyter proxy here
+
+
+@pytest.mark.parametrize("cls", WIDGETS)
+def test_start_true_is_in_the_state_the_page_gets_with_the_widget(
+    cls: type[BrowserSSEWidget],
+) -> None:
+    w = cls("http://127.0.0.1:8000", start=True)
+    assert w.get_state()["running"] is True  # no later message needed: holds under Run All
+    assert cls("http://127.0.0.1:8000").get_state()["running"] is False
+    demo = ConnectionLimitDemo("http://127.0.0.1:8000", start=True)
+    assert demo.get_state()["running"] is True
+
+
+def test_wait_for_page_watches_the_relay_not_the_page() -> None:
+    link = SimpleNamespace(active=0)
+    assert wait_for_page(link, timeout=0.1) is False  # headless: nobody connects
+    link.active = 3
+    assert wait_for_page(link, count=3, timeout=0.1, settle=0) is True
+    assert wait_for_page(link, count=4, timeout=0.1) is False
+
+
+def test_the_limit_table_keeps_what_it_saw_after_stop() -> None:
+    script = (JS / "limit.js").read_text()
+    assert "waited_ms" in script and "never: closed after waiting" in script
+
+
+def test_wait_until() -> None:
+    calls = iter([False, False, True])
+    assert wait_until(lambda: next(calls), timeout=5) is True
+    assert wait_until(lambda: False, timeout=0.1) is False

@@ -1,8 +1,10 @@
-"""The browser-side widgets in real JupyterLab in Chromium: each transport starts, sees heartbeats
+"""The browser-side widgets in real JupyterLab in Chromium, under Run All: each transport starts
+(``start=True`` or ``start()`` in its cell, no click), sees heartbeats
 or timeouts, sends and gets its echo; what the page learns while a cell runs reaches the kernel
 after it, all of it; EventSource comes back by itself after the server was gone
 for a few seconds and resumes with nothing lost or doubled, while the WebSocket stays closed; the
-seventh EventSource to one server waits, and seven WebSockets do not.
+seventh EventSource to one server waits, and seven WebSockets do not; stopped, the table keeps
+what each stream did.
 
 The server and a shaped network in front of it run in this test process; the notebook's widgets
 point the page at them, so the test can take the server away (``Network.outage``), restart it (its
@@ -35,11 +37,11 @@ def _notebook(widgets_url: str, limit_url: str) -> dict[str, Any]:
     cells = [
         "from transport_demo.widgets.browser import (BrowserLongPollWidget, BrowserSSEWidget,\n"
         "    BrowserWebSocketWidget, ConnectionLimitDemo)",
-        f'sse = BrowserSSEWidget("{widgets_url}"); sse.start(); sse',
+        f'sse = BrowserSSEWidget("{widgets_url}", start=True); sse',  # starts as it shows
         f'ws = BrowserWebSocketWidget("{widgets_url}"); ws.start(); ws',
         f'lp = BrowserLongPollWidget("{widgets_url}"); lp.start(); lp',
         f'wsr = BrowserWebSocketWidget("{widgets_url}", reconnect=True); wsr.start(); wsr',
-        f'streams = ConnectionLimitDemo("{limit_url}", count=7); streams.start(); streams',
+        f'streams = ConnectionLimitDemo("{limit_url}", count=7, start=True); streams',
         f'sockets = ConnectionLimitDemo("{limit_url}", kind="websocket"); sockets.start(); sockets',
     ]
     return {
@@ -227,6 +229,11 @@ def test_browser_clients_in_jupyterlab(
         expect(streams.locator("tr").nth(7)).to_contain_text("waiting")
         # Seven WebSockets to the same server: all open (WebSockets have their own pool).
         expect(sockets.locator("td[data-state='OPEN']")).to_have_count(7, timeout=30_000)
+        # Stopped (a teardown under Run All): the table keeps what the page saw.
+        page.evaluate(RUN_IN_KERNEL, "streams.stop()")
+        expect(streams.locator("td[data-state='CLOSED']")).to_have_count(7, timeout=15_000)
+        expect(streams.locator("tr").nth(7)).to_contain_text("never: closed after waiting")
+        expect(page.locator(".tdl-summary").nth(0)).to_contain_text("6 of 7 opened")
 
         # A restart: the server's loop and sockets go, its hub (the connections) stays.
         # EventSource comes back by itself and resumes: nothing lost or doubled.
@@ -253,4 +260,8 @@ def test_browser_clients_in_jupyterlab(
         start_server(port=port, **SETTINGS)
         time.sleep(3)  # three times the stream's retry: 1000
         expect(sse.locator(".tdb-status")).to_contain_text("readyState CLOSED")
+        page.evaluate(RUN_IN_KERNEL, "lp.stop()")  # Stop (or a teardown) says so in the log
+        expect(lp.locator(".tdb-entry").filter(has_text="closed by Stop")).to_be_visible(
+            timeout=15_000
+        )
         browser.close()

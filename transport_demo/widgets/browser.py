@@ -21,6 +21,10 @@ How the kernel and the page talk, and what that means for a class:
   While a cell runs, those updates wait in the kernel's queue and are applied, in order, when it
   finishes: nothing is lost, but a cell cannot wait for the page (``time.sleep`` in a cell
   sees no change). Read ``stats`` and ``events`` in the next cell.
+* So under *Run All* the kernel hears nothing from the page until every cell has run: a later
+  cell sees an empty ``connection_id``. Make such a widget with ``start=True`` (it connects the
+  moment the page shows it) and have a cell that must act on an open page connection wait for it
+  on the kernel's side, where the relay sees it: :func:`wait_for_page`.
 * Without a browser (a headless run) nothing connects: the widget's state stays idle.
 
 Behind jupyter-server-proxy (JupyterHub, Binder) the page uses the server's ``browser_url``
@@ -30,7 +34,9 @@ because the browser's ``EventSource`` asks with ``Accept: text/event-stream`` ex
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -45,6 +51,8 @@ __all__ = [
     "BrowserWidget",
     "ConnectionLimitDemo",
     "page_url",
+    "wait_for_page",
+    "wait_until",
 ]
 
 JS = Path(__file__).with_name("js")
@@ -71,6 +79,43 @@ def page_url(server: str | _HasUrl) -> str:
     if isinstance(browser_url, str) and browser_url:
         return browser_url
     return server.url
+
+
+class _HasActive(Protocol):
+    @property
+    def active(self) -> int: ...
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Call ``check`` every 50 ms until it is true (``True``) or ``timeout`` seconds have passed
+    (``False``): for a cell that must wait for something the kernel can see by itself, such as
+    ``lambda: stand_in.answered >= 1`` (the page's ``EventSource`` has met the 204)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def wait_for_page(
+    network: _HasActive, count: int = 1, timeout: float = 10.0, settle: float = 0.5
+) -> bool:
+    """Wait until ``count`` connections are open through ``network`` (a
+    :class:`~transport_demo.lab.network.Network` the page's widgets use), then ``settle``
+    seconds more (a TCP connection is counted when the relay accepts it; the handshake and the
+    server's ``connected`` follow within milliseconds); ``False`` after ``timeout`` seconds (no
+    browser shows the notebook: a headless run).
+
+    The kernel cannot wait for the page's own messages while a cell runs (they queue behind the
+    cells, and under *Run All* behind all of them), but the relay runs in a thread of this
+    kernel and counts the connections it carries: so a cell can make sure the page is connected
+    before it cuts the network, whenever the widget's cell ran.
+    """
+    if not wait_until(lambda: network.active >= count, timeout):
+        return False
+    time.sleep(settle)
+    return True
 
 
 @cache
@@ -119,7 +164,9 @@ class BrowserWidget(anywidget.AnyWidget):
             cls._esm = _read(cls.page_file) + _read("widget.js")
             cls._css = _read("widget.css")
 
-    def __init__(self, server: str | _HasUrl, **options: Any) -> None:
+    def __init__(self, server: str | _HasUrl, *, start: bool = False, **options: Any) -> None:
+        """``start=True`` connects as soon as the page shows the widget: it is part of the state
+        the page receives with it, so it holds under *Run All* and after a reload."""
         super().__init__(
             url=page_url(server),
             transport=self.transport_name,
@@ -127,6 +174,7 @@ class BrowserWidget(anywidget.AnyWidget):
             + (", reconnected by the page's code" if options.get("reconnect") else "")
             + " — in this browser page",
             widget_id=uuid.uuid4().hex,
+            running=start,
             **options,
         )
 
@@ -197,7 +245,9 @@ class BrowserWebSocketWidget(BrowserWidget):
 class ConnectionLimitDemo(anywidget.AnyWidget):
     """``count`` streams (``kind="sse"`` or ``"websocket"``) opened at once from this page to one
     server, with each one's ``readyState`` and when it opened. Over HTTP/1.1 the seventh
-    ``EventSource`` waits; ``close_one()`` frees a connection and it opens."""
+    ``EventSource`` waits; ``close_one()`` frees a connection and it opens. The page's summary
+    line (how many opened, how long the last one waited) stays after :meth:`stop`, so a
+    teardown under *Run All* does not erase what the page saw."""
 
     _esm = _read("page_limit.js") + _read("limit.js")
     _css = _read("widget.css")
@@ -209,10 +259,14 @@ class ConnectionLimitDemo(anywidget.AnyWidget):
     close_count = traitlets.Int(0).tag(sync=True)
     streams: traitlets.List[dict[str, Any]] = traitlets.List().tag(sync=True)
 
-    def __init__(self, server: str | _HasUrl, *, kind: str = "sse", count: int = 7) -> None:
+    def __init__(
+        self, server: str | _HasUrl, *, kind: str = "sse", count: int = 7, start: bool = False
+    ) -> None:
+        """``start=True`` opens the streams as soon as the page shows the widget. What each
+        stream did stays in the table after :meth:`stop` (opened after how long, or never)."""
         if kind not in ("sse", "websocket"):
             raise ValueError("kind is 'sse' or 'websocket'")
-        super().__init__(url=page_url(server), kind=kind, count=count)
+        super().__init__(url=page_url(server), kind=kind, count=count, running=start)
 
     @staticmethod
     def page_code() -> Any:
@@ -222,9 +276,11 @@ class ConnectionLimitDemo(anywidget.AnyWidget):
         return code
 
     def start(self) -> None:
+        """Open the ``count`` streams (once; again only after :meth:`stop`)."""
         self.running = True
 
     def stop(self) -> None:
+        """Close every stream; the table keeps what each one did."""
         self.running = False
 
     def close_one(self) -> None:

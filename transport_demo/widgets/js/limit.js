@@ -8,25 +8,31 @@ function resolveBase(url) {
 }
 
 function initialize({ model }) {
-  let streams = [], openedMs = [], timer = null;
+  // What each stream did stays in the table after Stop (opened after how long, or how long it
+  // waited in vain), so a teardown that runs before anyone looked does not erase it.
+  let streams = [], openedMs = [], waitedMs = [], started = 0, timer = null;
   const names = (kind) => (kind === "websocket"
     ? ["CONNECTING", "OPEN", "CLOSING", "CLOSED"] : ["CONNECTING", "OPEN", "CLOSED"]);
   const report = () => {
     const kind = model.get("kind");
     model.set("streams", streams.map((stream, i) => ({
-      state: names(kind)[stream.readyState], opened_ms: openedMs[i] ?? null })));
+      state: names(kind)[stream.readyState], opened_ms: openedMs[i] ?? null,
+      waited_ms: waitedMs[i] ?? null })));
     model.save_changes();
   };
   const start = () => {
     if (streams.length) return;
     openedMs = [];
+    waitedMs = [];
+    started = performance.now();
     streams = openMany(resolveBase(model.get("url")), model.get("kind"), model.get("count"),
                        (i, ms) => { openedMs[i] = ms; report(); });
     timer = setInterval(report, 250);
     report();
   };
   const stop = () => {
-    for (const stream of streams) stream.close();
+    const now = Math.round(performance.now() - started);
+    streams.forEach((stream, i) => { if (openedMs[i] === undefined) waitedMs[i] = now; stream.close(); });
     clearInterval(timer);
     report();
     streams = [];
@@ -50,18 +56,26 @@ function initialize({ model }) {
 function render({ model, el }) {
   const table = document.createElement("table");
   table.className = "tdl-grid";
+  const summary = document.createElement("div");
+  summary.className = "tdl-summary";
   const draw = () => {
+    const streams = model.get("streams");
+    const opened = streams.filter((stream) => stream.opened_ms !== null);
+    summary.textContent = streams.length === 0 ? "not started"
+      : `${opened.length} of ${streams.length} opened`
+        + (opened.length ? `, the last after ${Math.max(...opened.map((s) => s.opened_ms))} ms` : "");
     const head = document.createElement("tr");
     for (const name of ["stream", "readyState", "opened after"]) {
       const th = document.createElement("th");
       th.textContent = name;
       head.append(th);
     }
-    const rows = model.get("streams").map((stream, i) => {
+    const rows = streams.map((stream, i) => {
       const row = document.createElement("tr");
-      const cells = [String(i + 1), stream.state,
-                     stream.opened_ms === null ? "waiting…" : `${stream.opened_ms} ms`];
-      for (const text of cells) {
+      const when = stream.opened_ms !== null ? `${stream.opened_ms} ms`
+        : stream.waited_ms !== null && stream.waited_ms !== undefined
+          ? `never: closed after waiting ${stream.waited_ms} ms` : "waiting…";
+      for (const text of [String(i + 1), stream.state, when]) {
         const td = document.createElement("td");
         td.textContent = text;
         row.append(td);
@@ -76,7 +90,7 @@ function render({ model, el }) {
   closeOne.onclick = () => { model.set("close_count", model.get("close_count") + 1); model.save_changes(); };
   draw();
   model.on("change:streams", draw);
-  el.append(closeOne, table);
+  el.append(closeOne, summary, table);
   return () => model.off("change:streams", draw);
 }
 

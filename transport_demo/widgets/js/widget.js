@@ -95,6 +95,7 @@ function initialize({ model }) {
     if (!c.handle) return;
     c.handle.close();
     c.handle = null;
+    log({ type: "stopped", text: "closed by Stop (or by the notebook's teardown)", client: true });
     c.status = "closed";
     c.dirty = true;
   }
