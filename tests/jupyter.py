@@ -28,6 +28,21 @@ KERNEL_READY = """() => {
 }"""
 
 
+# Run code in the notebook page's kernel from the page itself; what it printed (or its error).
+RUN_IN_KERNEL = """async (code) => {
+    const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+    const future = kernel.requestExecute({ code, store_history: false });
+    let out = "";
+    future.onIOPub = (msg) => {
+        const type = msg.header.msg_type;
+        if (type === "stream") out += msg.content.text;
+        if (type === "error") out += msg.content.ename + ": " + msg.content.evalue;
+    };
+    await future.done;
+    return out;
+}"""
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

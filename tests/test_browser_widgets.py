@@ -28,7 +28,7 @@ from transport_demo.lab.no_content import NoContentServer
 from transport_demo.server import launcher as server_module
 from transport_demo.server.launcher import RunningServer, start_server
 
-from .jupyter import KERNEL_READY, running_jupyterlab
+from .jupyter import KERNEL_READY, RUN_IN_KERNEL, running_jupyterlab
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -98,20 +98,6 @@ def _wait(predicate: Any, what: str, timeout: float = 30) -> None:
     while not predicate():
         assert time.monotonic() < deadline, f"{what} not seen within {timeout} s"
         time.sleep(0.2)
-
-
-RUN_IN_KERNEL = """async (code) => {
-    const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
-    const future = kernel.requestExecute({ code, store_history: false });
-    let out = "";
-    future.onIOPub = (msg) => {
-        const type = msg.header.msg_type;
-        if (type === "stream") out += msg.content.text;
-        if (type === "error") out += msg.content.ename + ": " + msg.content.evalue;
-    };
-    await future.done;
-    return out;
-}"""
 
 
 def _connection_id(panel: Any) -> str:

@@ -309,20 +309,6 @@ def test_the_check_runs_from_a_page_on_another_origin(
     assert result["passed"] is True, result["problems"]
 
 
-RUN_IN_KERNEL = """async (code) => {
-    const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
-    const future = kernel.requestExecute({ code, store_history: false });
-    let out = "";
-    future.onIOPub = (msg) => {
-        const type = msg.header.msg_type;
-        if (type === "stream") out += msg.content.text;
-        if (type === "error") out += msg.content.ename + ": " + msg.content.evalue;
-    };
-    await future.done;
-    return out;
-}"""
-
-
 @pytest.mark.browser
 @pytest.mark.slow
 @pytest.mark.timeout(240)
@@ -334,7 +320,7 @@ def test_the_exercise_in_jupyterlab(drill_page: tuple[Any, str], tmp_path: Path)
     browser: Playwright's sync API runs one at a time.)"""
     from playwright.sync_api import expect
 
-    from .jupyter import KERNEL_READY, running_jupyterlab, write_notebook
+    from .jupyter import KERNEL_READY, RUN_IN_KERNEL, running_jupyterlab, write_notebook
 
     shutil.copytree(ROOT / "notebooks" / "solutions", tmp_path / "solutions")
     write_notebook(
