@@ -69,7 +69,8 @@ def hypercorn_config(settings: Settings, certificate: Certificate, sock: socket.
 
 
 class HttpsServer:
-    """hypercorn serving ``app`` on one bound socket; see the module docstring."""
+    """hypercorn serving ``app`` on one bound socket; see the module docstring. Serve it on a
+    :class:`TlsServerLoop` (:meth:`run` does; so does the launcher's thread)."""
 
     def __init__(
         self, app: Any, settings: Settings, hub: Backend, certificate: Certificate
@@ -110,11 +111,8 @@ class HttpsServer:
 
     def run(self, sockets: list[socket.socket]) -> None:
         """:meth:`serve` in a new event loop, in the foreground (the command line)."""
-        with asyncio.Runner(loop_factory=self.loop_factory) as runner:
+        with asyncio.Runner(loop_factory=TlsServerLoop) as runner:
             runner.run(self.serve(sockets))
-
-    loop_factory = staticmethod(lambda: TlsServerLoop())
-    """The event loop to serve on (the launcher's thread makes it too)."""
 
 
 class TlsServerLoop(asyncio.SelectorEventLoop):

@@ -31,7 +31,7 @@ from . import logs, urls
 from .app import create_app
 from .backend import Backend, make_hub
 from .certificates import Certificate, load_certificate, make_certificate
-from .https_server import HttpsServer
+from .https_server import HttpsServer, TlsServerLoop
 from .join_page import join_card
 from .settings import Settings
 from .socket_guard import GuardedHttpProtocol, GuardedWebSocketProtocol, SocketLimits
@@ -169,8 +169,8 @@ class RunningServer:
 
     def _run(self) -> None:
         try:
-            factory = getattr(self._server, "loop_factory", None)
-            with asyncio.Runner(loop_factory=factory) as runner:
+            https = isinstance(self._server, HttpsServer)
+            with asyncio.Runner(loop_factory=TlsServerLoop if https else None) as runner:
                 runner.run(self._server.serve(sockets=[self._sock]))
         except BaseException as exc:  # SystemExit too: uvicorn exits on a failed startup
             self._error = exc
