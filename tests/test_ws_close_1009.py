@@ -16,7 +16,12 @@ import websocket
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from transport_demo.server.ws_protocol import DRAIN_BYTES, DRAIN_SECONDS, ends_with_client_close
+from transport_demo.server.ws_protocol import (
+    CLOSE_CONFIRM_SECONDS,
+    DRAIN_BYTES,
+    DRAIN_SECONDS,
+    ends_with_client_close,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -59,6 +64,33 @@ def test_the_close_frame_detector() -> None:
     assert ends_with_client_close(bytes([0x88, 0x80, 0, 0, 0, 0]))  # no code
     assert not ends_with_client_close(b"x" * 300)
     assert not ends_with_client_close(close[:-1])
+    # Looks like a close frame, but its code is not one a client may send (RFC 6455 §7.4): 1005.
+    assert not ends_with_client_close(bytes([0x88, 0x82, 0, 0, 0, 0, 0x03, 0xED]))
+    assert not ends_with_client_close(bytes([0x88, 0x81, 0, 0, 0, 0, 0x03]))  # a 1-byte payload
+
+
+def test_bytes_that_only_look_like_a_close_frame_do_not_end_the_drain(make_server: Any) -> None:
+    """The flake CI met once (a reset instead of 1009): a read of the oversized message's masked
+    payload ended in bytes shaped like a close frame, and the server closed with the rest unread.
+    Here the payload carries such bytes on purpose (a zero mask: what is sent is what is read), a
+    pause after them lets the server read up to there, and the message goes on."""
+    server = make_server()
+    lookalike = bytes([0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8])  # a masked close 1000
+    size = 2 << 20
+    head = b"x" * (256 << 10) + lookalike
+    ws = websocket.create_connection(f"{server.ws_url}/ws", timeout=10)
+    assert ws.sock is not None
+    try:
+        json.loads(ws.recv())  # connected
+        ws.sock.sendall(bytes([0x81, 0x80 | 127]) + struct.pack("!Q", size) + bytes(4) + head)
+        time.sleep(CLOSE_CONFIRM_SECONDS / 10)
+        ws.sock.sendall(b"x" * (size - len(head)))
+        ws.sock.sendall(bytes([0x88, 0x82, 0, 0, 0, 0, 0x03, 0xF1]))  # the client's close, 1009
+        opcode, frame = ws.recv_data_frame(True)
+        assert opcode == websocket.ABNF.OPCODE_CLOSE
+        assert struct.unpack("!H", frame.data[:2])[0] == 1009
+    finally:
+        hang_up(ws)
 
 
 # A blocking client, as in the report (issue 20, item 11): websocket-client writes the whole frame
