@@ -3,8 +3,8 @@
 or timeouts, sends and gets its echo; what the page learns while a cell runs reaches the kernel
 after it, all of it; EventSource comes back by itself after the server was gone
 for a few seconds and resumes with nothing lost or doubled, while the WebSocket stays closed; the
-seventh EventSource to one server waits, and seven WebSockets do not; stopped, the table keeps
-what each stream did.
+seventh EventSource to one server waits, and seven WebSockets do not, while ten EventSources to
+an HTTP/2 server all open (notebook 06); stopped, the table keeps what each stream did.
 
 The server and a shaped network in front of it run in this test process; the notebook's widgets
 point the page at them, so the test can take the server away (``Network.outage``), restart it (its
@@ -33,7 +33,7 @@ from .jupyter import KERNEL_READY, RUN_IN_KERNEL, running_jupyterlab
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(180)]
 
 
-def _notebook(widgets_url: str, limit_url: str) -> dict[str, Any]:
+def _notebook(widgets_url: str, limit_url: str, h2_url: str) -> dict[str, Any]:
     cells = [
         "from transport_demo.widgets.browser import (BrowserLongPollWidget, BrowserSSEWidget,\n"
         "    BrowserWebSocketWidget, ConnectionLimitDemo)",
@@ -43,6 +43,7 @@ def _notebook(widgets_url: str, limit_url: str) -> dict[str, Any]:
         f'wsr = BrowserWebSocketWidget("{widgets_url}", reconnect=True); wsr.start(); wsr',
         f'streams = ConnectionLimitDemo("{limit_url}", count=7, start=True); streams',
         f'sockets = ConnectionLimitDemo("{limit_url}", kind="websocket"); sockets.start(); sockets',
+        f'over_http2 = ConnectionLimitDemo("{h2_url}", count=10, start=True); over_http2',
     ]
     return {
         "cells": [
@@ -76,8 +77,9 @@ def servers() -> Iterator[tuple[RunningServer, Network, Network]]:
 @pytest.fixture
 def lab(tmp_path: Path, servers: tuple[RunningServer, Network, Network]) -> Iterator[str]:
     _, widgets_net, limit_net = servers
+    h2 = start_server(port=0, https=True, **SETTINGS)  # stopped with the others (stop_all)
     (tmp_path / "browser.ipynb").write_text(
-        json.dumps(_notebook(widgets_net.url, limit_net.url)), encoding="utf-8"
+        json.dumps(_notebook(widgets_net.url, limit_net.url, h2.url)), encoding="utf-8"
     )
     token = "transport-demo-test"
     with running_jupyterlab(tmp_path, token) as url:
@@ -119,7 +121,9 @@ def test_browser_clients_in_jupyterlab(
     server, widgets_net, _ = servers
     with sync_playwright() as playwright:
         browser = launch(playwright)
-        page = browser.new_page(viewport={"width": 1400, "height": 2400})
+        # The HTTP/2 server's certificate is self-signed: the page's streams to it need the
+        # browser to accept it, as a student does once in a tab (notebook 06).
+        page = browser.new_page(viewport={"width": 1400, "height": 2400}, ignore_https_errors=True)
         page.goto(lab)
         page.wait_for_function("window.jupyterapp && window.jupyterapp.shell", timeout=60_000)
         page.wait_for_function(KERNEL_READY, timeout=60_000)
@@ -215,6 +219,8 @@ def test_browser_clients_in_jupyterlab(
         expect(streams.locator("tr").nth(7)).to_contain_text("waiting")
         # Seven WebSockets to the same server: all open (WebSockets have their own pool).
         expect(sockets.locator("td[data-state='OPEN']")).to_have_count(7, timeout=30_000)
+        # Ten EventSources to an HTTP/2 server: all open, streams of one connection.
+        expect(grids.nth(2).locator("td[data-state='OPEN']")).to_have_count(10, timeout=30_000)
         # Stopped (a teardown under Run All): the table keeps what the page saw.
         page.evaluate(RUN_IN_KERNEL, "streams.stop()")
         expect(streams.locator("td[data-state='CLOSED']")).to_have_count(7, timeout=15_000)
