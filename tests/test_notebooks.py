@@ -91,16 +91,15 @@ EXPECTED = {
     "00_start_here.ipynb": [
         r"RunningServer http://127\.0\.0\.1:8000 running",
         r"'long-polling': 0",
-        # The request arrives (CORS would not keep it out); the server's Origin check refuses it.
-        r"'status': 403,\s+'server opened a connection': False,"
-        r"\s+'Access-Control-Allow-Origin': None",
-        r"https://evil\.example\s+→ 400, allow-origin: None",
+        # The GET arrives (CORS would not keep it out); the server's Origin check refuses it.
         r"\(403, 'origin_not_allowed', None\)",
-        r"(?m)^'null'$",  # the loopback default allows Origin: null (any sandboxed iframe)
     ],
     "01_long_polling.ipynb": [
         r"received \d+ bytes: head \d+ \+ body \d+, after [3-9]\.\d\d s",  # held, timed out
         r'"type": "empty"',  # a short poll
+        # the preflight of a JSON poll: JupyterLab's origin allowed, a foreign one not
+        r"http://localhost:8888\s+→ 200, allow-origin: http://localhost:8888",
+        r"https://evil\.example\s+→ 400, allow-origin: None",
         r"short polling, every 1 s +\d",  # idle cost, measured
         r'"reason": "superseded"',
         r"published between an answer and the next: median +\d+ ms",  # the gap
@@ -180,6 +179,9 @@ EXPECTED = {
         r"'publish \(ms\)': \([\d.]+, [\d.]+\), 'send \+ answer \(ms\)': \([\d.]+, [\d.]+\)",
     ],
     "05b_security_lab.ipynb": [
+        # a simple POST skips the preflight; the server's Origin check refuses it
+        r"\(403, 'origin_not_allowed', None\)",
+        r"(?m)^'null'$",  # the loopback default allows Origin: null (any sandboxed iframe)
         r"Host: attacker\.example:8015\n.*\n.*→ 421 host_not_allowed",  # the rebound GET
         # with the Host check off, the rebound POST opens a connection (Origin agrees with Host)
         r"Host: attacker\.example:8016\n.*Origin: http://attacker\.example:8016\n"
