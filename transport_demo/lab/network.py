@@ -9,6 +9,9 @@ what goes through it, in user space (no root, no kernel queueing discipline).
         net.stall("down", seconds=3)         # server -> client stops for 3 s; nothing is closed
         net.cut()                            # every connection through it is reset
 
+    with network(server, capture="lesson.pcapng") as net:   # what crossed it, for Wireshark
+        ...
+
 How it models a link. Each direction ("up": client to server, "down": server to client) is one
 link shared by every connection through the relay. A chunk read from one side is cut into
 segments of at most :data:`SEGMENT` bytes; each segment leaves when the link is free and takes
@@ -22,6 +25,10 @@ What it does not model: loss and retransmission, TCP's congestion window, MTU. A
 nearest thing to loss: bytes wait and arrive together, in order, when it ends. It is not
 head-of-line blocking (nothing was lost: a stalled path would stop every QUIC stream too; RFC 9000
 §13 removes only the wait a *lost* packet causes to other streams).
+
+With ``capture=PATH`` the relay also writes everything it delivers, both directions, as a pcapng
+file Wireshark opens (:mod:`transport_demo.lab.capture`: the segments as the shaper sent them, when
+they arrived, in synthesized TCP/IP headers), bounded in size and flushed on close.
 
 Bounded: at most ``max_connections`` at a time (more are closed at once) and ``buffer_bytes``
 queued per connection and direction; a full queue stops reading from that side, so the sender's
@@ -39,11 +46,16 @@ import contextlib
 import enum
 import random
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from .capture import Capture, TcpFlow
 
 __all__ = ["SEGMENT", "Conditions", "Direction", "Network", "network"]
 
@@ -130,9 +142,11 @@ class _Pipe:
         self.queued += len(data or b"")
         self.changed.set()
 
-    def take_due(self, now: float) -> tuple[bytes, bool]:
-        """Everything that has arrived by ``now``, and whether the end of stream is among it."""
-        out, end = [], False
+    def take_due(self, now: float) -> tuple[list[bytes], bool]:
+        """The segments that have arrived by ``now``, and whether the end of stream is among
+        them."""
+        out: list[bytes] = []
+        end = False
         while self.queue and self.queue[0][0] <= now:
             _, data = self.queue.popleft()
             if data is None:
@@ -141,7 +155,7 @@ class _Pipe:
             out.append(data)
             self.queued -= len(data)
         self.changed.set()
-        return b"".join(out), end
+        return out, end
 
 
 class Network:
@@ -156,6 +170,8 @@ class Network:
         max_connections: int = 256,
         buffer_bytes: int = 1 << 20,
         seed: int | None = None,
+        capture: str | Path | None = None,
+        capture_limit: int | None = None,
     ) -> None:
         url = target if isinstance(target, str) else None
         if isinstance(target, int):
@@ -178,8 +194,16 @@ class Network:
         self._live = 0
         self._down_until = 0.0
         self._random = random.Random(seed)
+        self.capture: Capture | None = None
+        """The pcapng file being written (``capture=PATH``), or None."""
+        if capture is not None:
+            from .capture import CAPTURE_LIMIT, Capture
+
+            self.capture = Capture(capture, limit_bytes=capture_limit or CAPTURE_LIMIT)
+        self._wall = 0.0  # time.time() - loop.time(): the capture's timestamps are wall-clock
         self._links: dict[Direction, _Link] = {}
         self._open: set[asyncio.StreamWriter] = set()
+        self._flows: dict[asyncio.StreamWriter, TcpFlow] = {}  # the capture's, by client side
         self._pipes: set[_Pipe] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
@@ -301,6 +325,8 @@ class Network:
         self._thread.join(5)
         if not self._loop.is_closed() and not self._loop.is_running():
             self._loop.close()
+        if self.capture is not None:
+            self.capture.close()
 
     def __enter__(self) -> Network:
         return self
@@ -332,6 +358,8 @@ class Network:
 
     def _cut_all(self) -> int:
         live = self._live
+        for flow in self._flows.values():  # the capture shows the reset when it happens
+            self._record(flow.finish(), self._loop.time())
         for writer in list(self._open):
             writer.transport.abort()
         self.cuts += live
@@ -344,6 +372,7 @@ class Network:
 
     def _serve(self, started: threading.Event) -> None:
         asyncio.set_event_loop(self._loop)
+        self._wall = time.time() - self._loop.time()
         try:
             self._links = {Direction.UP: _Link(), Direction.DOWN: _Link()}
             for link in self._links.values():
@@ -379,16 +408,32 @@ class Network:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _flow(self, writer: asyncio.StreamWriter) -> TcpFlow | None:
+        """The capture's view of a connection just accepted (None without a capture)."""
+        if self.capture is None:
+            return None
+        from .capture import Endpoint, TcpFlow
+
+        host, port = writer.get_extra_info("peername")[:2]
+        return TcpFlow(Endpoint(host, port), Endpoint("127.0.0.1", self.port))
+
+    def _record(self, packets: list[Any], at: float) -> None:
+        if self.capture is not None and packets:
+            self.capture.write(packets, self._wall + at)
+
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         accepted = self._loop.time()
-        if accepted < self._down_until:  # an outage: as if nothing listened here
+        flow = self._flow(writer)
+        if accepted < self._down_until or self._live >= self.max_connections:
+            # An outage (as if nothing listened here), or too many connections: reset at once.
             self.refused += 1
+            if flow is not None:
+                self._record(flow.refused(), accepted)
             writer.transport.abort()
             return
-        if self._live >= self.max_connections:
-            self.refused += 1
-            writer.transport.abort()
-            return
+        if flow is not None:
+            self._record(flow.handshake(), accepted)
+            self._flows[writer] = flow
         self.connections += 1
         self._live += 1
         self._open.add(writer)
@@ -404,13 +449,16 @@ class Network:
             self._pipes |= {up, down}
             await self._run_pipes(
                 self._read(reader, up),
-                self._write(up, up_writer),
+                self._write(up, up_writer, flow, True),
                 self._read(up_reader, down),
-                self._write(down, writer),
+                self._write(down, writer, flow, False),
             )
         except OSError:
             pass
         finally:
+            if flow is not None:
+                self._flows.pop(writer, None)
+                self._record(flow.finish(), self._loop.time())
             self._pipes -= {up, down}
             self._live -= 1
             for w in (writer, up_writer):
@@ -456,7 +504,9 @@ class Network:
         except OSError:
             pipe.put(pipe.last_arrival, None)
 
-    async def _write(self, pipe: _Pipe, writer: asyncio.StreamWriter) -> None:
+    async def _write(
+        self, pipe: _Pipe, writer: asyncio.StreamWriter, flow: TcpFlow | None, up: bool
+    ) -> None:
         while True:
             if not pipe.queue:
                 pipe.changed.clear()
@@ -469,12 +519,18 @@ class Network:
             if wait > 0:
                 await asyncio.sleep(wait)
                 continue
-            data, end = pipe.take_due(self._loop.time())
-            if data:
+            now = self._loop.time()
+            segments, end = pipe.take_due(now)
+            if segments:
+                data = b"".join(segments)
                 pipe.link.bytes += len(data)
                 writer.write(data)
+                if flow is not None:
+                    self._record([flow.data(up, segment) for segment in segments], now)
                 await writer.drain()
             if end:
+                if flow is not None:
+                    self._record([flow.fin(up)], now)
                 with contextlib.suppress(OSError, RuntimeError):
                     if writer.can_write_eof():
                         writer.write_eof()  # a half close, passed on
@@ -491,12 +547,22 @@ def network(
     max_connections: int = 256,
     buffer_bytes: int = 1 << 20,
     seed: int | None = None,
+    capture: str | Path | None = None,
+    capture_limit: int | None = None,
 ) -> Network:
     """A shaped relay to ``target``, started: ``with network(server, delay_ms=50) as net:``
-    then connect to ``net.url``. See :class:`Conditions` for what each setting does."""
+    then connect to ``net.url``. See :class:`Conditions` for what each setting does.
+    ``capture="lesson.pcapng"`` writes what crosses it for Wireshark (at most ``capture_limit``
+    bytes, 64 MiB by default; :mod:`transport_demo.lab.capture`)."""
     conditions = Conditions(
         delay_ms=delay_ms, jitter_ms=jitter_ms, bandwidth_kbit=bandwidth_kbit, handshake=handshake
     )
     return Network(
-        target, conditions, max_connections=max_connections, buffer_bytes=buffer_bytes, seed=seed
+        target,
+        conditions,
+        max_connections=max_connections,
+        buffer_bytes=buffer_bytes,
+        seed=seed,
+        capture=capture,
+        capture_limit=capture_limit,
     )
