@@ -29,11 +29,12 @@ needs_tshark = pytest.mark.skipif(
 )
 
 
-def tshark(path: Path, port: int, *args: str) -> list[list[str]]:
-    """Run tshark on ``path`` with ``port`` dissected as HTTP; rows of tab-separated fields."""
+def tshark(path: Path, port: int, *args: str, protocol: str = "http") -> list[list[str]]:
+    """Run tshark on ``path`` with ``port`` dissected as ``protocol``; rows of tab-separated
+    fields."""
     assert TSHARK is not None, "tshark is missing: scripts/setup.sh installs Debian's tshark"
     done = subprocess.run(
-        [TSHARK, "-r", str(path), "-d", f"tcp.port=={port},http", *args],
+        [TSHARK, "-r", str(path), "-d", f"tcp.port=={port},{protocol}", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -192,3 +193,28 @@ def test_the_capture_stops_at_its_limit(
     assert 0 < path.stat().st_size <= 2000 + 1024  # the file's own header blocks besides
     packets = tshark(path, port, "-T", "fields", "-e", "frame.number")
     assert len(packets) == capture.packets  # every packet written is whole and readable
+
+
+@needs_tshark
+def test_wireshark_decrypts_http2_with_the_servers_secrets(
+    make_server: Callable[..., RunningServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With SSLKEYLOGFILE set, the https server writes its TLS secrets; with them Wireshark reads
+    the HTTP/2 frames inside the capture: the request's headers and the answer's status."""
+    secrets = tmp_path / "secrets.log"
+    monkeypatch.setenv("SSLKEYLOGFILE", str(secrets))
+    server = make_server(https=True)
+    path = tmp_path / "h2.pcapng"
+    with network(server, capture=path) as net:
+        with httpx.Client(http2=True, verify=server.ssl_context()) as client:
+            assert client.get(f"{net.url}/stats").http_version == "HTTP/2"
+        port = net.port
+    assert "SERVER_TRAFFIC_SECRET_0" in secrets.read_text()
+    decrypt = ("-o", f"tls.keylog_file:{secrets}", "-T", "fields")
+    headers = tshark(
+        path, port, "-Y", "http2.type == 1", *decrypt, "-e", "http2.headers.path",
+        "-e", "http2.headers.status", protocol="tls",
+    )  # fmt: skip
+    assert ["/stats", ""] in headers and ["", "200"] in headers
+    # Without the secrets, the same file shows only TLS records.
+    assert tshark(path, port, "-Y", "http2", protocol="tls") == []

@@ -26,6 +26,7 @@ import asyncio
 import logging
 import os
 import socket
+import ssl
 from typing import Any
 
 from hypercorn.asyncio import serve
@@ -35,7 +36,7 @@ from .backend import Backend
 from .certificates import Certificate
 from .settings import Settings
 
-__all__ = ["HttpsServer", "TlsServerLoop", "hypercorn_config"]
+__all__ = ["HttpsServer", "TlsServerLoop", "hypercorn_config", "write_secrets_if_asked"]
 
 SSL_SHUTDOWN_TIMEOUT = 0.5
 """Seconds a closing TLS connection waits for the client's close_notify (asyncio's default: 30).
@@ -115,13 +116,31 @@ class HttpsServer:
             runner.run(self.serve(sockets))
 
 
+def write_secrets_if_asked(context: ssl.SSLContext) -> None:
+    """With ``SSLKEYLOGFILE`` set in the environment (the convention curl, Firefox and Chromium
+    follow), write each TLS session's secrets there in NSS key log format, so Wireshark decrypts
+    a capture of it (``-o tls.keylog_file:PATH``; the relay's ``capture=``). Off unless set, and
+    said loudly: anyone with the file reads every session it covers. hypercorn builds its own
+    context without ``ssl.create_default_context``, the only place Python reads the variable."""
+    path = os.environ.get("SSLKEYLOGFILE")
+    if path:
+        context.keylog_filename = path
+        logging.getLogger("transport_demo.https").warning(
+            "TLS secrets are written to %s (SSLKEYLOGFILE): whoever has that file can decrypt "
+            "every session of this server. Unset it outside a lesson.",
+            path,
+        )
+
+
 class TlsServerLoop(asyncio.SelectorEventLoop):
     """asyncio's loop, with TLS servers that wait :data:`SSL_SHUTDOWN_TIMEOUT` for a closing
     client (hypercorn passes no ``ssl_shutdown_timeout`` of its own)."""
 
     async def create_server(self, *args: Any, **kwargs: Any) -> asyncio.Server:
-        if kwargs.get("ssl") is not None:
+        context = kwargs.get("ssl")
+        if context is not None:
             kwargs.setdefault("ssl_shutdown_timeout", SSL_SHUTDOWN_TIMEOUT)
+            write_secrets_if_asked(context)
         return await super().create_server(*args, **kwargs)
 
     def call_exception_handler(self, context: dict[str, Any]) -> None:
