@@ -19,7 +19,7 @@ def test_stats_counts_by_transport_and_state(server: RunningServer, http: httpx.
     with connect(f"{server.ws_url}/ws") as ws:
         ws_id = json.loads(ws.recv(5))["connection_id"]
         stats = http.get("/stats").json()
-    assert stats["connections"] == {"long-polling": 1, "sse": 0, "websocket": 1}
+    assert stats["connections"] == {"long-polling": 1, "sse": 0, "websocket": 1, "webtransport": 0}
     assert stats["states"]["live"] == 1 and stats["states"]["waiting"] == 1
     for key in ("messages_received", "messages_published", "events_sent", "heartbeats_sent"):
         assert isinstance(stats[key], int)

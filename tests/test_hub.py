@@ -361,7 +361,7 @@ async def test_stats_never_show_full_ids_or_text() -> None:
     text = json.dumps(hub.stats())
     assert cid not in text and stream.connection_id not in text and "secret text" not in text
     stats = hub.stats()
-    assert stats["connections"] == {"long-polling": 1, "sse": 1, "websocket": 0}
+    assert stats["connections"] == {"long-polling": 1, "sse": 1, "websocket": 0, "webtransport": 0}
     assert {c["id"] for c in stats["connection_list"]} == {cid[:8], stream.connection_id[:8]}
     assert stats["states"] == {"live": 1, "waiting": 1, "disconnected": 0}
     await hub.close()

@@ -12,16 +12,29 @@ from transport_demo.clients import CLIENTS
 from transport_demo.server.app import ROUTERS
 from transport_demo.server.connection import Connection
 from transport_demo.server.protocol import ConnectionState, EventType, Transport
-from transport_demo.server.transports import TRANSPORTS, DeliveryKind, info, is_stream
+from transport_demo.server.transports import (
+    EVERY_PART,
+    TABLE,
+    TRANSPORTS,
+    Carrier,
+    DeliveryKind,
+    Part,
+    having,
+    info,
+    is_stream,
+)
 from transport_demo.widgets import WIDGETS, TransportDashboard
 
 
 def test_every_registration_covers_exactly_the_table() -> None:
-    assert list(TRANSPORTS) == list(Transport)
-    assert set(ROUTERS) == set(TRANSPORTS)
-    assert set(CLIENTS) == set(TRANSPORTS)
-    assert set(WIDGETS) == set(TRANSPORTS)
-    assert list(OUR_PROBES) == list(TRANSPORTS)
+    """Each side registers exactly the rows that declare its part; ``TRANSPORTS`` (what the page,
+    the widgets and the bench show) is the rows with every part."""
+    assert list(TABLE) == list(Transport)
+    assert list(TRANSPORTS) == [t for t, row in TABLE.items() if row.parts == EVERY_PART]
+    assert list(ROUTERS) == having(Part.ROUTER)
+    assert list(CLIENTS) == having(Part.CLIENT)
+    assert set(WIDGETS) == set(having(Part.WIDGET))
+    assert list(OUR_PROBES) == having(Part.PROBE)
     assert tuple(f"ours {t.value}" for t in TRANSPORTS) == OURS
     for transport, client in CLIENTS.items():
         assert client.transport == transport
@@ -29,18 +42,22 @@ def test_every_registration_covers_exactly_the_table() -> None:
     table = page[
         page.index("const TRANSPORTS = [") : page.index("];", page.index("const TRANSPORTS"))
     ]
-    assert re.findall(r'name: "([a-z-]+)"', table) == [t.value for t in TRANSPORTS]
+    on_page = [t.value for t in having(Part.PAGE)]
+    assert re.findall(r'name: "([a-z-]+)"', table) == on_page
     panels = re.search(r"const PANELS = \{(.*)\};", page)
     assert panels is not None
-    assert re.findall(r'"([a-z-]+)":', panels.group(1)) == [t.value for t in TRANSPORTS]
+    assert re.findall(r'"([a-z-]+)":', panels.group(1)) == on_page
 
 
 def test_the_table_decides_delivery_and_echo() -> None:
-    assert [t for t in TRANSPORTS if is_stream(t)] == [Transport.SSE, Transport.WEBSOCKET]
+    streams = [Transport.SSE, Transport.WEBSOCKET, Transport.WEBTRANSPORT]
+    assert [t for t in TABLE if is_stream(t)] == streams
     assert info("long-polling").delivery is DeliveryKind.POLL
     assert info(Transport.WEBSOCKET).echo is EventType.USER_MESSAGE
+    assert info(Transport.WEBTRANSPORT).echo is EventType.USER_MESSAGE
     assert info(Transport.SSE).echo is EventType.MESSAGE
-    for transport in TRANSPORTS:
+    assert [t for t in TABLE if info(t).carrier is Carrier.QUIC] == [Transport.WEBTRANSPORT]
+    for transport in TABLE:
         conn = Connection("x", transport, 0.0, wall=0.0)
         detached = conn.state(attached=False)
         if is_stream(transport):

@@ -47,6 +47,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "for 127.0.0.1, localhost and the join host is made at start (its SHA-256 is printed) "
         "unless --cert and --key are given",
     )
+    parser.add_argument(
+        "--webtransport",
+        action=argparse.BooleanOptionalAction,
+        help="serve WebTransport over HTTP/3 on UDP at the same port number (default: on where "
+        "aioquic is installed; --no-webtransport turns it off; see docs/webtransport.md)",
+    )
     parser.add_argument("--cert", dest="cert_file", metavar="FILE", help="--https: certificate")
     parser.add_argument("--key", dest="key_file", metavar="FILE", help="--https: its key")
     parser.add_argument("--heartbeat-interval", type=float, metavar="SECONDS")
@@ -197,19 +203,25 @@ def serve(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
+        # Workers share one TCP socket; a UDP port has one owner, so no worker serves
+        # WebTransport (docs/webtransport.md).
+        options["webtransport"] = False
         # Workers install the filters themselves (create_app_from_env); this is for the
         # supervising process's own lines.
         return run_workers(options, settings, sock, workers)
     hub = make_hub(settings)
     port = sock.getsockname()[1]
-    app = create_app(settings, hub=hub)
-    server: DemoServer | HttpsServer = DemoServer(uvicorn_config(app, settings, port=port), hub)
+    certificate = None
     if settings.https:
         try:
             certificate = certificate_for(settings)
         except (OSError, ValueError) as exc:
             print(f"transport-demo: the certificate cannot be used: {exc}", file=sys.stderr)
             return 2
+    # WebTransport (on by default) listens on UDP at the same port, with that certificate if any.
+    app = create_app(settings, hub=hub, port=port, certificate=certificate)
+    server: DemoServer | HttpsServer = DemoServer(uvicorn_config(app, settings, port=port), hub)
+    if certificate is not None:
         server = HttpsServer(app, settings, hub, certificate)
     _interrupt.server = server
     if _interrupt.seen:  # Ctrl+C during start-up (see main)

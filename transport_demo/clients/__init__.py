@@ -6,11 +6,13 @@ from .base import BaseClient, ClientError, ClientStats, Event
 from .longpoll import LongPollClient
 from .sse import SSEClient
 from .websocket import WebSocketClient
+from .webtransport import WebTransportClient
 
 CLIENTS: dict[str, type[BaseClient]] = {
     LongPollClient.transport: LongPollClient,
     SSEClient.transport: SSEClient,
     WebSocketClient.transport: WebSocketClient,
+    WebTransportClient.transport: WebTransportClient,
 }
 
 __all__ = [
@@ -22,4 +24,5 @@ __all__ = [
     "LongPollClient",
     "SSEClient",
     "WebSocketClient",
+    "WebTransportClient",
 ]

@@ -1,4 +1,4 @@
-"""``create_app(settings)``: the FastAPI application with the three transports, /stats and /."""
+"""``create_app(settings)``: the FastAPI application with the transports, /stats and /."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from fastapi.responses import HTMLResponse
 from fastapi.telemetry import TelemetryConfig
 
 from .. import __version__
-from . import gc_policy, http_errors, lessons, logs, longpoll, sse, websocket
+from . import gc_policy, http_errors, lessons, logs, longpoll, sse, websocket, webtransport
 from .backend import Backend, make_hub
+from .certificates import Certificate
 from .gatekeeper import Gatekeeper
 from .join_page import join_page as join_page_html
 from .lan import is_wildcard, lan_address
@@ -37,12 +38,20 @@ ROUTERS: dict[Transport, APIRouter] = {
     Transport.LONG_POLLING: longpoll.router,
     Transport.SSE: sse.router,
     Transport.WEBSOCKET: websocket.router,
+    # GET /webtransport; the sessions themselves are HTTP/3's, beside uvicorn (webtransport.py)
+    Transport.WEBTRANSPORT: webtransport.router,
 }
 """Each transport's router: the server side's registration against the transport table
 (:mod:`transport_demo.server.transports`)."""
 
 
-def create_app(settings: Settings | None = None, *, hub: Backend | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    hub: Backend | None = None,
+    port: int | None = None,
+    certificate: Certificate | None = None,
+) -> FastAPI:
     """The application; ``app.state.hub`` is its :class:`~transport_demo.server.backend.Backend`
     (the
     memory hub, or the Redis hub when ``settings.redis_url`` is set).
@@ -50,15 +59,27 @@ def create_app(settings: Settings | None = None, *, hub: Backend | None = None) 
     The hub is started by the app's lifespan; ending its streams on shutdown is the server's job
     (see ``server.DemoServer``), because uvicorn waits for open connections before the lifespan
     ends.
+
+    WebTransport (``settings.webtransport``, where aioquic is installed) is started by the
+    lifespan too, on UDP ``port`` (the bound TCP port; ``settings.port`` when not given) with
+    ``certificate`` (``--https``'s; a new one otherwise); ``app.state.webtransport`` is its
+    :class:`~transport_demo.server.webtransport.WebTransportService`, or ``None``.
     """
     settings = settings if settings is not None else Settings()
     hub = hub if hub is not None else make_hub(settings)
     policy = OriginPolicy(settings.allowed_origins)
     freezer = gc_policy.Freezer()
+    transport_service = None
+    if settings.webtransport and webtransport.available():
+        transport_service = webtransport.WebTransportService(
+            hub, settings, policy, host_policy(settings), certificate
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await hub.start()
+        if transport_service is not None:
+            await transport_service.start(settings.port if port is None else port)
         freezing = (
             asyncio.create_task(freezer.run(), name="transport-demo-gc-freeze")
             if settings.gc_freeze
@@ -69,18 +90,21 @@ def create_app(settings: Settings | None = None, *, hub: Backend | None = None) 
         finally:
             if freezing is not None:
                 freezing.cancel()
-            await hub.close()
+            await hub.close()  # ends every stream: the WebTransport sessions close themselves
+            if transport_service is not None:
+                await transport_service.close()
 
     app = FastAPI(
         title="transport-demo",
         version=__version__,
-        summary="Long polling, Server-Sent Events and WebSocket, side by side.",
+        summary="Long polling, Server-Sent Events, WebSocket and WebTransport, side by side.",
         lifespan=lifespan,
         telemetry=TELEMETRY_OFF,
     )
     app.state.hub = hub
     app.state.settings = settings
     app.state.origins = policy
+    app.state.webtransport = transport_service
     app.add_middleware(http_errors.BodyLimit, limit=settings.max_envelope_bytes)
     # Host and Origin allow-lists before anything else runs (gatekeeper.py); inside CORS, so that
     # preflights are answered as before.

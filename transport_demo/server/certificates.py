@@ -5,8 +5,9 @@ A certificate made here is self-signed (a browser warns once; Playwright passes
 P-256 key and a validity of 13 days in all. The curve and the short life are what Chromium's
 ``serverCertificateHashes`` asks of a certificate it pins by hash without a CA (WebTransport:
 ECDSA P-256, X.509v3, total validity under 14 days; a 14-day one fails), so the same certificate
-can serve HTTP/2 and, later, HTTP/3. Nothing is ever committed to the repository: each start makes a
-new key in a private temporary folder (mode 0700) that is removed at exit.
+can serve HTTP/2 and HTTP/3 (WebTransport, which makes one of its own without ``--https``).
+Nothing is ever committed to the repository: each start makes a new key in a private temporary
+folder (mode 0700) that is removed at exit.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-__all__ = ["VALIDITY", "Certificate", "load_certificate", "make_certificate"]
+from .settings import Settings
+
+__all__ = ["VALIDITY", "Certificate", "certificate_for", "load_certificate", "make_certificate"]
 
 VALIDITY = datetime.timedelta(days=13)
 """A made certificate's whole life, back-dating included (Chromium pins by hash: under 14 days)."""
@@ -101,3 +104,15 @@ def load_certificate(cert_file: Path, key_file: Path) -> Certificate:
     except x509.ExtensionNotFound:
         names = ()
     return Certificate(cert_file, key_file, certificate.fingerprint(hashes.SHA256()), names)
+
+
+def certificate_for(settings: Settings) -> Certificate:
+    """The certificate the server serves (``--https``, WebTransport): the operator's files, or a
+    new one for the loopback names, the bound host and the classroom's join host."""
+    if settings.cert_file is not None and settings.key_file is not None:
+        return load_certificate(settings.cert_file, settings.key_file)
+    names = ["127.0.0.1", "localhost", "::1"]
+    for host in (settings.host, settings.join_host):
+        if host and host not in ("0.0.0.0", "::"):
+            names.append(host)
+    return make_certificate(names)

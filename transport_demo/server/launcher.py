@@ -30,7 +30,7 @@ import uvicorn
 from . import logs, urls
 from .app import create_app
 from .backend import Backend, make_hub
-from .certificates import Certificate, load_certificate, make_certificate
+from .certificates import Certificate, certificate_for
 from .https_server import HttpsServer, TlsServerLoop
 from .join_page import join_card
 from .settings import Settings
@@ -92,18 +92,6 @@ def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Co
     return config
 
 
-def certificate_for(settings: Settings) -> Certificate:
-    """The certificate ``--https`` serves: the operator's files, or a new one for the loopback
-    names, the bound host and the classroom's join host."""
-    if settings.cert_file is not None and settings.key_file is not None:
-        return load_certificate(settings.cert_file, settings.key_file)
-    names = ["127.0.0.1", "localhost", "::1"]
-    for host in (settings.host, settings.join_host):
-        if host and host not in ("0.0.0.0", "::"):
-            names.append(host)
-    return make_certificate(names)
-
-
 def bind_socket(host: str, port: int) -> socket.socket:
     """A listening socket on ``host:port``; :class:`PortInUseError` names the port if it's taken."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -136,7 +124,6 @@ class RunningServer:
     def __init__(self, settings: Settings, sock: socket.socket) -> None:
         self.settings = settings
         self.hub: Backend = make_hub(settings)
-        self.app = create_app(settings, hub=self.hub)
         self.host = settings.host
         self.port: int = sock.getsockname()[1]
         self.url = urls.server_url(self.host, self.port, scheme=settings.scheme)
@@ -145,6 +132,8 @@ class RunningServer:
         )
         self.certificate: Certificate | None = certificate_for(settings) if settings.https else None
         """With ``https=True``: the certificate served (``.fingerprint``, ``.cert_file``)."""
+        # WebTransport listens on UDP at the same port number, with --https's certificate if any.
+        self.app = create_app(settings, hub=self.hub, port=self.port, certificate=self.certificate)
         self._error: BaseException | None = None
         self._prepare(sock)
 

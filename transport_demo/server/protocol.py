@@ -14,7 +14,9 @@ import enum
 
 __all__ = [
     "DURABLE_EVENT_TYPES",
+    "END_CLOSES",
     "FINAL_CLOSE_CODES",
+    "SHUTDOWN_CLOSE",
     "ClientNote",
     "ClientState",
     "CloseCode",
@@ -27,11 +29,12 @@ __all__ = [
 
 
 class Transport(enum.StrEnum):
-    """The three transports; the value is the name used on the wire and in /stats."""
+    """The transports; the value is the name used on the wire and in /stats."""
 
     LONG_POLLING = "long-polling"
     SSE = "sse"
     WEBSOCKET = "websocket"
+    WEBTRANSPORT = "webtransport"  # WebTransport over HTTP/3 (QUIC, UDP)
 
 
 class EventType(enum.StrEnum):
@@ -39,7 +42,7 @@ class EventType(enum.StrEnum):
 
     CONNECTED = "connected"
     MESSAGE = "message"  # durable; on long polling also the answer that carries a batch
-    USER_MESSAGE = "user_message"  # durable: a WebSocket client's own text, echoed
+    USER_MESSAGE = "user_message"  # durable: a WebSocket or WebTransport client's text, echoed
     HEARTBEAT = "heartbeat"
     TIMEOUT = "timeout"  # a long poll ended with nothing to deliver
     QUEUED = "queued"  # the answer to POST /sse/message
@@ -94,7 +97,8 @@ class ErrorCode(enum.StrEnum):
 
 
 class CloseCode(enum.IntEnum):
-    """WebSocket close codes this server sends, or a client meets (RFC 6455 §7.4.1)."""
+    """WebSocket close codes this server sends, or a client meets (RFC 6455 §7.4.1); a
+    WebTransport session closes with the same numbers as its application error code."""
 
     NORMAL = 1000
     GOING_AWAY = 1001  # the server is shutting down: reconnect later
@@ -111,6 +115,20 @@ class CloseCode(enum.IntEnum):
 
 FINAL_CLOSE_CODES = frozenset({CloseCode.NORMAL, CloseCode.SUPERSEDED})
 """Close codes after which a client must not reconnect."""
+
+SHUTDOWN_CLOSE = (CloseCode.GOING_AWAY, "server shutting down")
+"""How a socket or session ends when the server stops."""
+END_CLOSES: dict[EndReason | None, tuple[int, str]] = {
+    EndReason.SUPERSEDED: (CloseCode.SUPERSEDED, "superseded by a resumed connection"),
+    EndReason.CUT: (
+        CloseCode.SERVICE_RESTART,
+        "cut by the server: reconnect after a randomized delay",
+    ),
+    EndReason.BACKEND_UNAVAILABLE: (CloseCode.TRY_AGAIN_LATER, "backend unavailable, try again"),
+    EndReason.EXPIRED: (CloseCode.GOING_AWAY, "connection lost, reconnect"),
+}
+"""How the server closes a WebSocket (or a WebTransport session) the hub ended, and why; any
+other end (shutdown) is :data:`SHUTDOWN_CLOSE`."""
 
 
 class ClientNote(enum.StrEnum):

@@ -50,6 +50,12 @@ class Settings(BaseSettings):
         description="Serve over TLS, HTTP/2 chosen by ALPN (h2) and HTTP/1.1 still accepted "
         "(hypercorn); a certificate is made at start unless cert_file and key_file are given.",
     )
+    webtransport: bool = Field(
+        default=True,
+        description="Serve WebTransport over HTTP/3 on UDP at the HTTP port's number (where "
+        "aioquic is installed; a busy UDP port is a warning, not an error). "
+        "docs/webtransport.md.",
+    )
     cert_file: Path | None = Field(default=None, description="--https: the certificate (PEM).")
     key_file: Path | None = Field(default=None, description="--https: its private key (PEM).")
 

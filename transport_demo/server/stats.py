@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .protocol import ConnectionState
-from .transports import TRANSPORTS
+from .transports import TABLE
 
 __all__ = ["COUNTERS", "STATS_LIST_LIMIT", "StatsTally"]
 
@@ -34,7 +34,7 @@ class StatsTally:
     """Counts connections as a store walks them, then answers ``/stats``."""
 
     def __init__(self) -> None:
-        self.by_transport = dict.fromkeys((t.value for t in TRANSPORTS), 0)
+        self.by_transport = dict.fromkeys((t.value for t in TABLE), 0)
         self.by_state = dict.fromkeys((s.value for s in ConnectionState), 0)
         self.listed: list[dict[str, Any]] = []
 

@@ -11,8 +11,15 @@ this table instead of comparing against one transport by name.
 Each side registers its own *parts* against these names: the app its routers
 (:data:`transport_demo.server.app.ROUTERS`), :data:`transport_demo.clients.CLIENTS` the Python
 clients,
-:data:`transport_demo.widgets.WIDGETS` the widgets, and client.html its sections (``TRANSPORTS`` in
-its script). Adding a transport is a row here plus one module per side registered there.
+:data:`transport_demo.widgets.WIDGETS` the widgets, client.html its sections (``TRANSPORTS`` in
+its script), the bench its probes. Adding a transport is a row here plus one module per side
+registered there.
+
+A row says which parts it has (:class:`Part`): a transport can land side by side, its server and
+client first. :data:`TABLE` is every row; :data:`TRANSPORTS` the rows with every part, which is
+what the page, the widgets, the class view and the bench loop over (WebTransport joins them when
+its widget, page section and probe are registered). The tests hold each registration to exactly
+the rows that declare its part.
 
 Imports nothing but the protocol vocabulary, so every layer may use it.
 """
@@ -24,7 +31,18 @@ from dataclasses import dataclass
 
 from .protocol import EventType, Transport
 
-__all__ = ["TRANSPORTS", "DeliveryKind", "TransportInfo", "info", "is_stream"]
+__all__ = [
+    "EVERY_PART",
+    "TABLE",
+    "TRANSPORTS",
+    "Carrier",
+    "DeliveryKind",
+    "Part",
+    "TransportInfo",
+    "having",
+    "info",
+    "is_stream",
+]
 
 
 class DeliveryKind(enum.StrEnum):
@@ -36,6 +54,28 @@ class DeliveryKind(enum.StrEnum):
     STREAM = "stream"
     """One long-lived response or socket carries events as they come; a cut stream's connection
     is ``disconnected`` and can be resumed within the resume grace."""
+
+
+class Carrier(enum.StrEnum):
+    """What a transport's packets travel in: what a network tool between client and server must
+    relay (the suite's TCP proxies cannot carry QUIC)."""
+
+    TCP = "tcp"
+    QUIC = "quic"
+    """QUIC over UDP (HTTP/3)."""
+
+
+class Part(enum.StrEnum):
+    """A side a transport is registered on."""
+
+    ROUTER = "router"  # server/app.py ROUTERS
+    CLIENT = "client"  # clients.CLIENTS
+    WIDGET = "widget"  # widgets.WIDGETS
+    PAGE = "page"  # a section of client.html
+    PROBE = "probe"  # the bench's probe (bench/probes.py OUR_PROBES)
+
+
+EVERY_PART = frozenset(Part)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +90,12 @@ class TransportInfo:
     """How people name it: "long polling", "SSE", "WebSocket"."""
     colour: str
     """Its colour in the class view and the benchmark's charts (CSS hex)."""
+    carrier: Carrier = Carrier.TCP
+    parts: frozenset[Part] = EVERY_PART
+    """The sides registered for it so far."""
 
 
-TRANSPORTS: dict[Transport, TransportInfo] = {
+TABLE: dict[Transport, TransportInfo] = {
     info.transport: info
     for info in (
         TransportInfo(
@@ -62,14 +105,35 @@ TRANSPORTS: dict[Transport, TransportInfo] = {
         TransportInfo(
             Transport.WEBSOCKET, DeliveryKind.STREAM, EventType.USER_MESSAGE, "WebSocket", "#27a55a"
         ),
+        TransportInfo(
+            Transport.WEBTRANSPORT,
+            DeliveryKind.STREAM,
+            EventType.USER_MESSAGE,
+            "WebTransport",
+            "#9b51e0",
+            carrier=Carrier.QUIC,
+            # the widget, client.html's section and the bench probe come later (issue 24)
+            parts=frozenset({Part.ROUTER, Part.CLIENT}),
+        ),
     )
 }
 """Every transport, in the order the suite shows them."""
 
+TRANSPORTS: dict[Transport, TransportInfo] = {
+    transport: row for transport, row in TABLE.items() if row.parts == EVERY_PART
+}
+"""The transports with every part registered: what the page, the widgets, the class view and the
+bench show."""
+
 
 def info(transport: Transport | str) -> TransportInfo:
     """The row of ``transport`` (a :class:`Transport` or its wire name)."""
-    return TRANSPORTS[Transport(transport)]
+    return TABLE[Transport(transport)]
+
+
+def having(part: Part) -> list[Transport]:
+    """The transports registered on ``part``, in the table's order."""
+    return [transport for transport, row in TABLE.items() if part in row.parts]
 
 
 def is_stream(transport: Transport | str) -> bool:

@@ -16,23 +16,11 @@ from .errors import TransportDemoError
 from .http_errors import status_of
 from .models import WebSocketFrame, parse_json
 from .origins import OriginPolicy
-from .protocol import CloseCode, EndReason, ErrorCode, Transport
+from .protocol import END_CLOSES, SHUTDOWN_CLOSE, CloseCode, ErrorCode, Transport
 from .resume import resume_point
 from .socket_guard import ABORT_EXTENSION
 
 router = APIRouter()
-
-# How the server closes a socket the hub ended, and why; anything else (shutdown) is 1001.
-_SHUTDOWN = (CloseCode.GOING_AWAY, "server shutting down")
-END_CLOSES: dict[EndReason | None, tuple[int, str]] = {
-    EndReason.SUPERSEDED: (CloseCode.SUPERSEDED, "superseded by a resumed connection"),
-    EndReason.CUT: (
-        CloseCode.SERVICE_RESTART,
-        "cut by the server: reconnect after a randomized delay",
-    ),
-    EndReason.BACKEND_UNAVAILABLE: (CloseCode.TRY_AGAIN_LATER, "backend unavailable, try again"),
-    EndReason.EXPIRED: (CloseCode.GOING_AWAY, "connection lost, reconnect"),
-}
 
 
 @router.websocket("/ws")
@@ -78,7 +66,7 @@ async def _serve(websocket: WebSocket, stream: AttachedStream, max_frame: int) -
         with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
             close_code = task.result() or close_code
     if close_code is None:  # the hub ended the stream
-        close_code, reason = END_CLOSES.get(stream.ended, _SHUTDOWN)
+        close_code, reason = END_CLOSES.get(stream.ended, SHUTDOWN_CLOSE)
     else:
         reason = _reason(close_code)
     if websocket.application_state is WebSocketState.CONNECTED:

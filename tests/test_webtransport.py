@@ -1,0 +1,282 @@
+"""WebTransport against a real server: aioquic's client over UDP on 127.0.0.1, the session's
+lines, resume, the close codes, the limits, origins, shutdown, and the server without it.
+
+The shared transport tests (test_clients.py, test_faults.py, test_redis.py, ...) run the
+``WebTransportClient`` too; here is what is WebTransport's own."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from tests.waiting import until_async
+from transport_demo import RunningServer
+from transport_demo.clients import WebTransportClient
+from transport_demo.lab.local_redis import start_redis
+from transport_demo.server.protocol import CloseCode, Transport
+from transport_demo.server.wt_framing import encode_line
+
+pytestmark = pytest.mark.anyio
+
+MakeServer = Callable[..., RunningServer]
+FAST_CLIENT: dict[str, Any] = {"backoff_initial": 0.05, "backoff_max": 0.5}
+
+
+def client_for(server: RunningServer, **options: Any) -> WebTransportClient:
+    return WebTransportClient(server.url, **{**FAST_CLIENT, **options})
+
+
+async def next_of(client: WebTransportClient, kind: str, timeout: float = 8) -> dict[str, Any]:
+    async with asyncio.timeout(timeout):
+        while True:
+            event = await client.next_event(timeout)
+            if event["type"] == kind:
+                return event
+
+
+def write_raw(client: WebTransportClient, data: bytes) -> None:
+    """Bytes on the session's stream as they are, bypassing ``send``'s framing."""
+    protocol = client._protocol
+    assert protocol is not None and protocol.stream_id is not None
+    protocol._quic.send_stream_data(protocol.stream_id, data)
+    protocol.transmit()
+
+
+async def test_webtransport_endpoint_names_the_udp_port_and_the_certificate(
+    server: RunningServer,
+) -> None:
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        answer = (await http.get("/webtransport")).json()
+    assert answer["url"] == f"https://127.0.0.1:{server.port}/wt"  # the HTTP port's number, UDP
+    service = server.app.state.webtransport
+    assert service.endpoint.port == server.port
+    certificate = x509.load_pem_x509_certificate(service.certificate.cert_file.read_bytes())
+    der = certificate.public_bytes(Encoding.DER)
+    assert answer["cert_sha256"] == hashlib.sha256(der).hexdigest()
+    # what Chromium's serverCertificateHashes asks: ECDSA P-256, under 14 days in all
+    assert certificate.signature_algorithm_oid._name == "ecdsa-with-SHA256"
+    lifetime = certificate.not_valid_after_utc - certificate.not_valid_before_utc
+    assert lifetime.total_seconds() < 14 * 86400
+
+
+async def test_with_https_the_session_uses_the_served_certificate(make_server: MakeServer) -> None:
+    server = make_server(https=True)
+    assert server.certificate is not None
+    async with httpx.AsyncClient(base_url=server.url, verify=server.ssl_context()) as http:
+        answer = (await http.get("/webtransport")).json()
+    assert answer["cert_sha256"] == server.certificate.sha256.hex()
+    assert answer["url"] == f"https://127.0.0.1:{server.port}/wt"
+
+
+async def test_session_lines_connected_heartbeats_echo_push_broadcast_and_stats(
+    server: RunningServer,
+) -> None:
+    async with client_for(server) as client:
+        connected = await next_of(client, "connected")
+        cid = connected["connection_id"]
+        assert connected["transport"] == "webtransport" and connected["resumed"] is False
+        assert client.http_version == "HTTP/3"
+        beats = [await next_of(client, "heartbeat") for _ in range(2)]
+        assert [b["count"] for b in beats] == [1, 2] and beats[0]["message"] == "Message 1"
+        await client.send("hello, QUIC")
+        echo = await next_of(client, "user_message")
+        assert (echo["seq"], echo["message"]) == (1, "hello, QUIC")
+        assert server.hub.publish(cid, "pushed") == 2
+        assert server.hub.broadcast("to all") == 1
+        pushed = [await next_of(client, "message") for _ in range(2)]
+        assert [(e["seq"], e["message"]) for e in pushed] == [(2, "pushed"), (3, "to all")]
+        stats = server.hub.stats()
+        assert stats["connections"]["webtransport"] == 1 and stats["states"]["live"] == 1
+        assert client.stats.gaps == 0 and client.stats.duplicates == 0
+
+
+async def test_cuts_from_both_sides_resume_with_nothing_lost_or_doubled(
+    server: RunningServer,
+) -> None:
+    async with client_for(server) as client:
+        cid = await client.wait_connected()
+        sent = 0
+        for round_ in range(6):
+            for _ in range(10):
+                sent += 1
+                server.hub.publish(cid, f"m{sent}")
+            reconnects = client.stats.reconnects
+            if round_ % 2:
+                await client.drop_connection()  # the client's QUIC connection goes
+            else:
+                assert await asyncio.to_thread(server.hub.disconnect, cid)  # the server cuts
+            await until_async(
+                lambda: client.stats.reconnects > reconnects and client.state == "open",  # noqa: B023
+                10,
+                "the session back",
+            )
+        await until_async(lambda: client.last_seq == sent, 10, "every message")
+        messages = [e for e in client.take_unread() if e["type"] == "message"]
+        assert [e["seq"] for e in messages] == list(range(1, sent + 1))
+        assert client.connection_id == cid and client.stats.reconnects >= 6
+        assert client.stats.gaps == 0 and client.stats.duplicates == 0
+
+
+async def test_a_cut_closes_the_session_with_1012_and_a_resumed_one_supersedes_with_4000(
+    server: RunningServer,
+) -> None:
+    async with client_for(server) as first:
+        cid = await first.wait_connected()
+        assert await asyncio.to_thread(server.hub.disconnect_all, Transport.WEBTRANSPORT) == 1
+        note = await next_of(first, "reconnecting")
+        assert "(1012)" in note["detail"]
+        await next_of(first, "reconnected")
+        second = client_for(server)
+        second.connection_id, second.last_seq = cid, first.last_seq
+        async with second:
+            await second.wait_connected()
+            closed = await next_of(first, "closed")  # final: it must not take the session back
+            assert closed["code"] == CloseCode.SUPERSEDED and first.state == "closed"
+            assert second.connection_id == cid
+
+
+async def test_bad_lines_get_errors_and_an_endless_line_closes_with_1009(
+    make_server: MakeServer,
+) -> None:
+    server = make_server(max_message_bytes=100)
+    async with client_for(server) as client:
+        await client.wait_connected()
+        write_raw(client, b'not json\n\n{"text": "wrong field"}\n')
+        errors = [await next_of(client, "error") for _ in range(2)]
+        assert [e["error"] for e in errors] == ["invalid_json", "invalid_request"]
+        await client.send("x" * 101)
+        assert (await next_of(client, "error"))["error"] == "message_too_large"
+        write_raw(client, encode_line('{"message": "a line in two ')[:-1])
+        write_raw(client, b'reads"}\n')
+        assert (await next_of(client, "user_message"))["message"] == "a line in two reads"
+        write_raw(client, b"y" * (server.settings.max_envelope_bytes + 1))  # never ends
+        given_up = await next_of(client, "error")
+        assert given_up["client"] is True and given_up["error"] == "close_1009"
+        assert client.state == "error" and client.close_code == CloseCode.MESSAGE_TOO_BIG
+
+
+async def test_rate_and_address_limits_apply_to_sessions(make_server: MakeServer) -> None:
+    server = make_server(max_messages_per_second=1, message_burst=2, max_connections_per_address=1)
+    async with client_for(server) as client:
+        await client.wait_connected()
+        for i in range(3):
+            await client.send(f"t{i}")
+        assert (await next_of(client, "error"))["error"] == "rate_limited"
+        async with client_for(server) as second:  # a second connection from 127.0.0.1
+            refused = await next_of(second, "error")
+            assert refused["error"] == "too_many_connections_from_address"
+            assert second.state == "error"
+
+
+async def test_a_foreign_origin_is_refused_and_an_allowed_one_admitted(
+    server: RunningServer,
+) -> None:
+    async with client_for(server, origin="http://evil.example") as client:
+        refused = await next_of(client, "error")
+        assert refused["error"] == "origin_not_allowed" and client.state == "error"
+        assert client.stats.reconnects == 0
+    async with client_for(server, origin=f"http://127.0.0.1:{server.port}") as client:
+        await client.wait_connected()
+
+
+async def test_a_wrong_certificate_hash_is_refused_before_anything_is_sent(
+    server: RunningServer,
+) -> None:
+    class Impostor(WebTransportClient):
+        async def _where(self) -> tuple[str, bytes]:
+            url, _announced = await super()._where()
+            return url, bytes(32)
+
+    async with Impostor(server.url, **FAST_CLIENT) as client:
+        note = await next_of(client, "reconnecting")
+        assert "certificate_mismatch" in note["detail"]
+        assert client.connection_id is None
+    assert server.hub.stats()["connections"]["webtransport"] == 0
+
+
+async def test_stop_closes_sessions_within_two_seconds(make_server: MakeServer) -> None:
+    server = make_server(resume_grace=5)
+    clients = [client_for(server) for _ in range(3)]
+    for client in clients:
+        await client.start()
+    try:
+        for client in clients:
+            await client.wait_connected()
+        started = time.monotonic()
+        await asyncio.to_thread(server.stop)
+        assert time.monotonic() - started < 2.0
+        for client in clients:
+            note = await next_of(client, "reconnecting", timeout=3)
+            assert "(1001)" in note["detail"]  # going away: come back later
+    finally:
+        for client in clients:
+            await client.close()
+
+
+async def test_without_webtransport_the_endpoint_is_404_and_the_client_gives_up(
+    make_server: MakeServer,
+) -> None:
+    server = make_server(webtransport=False)
+    assert server.app.state.webtransport is None
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        answer = await http.get("/webtransport")
+    assert answer.status_code == 404 and answer.json()["error"] == "not_found"
+    async with client_for(server) as client:
+        assert (await next_of(client, "error"))["error"] == "not_found"
+        assert client.state == "error"
+
+
+async def test_a_busy_udp_port_is_a_warning_and_the_rest_is_served(
+    make_server: MakeServer,
+) -> None:
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    try:
+        port = udp.getsockname()[1]
+        try:
+            server = make_server(port=port)
+        except OSError:
+            pytest.skip(f"TCP port {port} is taken too (another process)")
+        lines = server.log_lines()
+        assert any("WARNING" in line and "WebTransport is off" in line for line in lines)
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            assert (await http.get("/webtransport")).status_code == 404
+            assert (await http.post("/poll")).status_code == 200
+    finally:
+        udp.close()
+
+
+async def test_webtransport_on_redis() -> None:
+    """The same session over the Redis store: echo, push from another process's hub, resume."""
+    from transport_demo import start_server
+
+    redis_server = start_redis()
+    options = {"redis_url": redis_server.url, "heartbeat_interval": 0.2, "resume_grace": 5}
+    server = start_server(port=0, **options)
+    other = start_server(port=0, **options)
+    try:
+        async with client_for(server) as client:
+            cid = await client.wait_connected()
+            await client.send("over redis")
+            assert (await next_of(client, "user_message"))["seq"] == 1
+            await asyncio.to_thread(other.hub.publish, cid, "from the other process")
+            assert (await next_of(client, "message"))["seq"] == 2
+            await client.drop_connection()
+            await asyncio.to_thread(other.hub.publish, cid, "while away")
+            await until_async(lambda: client.last_seq == 3, 10, "the resumed push")
+            assert client.connection_id == cid and client.stats.gaps == 0
+            assert json.dumps(client.stats.as_dict())
+    finally:
+        server.stop()
+        other.stop()
+        redis_server.close()

@@ -1,0 +1,329 @@
+"""The HTTP/3 endpoint that carries WebTransport: aioquic's QUIC server on UDP, beside uvicorn, on
+the same event loop, and one :class:`WebTransportSession` per ``CONNECT`` with
+``:protocol = webtransport``.
+
+Why aioquic: it is the maintained QUIC and HTTP/3 stack for Python, typed, and speaks
+WebTransport's draft-02 (what Chromium accepts). No ASGI server serves WebTransport yet, so the
+endpoint is not an ASGI app: :meth:`WebTransportEndpoint.start` binds the UDP socket from the
+app's lifespan, and each session is handed to a handler coroutine
+(:func:`transport_demo.server.webtransport.serve_session`) that moves lines between the session
+and the hub. This module knows QUIC and HTTP/3, nothing of connections, seq or events.
+
+One pitfall of aioquic 1.7.2 is worked around here (:meth:`WebTransportSession.open_stream`):
+data the peer sends on a bidirectional WebTransport stream that *this* side opened is parsed as
+HTTP/3 frames and lost. The stream is marked as a WebTransport stream of its session
+(``frame_type``, ``session_id`` of aioquic's private ``H3Stream``) right after it is created;
+aioquic is pinned (constraints/test.txt) and the tests send lines both ways on such a stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+from urllib.parse import unquote
+
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.asyncio.server import QuicServer, serve
+from aioquic.h3.connection import H3_ALPN, FrameType, H3Connection
+from aioquic.h3.events import (
+    DataReceived,
+    H3Event,
+    HeadersReceived,
+    WebTransportStreamDataReceived,
+)
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.events import ConnectionTerminated, ProtocolNegotiated, QuicEvent, StreamReset
+
+from .certificates import Certificate
+from .wt_framing import CapsuleReader, SessionClose, close_capsule
+
+__all__ = [
+    "DRAFT_HEADER",
+    "IDLE_TIMEOUT",
+    "SessionHandler",
+    "WebTransportEndpoint",
+    "WebTransportSession",
+    "quic_configuration",
+    "quiet_quic_logs",
+]
+
+logger = logging.getLogger("transport_demo.webtransport")
+
+IDLE_TIMEOUT = 30.0
+"""Seconds of silence after which QUIC drops a connection (the heartbeats keep a session busy)."""
+MAX_DATAGRAM_FRAME_SIZE = 65536
+"""Offered so that the peer may send DATAGRAM frames: HTTP/3's ``H3_DATAGRAM`` setting, which
+WebTransport requires, is refused without it (aioquic issue #237)."""
+DRAFT_HEADER = (b"sec-webtransport-http3-draft", b"draft02")
+"""The answer header of draft-02, the draft aioquic speaks and Chromium accepts."""
+STREAM_REFUSED = 0
+"""The WebTransport error code a refused extra stream is stopped with."""
+
+SessionHandler = Callable[["WebTransportSession"], Coroutine[Any, Any, None]]
+
+
+def quiet_quic_logs() -> None:
+    """aioquic logs every connection's events at INFO on ``quic`` ("Duplicate CRYPTO data", ...):
+    WARNING and up only, unless someone chose a level."""
+    quic = logging.getLogger("quic")
+    if quic.level == logging.NOTSET:
+        quic.setLevel(logging.WARNING)
+
+
+def quic_configuration(certificate: Certificate) -> QuicConfiguration:
+    """aioquic's server configuration: HTTP/3 by ALPN, datagrams allowed, ``certificate``."""
+    configuration = QuicConfiguration(
+        is_client=False,
+        alpn_protocols=H3_ALPN,
+        max_datagram_frame_size=MAX_DATAGRAM_FRAME_SIZE,
+        idle_timeout=IDLE_TIMEOUT,
+    )
+    configuration.load_cert_chain(certificate.cert_file, certificate.key_file)
+    return configuration
+
+
+class WebTransportSession:
+    """One WebTransport session: its ``CONNECT`` request, the one bidirectional stream this server
+    opens on it, and what arrives on that stream (:attr:`incoming`: data, then ``None`` when the
+    client ends the stream or the session, or the connection is gone).
+
+    The handler answers the request (:meth:`accept` or :meth:`refuse`), opens the stream, writes
+    with :meth:`send` and ends with :meth:`close`. Every call transmits at once.
+    """
+
+    def __init__(
+        self,
+        protocol: H3ServerProtocol,
+        http: H3Connection,
+        session_id: int,
+        headers: dict[bytes, bytes],
+        address: str | None,
+    ) -> None:
+        self._protocol = protocol
+        self._http = http
+        self.session_id = session_id
+        self.headers = headers
+        self.address = address
+        """The client's IP address."""
+        self.stream_id: int | None = None
+        self.incoming: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.peer_close: SessionClose | None = None
+        """The client's own close capsule, if it sent one."""
+        self.ended = False
+        """The session is over: closed by either side, or its connection is gone."""
+        self._capsules = CapsuleReader()
+
+    # -- the request -----------------------------------------------------------------------
+
+    def header(self, name: str) -> str | None:
+        """A request header (``origin``, ``:authority``, ``:path``), decoded, or ``None``."""
+        value = self.headers.get(name.encode())
+        return None if value is None else value.decode("utf-8", "replace")
+
+    @property
+    def path(self) -> str:
+        """The request's path without its query, percent-decoded."""
+        return unquote((self.header(":path") or "").partition("?")[0])
+
+    @property
+    def query(self) -> str:
+        """The request's raw query string."""
+        return (self.header(":path") or "").partition("?")[2]
+
+    # -- the handler's operations ------------------------------------------------------------
+
+    def accept(self) -> None:
+        """Answer 200: the session is open."""
+        self._http.send_headers(self.session_id, [(b":status", b"200"), DRAFT_HEADER])
+        self._protocol.transmit()
+
+    def refuse(self, status: int, body: bytes) -> None:
+        """Answer the ``CONNECT`` with ``status`` and a JSON ``body``; the session never opens."""
+        self.ended = True
+        with contextlib.suppress(Exception):  # the client may have gone already
+            headers = [(b":status", str(status).encode()), (b"content-type", b"application/json")]
+            self._http.send_headers(self.session_id, headers)
+            self._http.send_data(self.session_id, body, end_stream=True)
+        self._protocol.transmit()
+        self._protocol.forget(self)
+
+    def open_stream(self) -> int:
+        """Open the session's bidirectional stream (the page reads it from
+        ``incomingBidirectionalStreams``) and return its id."""
+        stream_id = self._http.create_webtransport_stream(self.session_id)
+        # The workaround of the module docstring: without it, aioquic 1.7.2 parses what the client
+        # writes on this stream as HTTP/3 frames and drops it.
+        with self._http._get_or_create_stream(stream_id) as stream:
+            stream.frame_type = FrameType.WEBTRANSPORT_STREAM
+            stream.session_id = self.session_id
+        self.stream_id = stream_id
+        self._protocol.transmit()
+        return stream_id
+
+    def send(self, data: bytes) -> bool:
+        """Write ``data`` on the stream; ``False`` once the session is over."""
+        if self.ended or self.stream_id is None:
+            return False
+        try:
+            self._http._quic.send_stream_data(self.stream_id, data)
+        except Exception:  # the client reset or stopped the stream: the session is over for us
+            self._end()
+            return False
+        self._protocol.transmit()
+        return True
+
+    def close(self, code: int, reason: str) -> None:
+        """End the session: the close capsule with ``code`` and ``reason`` on the ``CONNECT``
+        stream, then the end of both streams."""
+        if not self.ended:
+            with contextlib.suppress(Exception):  # a side the client already reset
+                if self.stream_id is not None:
+                    self._http._quic.send_stream_data(self.stream_id, b"", end_stream=True)
+            with contextlib.suppress(Exception):
+                self._http.send_data(self.session_id, close_capsule(code, reason), end_stream=True)
+            self._protocol.transmit()
+        self._end()
+        self._protocol.forget(self)
+
+    # -- from the protocol -------------------------------------------------------------------
+
+    def _end(self) -> None:
+        if not self.ended:
+            self.ended = True
+            self.incoming.put_nowait(None)
+
+    def _connect_stream_data(self, data: bytes, ended: bool) -> None:
+        """Data on the ``CONNECT`` stream: capsules (a close), or its end (the session's)."""
+        try:
+            closes = self._capsules.feed(data)
+        except ValueError:
+            closes = [SessionClose(0, "a capsule too large")]
+        if closes:
+            self.peer_close = closes[0]
+        if closes or ended:
+            self._end()
+
+    def _stream_data(self, stream_id: int, data: bytes, ended: bool) -> None:
+        if stream_id != self.stream_id:
+            # One stream per session: this server reads only the one it opened. A stream the
+            # client opens is stopped (the page's writer sees an error), its data never read.
+            with contextlib.suppress(ValueError):
+                self._http._quic.stop_stream(stream_id, STREAM_REFUSED)
+            return
+        if data and not self.ended:
+            self.incoming.put_nowait(data)
+        if ended:
+            self._end()
+
+    def _stream_reset(self, stream_id: int) -> None:
+        if stream_id in (self.session_id, self.stream_id):
+            self._end()
+
+
+class H3ServerProtocol(QuicConnectionProtocol):
+    """One QUIC connection: HTTP/3 on top, its WebTransport sessions handed to the endpoint."""
+
+    def __init__(self, *args: Any, endpoint: WebTransportEndpoint, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._endpoint = endpoint
+        self._http: H3Connection | None = None
+        self._sessions: dict[int, WebTransportSession] = {}
+        self._address: str | None = None
+        endpoint.protocols.add(self)
+
+    def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        # The client's address, as the UDP socket saw it (aioquic has no public accessor).
+        self._address = str(addr[0])
+        super().datagram_received(data, addr)
+
+    def forget(self, session: WebTransportSession) -> None:
+        self._sessions.pop(session.session_id, None)
+
+    def quic_event_received(self, event: QuicEvent) -> None:
+        if isinstance(event, ProtocolNegotiated) and event.alpn_protocol in H3_ALPN:
+            self._http = H3Connection(self._quic, enable_webtransport=True)
+        elif isinstance(event, ConnectionTerminated):
+            for session in list(self._sessions.values()):
+                session._end()
+            self._sessions.clear()
+            self._endpoint.protocols.discard(self)
+            return
+        elif isinstance(event, StreamReset):
+            for session in list(self._sessions.values()):
+                session._stream_reset(event.stream_id)
+        if self._http is not None:
+            for http_event in self._http.handle_event(event):
+                self._http_event_received(self._http, http_event)
+
+    def _http_event_received(self, http: H3Connection, event: H3Event) -> None:
+        if isinstance(event, HeadersReceived) and event.stream_id not in self._sessions:
+            headers = dict(event.headers)
+            connect = headers.get(b":method") == b"CONNECT"
+            if connect and headers.get(b":protocol") == b"webtransport":
+                session = WebTransportSession(self, http, event.stream_id, headers, self._address)
+                self._sessions[event.stream_id] = session
+                self._endpoint.spawn(session)
+            else:  # only WebTransport is served over HTTP/3 here; pages come over TCP
+                http.send_headers(event.stream_id, [(b":status", b"404")], end_stream=True)
+                self.transmit()
+        elif isinstance(event, DataReceived) and event.stream_id in self._sessions:
+            self._sessions[event.stream_id]._connect_stream_data(event.data, event.stream_ended)
+        elif isinstance(event, WebTransportStreamDataReceived):
+            owner = self._sessions.get(event.session_id)
+            if owner is not None:
+                owner._stream_data(event.stream_id, event.data, event.stream_ended)
+
+
+class WebTransportEndpoint:
+    """The UDP socket, its QUIC connections and the sessions' handler tasks."""
+
+    def __init__(self, handler: SessionHandler, certificate: Certificate) -> None:
+        self.handler = handler
+        self.certificate = certificate
+        self.protocols: set[H3ServerProtocol] = set()
+        self.port: int | None = None
+        """The UDP port, once started."""
+        self._server: QuicServer | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, host: str, port: int) -> None:
+        """Listen on UDP ``host:port``; raises ``OSError`` when the port cannot be bound."""
+        quiet_quic_logs()
+        create = functools.partial(H3ServerProtocol, endpoint=self)
+        self._server = await serve(
+            host, port, configuration=quic_configuration(self.certificate), create_protocol=create
+        )
+        self.port = port
+
+    def spawn(self, session: WebTransportSession) -> None:
+        """Run the handler for ``session`` (kept until it ends)."""
+        task = asyncio.create_task(self.handler(session), name="transport-demo-webtransport")
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("a WebTransport session failed", exc_info=task.exception())
+
+    @property
+    def sessions(self) -> int:
+        """Sessions whose handler is running."""
+        return len(self._tasks)
+
+    async def close(self, timeout: float = 1.0) -> None:
+        """Give the handlers ``timeout`` seconds to end (the hub's close has ended their streams:
+        they are writing their close capsules), then close every QUIC connection and the socket."""
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._server is not None:
+            self._server.close()  # CONNECTION_CLOSE to every client, then the socket
+            self._server = None
+        self.protocols.clear()
