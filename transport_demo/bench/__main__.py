@@ -6,6 +6,7 @@ python -m transport_demo.bench --only latency,throughput --targets "ours sse,fas
 python -m transport_demo.bench --json artifacts/bench.json --plots docs/images
 python -m transport_demo.bench --quick --delay-ms 50 --only latency,reconnect --targets "ours sse"
 python -m transport_demo.bench --only capacity --targets "redis sse,redis-2 sse"   # on Redis
+python -m transport_demo.bench --only http2 --steps 2000,10000   # HTTP/2 beside HTTP/1.1
 """
 
 from __future__ import annotations
@@ -20,7 +21,18 @@ from typing import Any
 
 from ..lab.network import Conditions
 from . import report
-from .run import ALL_TARGETS, SCENARIOS, TARGETS, Results, Sizes, plan, run
+from .run import (
+    ALL_SCENARIOS,
+    ALL_TARGETS,
+    HTTP2,
+    HTTP2_SCENARIOS,
+    SCENARIOS,
+    TARGETS,
+    Results,
+    Sizes,
+    plan,
+    run,
+)
 
 
 def _names(text: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
@@ -52,16 +64,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny sizes (seconds)")
     parser.add_argument(
         "--only",
-        type=lambda text: _names(text, SCENARIOS, "scenario"),
+        type=lambda text: _names(text, (*ALL_SCENARIOS, "http2"), "scenario"),
         default=SCENARIOS,
-        help=f"comma-separated scenarios (default: all of {','.join(SCENARIOS)})",
+        help=f"comma-separated scenarios (default: {','.join(SCENARIOS)}; also 'wire', the "
+        f"bytes of one event at a time; 'http2' is {','.join(HTTP2_SCENARIOS)} on the HTTP/2 "
+        "comparison's targets)",
     )
     parser.add_argument(
         "--targets",
         type=lambda text: _names(text, ALL_TARGETS, "target"),
-        default=TARGETS,
         help="comma-separated targets (default: all but ours on Redis, the 'redis ...' and "
-        "'redis-2 ...' targets, which start a Redis server for their run)",
+        "'redis-2 ...' targets, which start a Redis server for their run, and ours over TLS, "
+        "the 'tls ...' and 'h2 ...' targets; with --only http2: "
+        f"{','.join(HTTP2)})",
     )
     parser.add_argument("--steps", help="capacity steps, e.g. 1000,5000,10000")
     parser.add_argument(
@@ -90,7 +105,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--markdown", type=Path, help="also write the tables here")
     parser.add_argument("--plots", type=Path, help="write bench-*.svg plots into this folder")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if "http2" in args.only:  # a preset: its scenarios, and its targets unless named
+        args.only = tuple(dict.fromkeys(s for s in (*args.only, *HTTP2_SCENARIOS) if s != "http2"))
+        args.targets = args.targets or HTTP2
+    args.targets = args.targets or TARGETS
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:

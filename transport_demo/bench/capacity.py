@@ -43,6 +43,8 @@ class CapacityStep:
     lag_p99_ms: float
     lag_max_ms: float
     server_gc_max_ms: float  # the longest full garbage collection in the server meanwhile
+    # TCP connections under the `connections` (fewer over HTTP/2: many streams share one).
+    tcp_connections: int = 0
     # On Redis: its resident memory, and per connection (the server's own is in rss_*: with
     # worker processes, the sum over them all).
     store_rss_mib: float = 0.0
@@ -90,7 +92,8 @@ async def _worker_main(pipe: Connection, target: str, port: int, heartbeat: floa
             # collection over thousands of them does not stall this client and pass for lag.
             gc.collect()
             gc.freeze()
-            pipe.send((len(probes), failed))
+            links = set().union(*(probe.links() for probe in probes))
+            pipe.send((len(probes), failed, len(links)))
         elif command == "listen":
             marks = [probe.beats for probe in probes]
             await asyncio.sleep(value)
@@ -146,9 +149,10 @@ def _rss(pids: list[int]) -> int:
     return sum(rss_kib(pid) for pid in pids)
 
 
-def server_gc(port: int) -> dict[str, float]:
+def server_gc(server: ServerProcess) -> dict[str, float]:
     """The server's full garbage collections since the last call (``/bench/gc``)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/bench/gc", timeout=30) as answer:
+    url = f"{server.scheme}://127.0.0.1:{server.port}/bench/gc"
+    with urllib.request.urlopen(url, timeout=30, context=server.tls) as answer:
         figures: dict[str, float] = json.loads(answer.read())
         return figures
 
@@ -193,14 +197,14 @@ def capacity(
             shares = [n // workers + (1 if i < n % workers else 0) for i in range(workers)]
             spread = heartbeat if arrival is None else arrival
             grown = _ask(pipes, "grow", [(share, spread) for share in shares])
-            opened = sum(count for count, _ in grown)
-            failed = sum(failures for _, failures in grown)
+            opened = sum(count for count, _, _ in grown)
+            failed = sum(failures for _, failures, _ in grown)
             time.sleep(min(1.0, heartbeat / 2))  # the last handshakes settle
             rss = _rss(server.pids)
             store_rss = _rss(store_pids)
-            server_gc(server.port)  # from now on
+            server_gc(server)  # from now on
             heard = _ask(pipes, "listen", [listen] * workers)
-            gc_figures = server_gc(server.port)
+            gc_figures = server_gc(server)
             lags = [lag for part, _ in heard for lag in part]
             silent = sum(count for _, count in heard)
             results.append(
@@ -216,6 +220,7 @@ def capacity(
                     lag_p99_ms=round(percentile(lags, 99), 1),
                     lag_max_ms=round(max(lags, default=0.0), 1),
                     server_gc_max_ms=gc_figures["max_ms"],
+                    tcp_connections=sum(links for _, _, links in grown),
                     store_rss_mib=round(store_rss / 1024, 1),
                     store_per_connection_kib=round(
                         (store_rss - store_baseline_kib) / max(opened, 1), 2

@@ -36,14 +36,15 @@ def breakdown(target: str, connections: int, *, heartbeat: float = 5.0) -> dict[
             ServerProcess(PROBES[target][0], heartbeat) as server,
             _workers(target, server.port, heartbeat, 1) as pipes,
         ):
-            url = f"http://127.0.0.1:{server.port}/bench/memory"
+            url = f"{server.scheme}://127.0.0.1:{server.port}/bench/memory"
+            verify = server.tls or True  # an https target: trust the run's certificate
             time.sleep(0.5)
-            httpx.get(url, params={"mark": 1}, timeout=30)
+            httpx.get(url, params={"mark": 1}, timeout=30, verify=verify)
             before = rss_kib(server.pid)
-            ((opened, failed),) = _ask(pipes, "grow", [(connections, heartbeat)])
+            ((opened, failed, links),) = _ask(pipes, "grow", [(connections, heartbeat)])
             time.sleep(min(2.0, heartbeat))  # handshakes settle
             after = rss_kib(server.pid)
-            traced = httpx.get(url, timeout=60).json()
+            traced = httpx.get(url, timeout=60, verify=verify).json()
     finally:
         os.environ.pop("PYTHONTRACEMALLOC", None)
     per = max(opened, 1)
@@ -51,6 +52,7 @@ def breakdown(target: str, connections: int, *, heartbeat: float = 5.0) -> dict[
         "target": target,
         "connections": opened,
         "failed": failed,
+        "tcp_connections": links,
         "rss_per_connection_kib": round((after - before) / per, 2),
         "traced_per_connection_kib": round(traced.get("bytes", 0) / 1024 / per, 2),
         "by_file": [

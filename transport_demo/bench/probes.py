@@ -1,15 +1,18 @@
 """The benchmark's clients: one small probe per wire protocol, the same for every server that
 speaks it, so that the client's own cost is equal on both sides of a ratio.
 
-HTTP probes use a minimal HTTP/1.1 keep-alive client over asyncio streams (no connection pool to
-scan: 10,000 of them stay cheap); WebSocket probes use ``websockets``. A probe reports
+HTTP probes use the minimal clients of :mod:`.http_clients`: HTTP/1.1 keep-alive (plain or over
+TLS) or HTTP/2 over TLS, up to ``SETTINGS_MAX_CONCURRENT_STREAMS`` probes sharing one connection as
+a browser's tabs share one. WebSocket probes use ``websockets``. A probe reports
 
 * ``on_text(text, received_ns)`` for every pushed or echoed text (the payload as sent: our JSON
   envelope is unpacked, as a client of ours would);
 * every heartbeat (for long polling: a hold that expired): ``beats`` counts them and
   ``lags_since()`` tells how late they arrived;
 
-and counts its HTTP ``requests``. ``push_to`` is the name the server's ``/bench/push`` knows it by.
+and counts its HTTP ``requests`` and, for HTTP, the bytes its connections wrote and read above TLS
+(``wire_bytes()``: HTTP/1.1 heads and chunking, or HTTP/2 frames with HPACK-coded headers).
+``push_to`` is the name the server's ``/bench/push`` knows it by.
 """
 
 from __future__ import annotations
@@ -20,96 +23,22 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from websockets.asyncio.client import ClientConnection, connect
 
 from ..server.protocol import Transport
 from ..server.transports import TRANSPORTS
+from .http_clients import HTTPClient, RawH2, RawHTTP, TlsHTTP
+from .system import client_tls
 
-__all__ = ["ON_REDIS", "OURS", "OUR_PROBES", "PROBES", "Probe", "RawHTTP"]
+__all__ = ["ON_REDIS", "ON_TLS", "OURS", "OUR_PROBES", "PROBES", "Probe", "RawH2", "RawHTTP"]
 
 TextHandler = Callable[[str, int], None]
 
 
 def _ignore_text(text: str, at: int) -> None:
     pass
-
-
-class RawHTTP:
-    """One HTTP/1.1 keep-alive connection: ``request()`` for whole answers, ``lines()`` for a
-    streamed (chunked) body such as an event stream."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-
-    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self._reader is None or self._writer is None:
-            self._reader, self._writer = await asyncio.open_connection("127.0.0.1", self.port)
-        return self._reader, self._writer
-
-    async def _send(self, method: str, path: str, body: bytes | None, ctype: str) -> None:
-        _, writer = await self._open()
-        head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
-        if body is not None:
-            head += f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-        writer.write(head.encode() + b"\r\n" + (body or b""))
-
-    async def _head(self) -> tuple[int, dict[str, str]]:
-        assert self._reader is not None
-        status_line = await self._reader.readuntil(b"\r\n")
-        if not status_line:
-            raise ConnectionError("closed")
-        headers: dict[str, str] = {}
-        while (line := await self._reader.readuntil(b"\r\n")) != b"\r\n":
-            name, _, value = line.decode("latin-1").partition(":")
-            headers[name.strip().lower()] = value.strip()
-        return int(status_line.split()[1]), headers
-
-    async def request(
-        self, method: str, path: str, body: bytes | None = None, ctype: str = "application/json"
-    ) -> bytes:
-        """Send a request and return the whole body (Content-Length or chunked)."""
-        await self._send(method, path, body, ctype)
-        status, headers = await self._head()
-        assert self._reader is not None
-        if "content-length" in headers:
-            data = await self._reader.readexactly(int(headers["content-length"]))
-        else:
-            data = b"".join([chunk async for chunk in self._chunks()])
-        if status >= 400:
-            raise ConnectionError(f"HTTP {status} on {path}: {data[:200]!r}")
-        return data
-
-    async def _chunks(self) -> AsyncIterator[bytes]:
-        assert self._reader is not None
-        while True:
-            size = int((await self._reader.readuntil(b"\r\n")).split(b";")[0], 16)
-            if size == 0:
-                await self._reader.readuntil(b"\r\n")
-                return
-            chunk = await self._reader.readexactly(size + 2)
-            yield chunk[:-2]
-
-    async def lines(self, path: str) -> AsyncIterator[str]:
-        """GET a streamed body and yield its lines (without the line ends)."""
-        await self._send("GET", path, None, "")
-        status, _ = await self._head()
-        if status != 200:
-            raise ConnectionError(f"HTTP {status} on {path}")
-        buffer = b""
-        async for chunk in self._chunks():
-            buffer += chunk
-            *complete, buffer = buffer.split(b"\n")
-            for line in complete:
-                yield line.rstrip(b"\r").decode()
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.transport.abort()
-            self._reader = self._writer = None
 
 
 class Probe:
@@ -130,6 +59,28 @@ class Probe:
     @property
     def beats(self) -> int:
         return len(self._arrivals)
+
+    def clients(self) -> list[HTTPClient]:
+        """The probe's HTTP clients (none for a WebSocket probe)."""
+        return []
+
+    def links(self) -> set[object]:
+        """The TCP connections open under this probe (HTTP/2: shared with other probes)."""
+        return {link for client in self.clients() if (link := client.link) is not None}
+
+    def wire_bytes(self) -> int | None:
+        """Bytes this probe's connections wrote and read above TLS (``None``: not counted)."""
+        clients = self.clients()
+        if not clients:
+            return None
+        by_link = {id(client.link or client): client.wire_bytes for client in clients}
+        return sum(by_link.values())
+
+    @property
+    def version(self) -> str:
+        """The HTTP version spoken (a WebSocket probe: ``"websocket"``)."""
+        clients = self.clients()
+        return clients[0].version if clients else "websocket"
 
     def beat(self, at: int, due: int | None = None) -> None:
         """A heartbeat arrived at ``at``; it was due at ``due`` (a poll's: sent + hold), or, for
@@ -172,6 +123,7 @@ class Probe:
 class _WSProbe(Probe):
     transport = "websocket"
     path = ""
+    tls: ClassVar[bool] = False  # wss:// (RFC 6455's HTTP/1.1 upgrade over TLS)
 
     def __init__(self, port: int, heartbeat_s: float = 5.0) -> None:
         super().__init__(port, heartbeat_s)
@@ -179,15 +131,20 @@ class _WSProbe(Probe):
 
     async def open(self) -> None:
         self.ws = await connect(
-            f"ws://127.0.0.1:{self.port}{self.path.format(id=self.push_to)}",
+            f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}"
+            f"{self.path.format(id=self.push_to)}",
             ping_interval=None,
             max_size=2**20,
+            ssl=client_tls("http/1.1") if self.tls else None,
         )
         self.requests += 1
         await self._greet()
 
     async def _greet(self) -> None:
         raise NotImplementedError
+
+    def links(self) -> set[object]:
+        return {self.ws} if self.ws is not None else set()
 
     async def receive(self) -> None:
         assert self.ws is not None
@@ -277,12 +234,16 @@ class _SSEProbe(Probe):
     transport = "sse"
     path = ""
     send_path = ""
+    http: ClassVar[type[HTTPClient]] = RawHTTP
 
     def __init__(self, port: int, heartbeat_s: float = 5.0) -> None:
         super().__init__(port, heartbeat_s)
-        self.stream = RawHTTP(port)
-        self.sender = RawHTTP(port)
+        self.stream = self.http(port)
+        self.sender = self.stream if self.stream.multiplexes else self.http(port)
         self._lines: AsyncIterator[str] | None = None
+
+    def clients(self) -> list[HTTPClient]:
+        return [self.stream, self.sender]
 
     async def open(self) -> None:
         self._lines = self.stream.lines(self.path.format(id=self.push_to))
@@ -356,14 +317,20 @@ class StarletteSSE(_SSEProbe):
 
 class _PollProbe(Probe):
     transport = "long-polling"
+    http: ClassVar[type[HTTPClient]] = RawHTTP
 
     def __init__(self, port: int, heartbeat_s: float = 5.0) -> None:
         super().__init__(port, heartbeat_s)
-        self.poller = RawHTTP(port)
-        self.sender = RawHTTP(port)
+        self.poller = self.http(port)
+        # Over HTTP/2 a send is a second stream beside the held poll; over HTTP/1.1 it needs a
+        # second connection (the first is busy with the poll).
+        self.sender = self.poller if self.poller.multiplexes else self.http(port)
         self._closed = False
 
-    async def _post(self, http: RawHTTP, path: str, body: bytes, ctype: str) -> bytes:
+    def clients(self) -> list[HTTPClient]:
+        return [self.poller, self.sender]
+
+    async def _post(self, http: HTTPClient, path: str, body: bytes, ctype: str) -> bytes:
         self.requests += 1
         return await http.request("POST", path, body, ctype)
 
@@ -486,6 +453,34 @@ class SocketIOPolling(_PollProbe):
         await self._post(self.sender, self._path(), body, "text/plain;charset=UTF-8")
 
 
+class TlsSSE(OursSSE):
+    """Our SSE over HTTP/1.1 and TLS: two connections, the stream's and the sends'."""
+
+    http = TlsHTTP
+
+
+class H2SSE(OursSSE):
+    """Our SSE over HTTP/2: the stream and the sends on one connection, shared with other
+    probes up to the server's stream limit."""
+
+    http = RawH2
+
+
+class TlsLongPoll(OursLongPoll):
+    http = TlsHTTP
+
+
+class H2LongPoll(OursLongPoll):
+    http = RawH2
+
+
+class TlsWS(OursWS):
+    """Our WebSocket over TLS (``wss://``, RFC 6455's upgrade on HTTP/1.1). Over HTTP/2 (RFC
+    8441's extended CONNECT) only a browser speaks it here: ``websockets`` does not."""
+
+    tls = True
+
+
 OUR_PROBES: dict[Transport, type[Probe]] = {
     Transport(probe.transport): probe for probe in (OursLongPoll, OursSSE, OursWS)
 }
@@ -511,7 +506,15 @@ PROBES: dict[str, tuple[str, type[Probe]]] = {
     # 2``): not in the default run; ask for them with --targets.
     **_ours("redis", "ours-redis"),
     **_ours("redis-2", "ours-redis:2"),
+    # Ours over TLS (``start_server(https=True)``: hypercorn), HTTP/1.1 and HTTP/2 by ALPN: the
+    # HTTP/2 comparison (``--only http2``), not in the default run either.
+    "tls long-polling": ("ours-https", TlsLongPoll),
+    "tls sse": ("ours-https", TlsSSE),
+    "tls websocket": ("ours-https", TlsWS),
+    "h2 long-polling": ("ours-https", H2LongPoll),
+    "h2 sse": ("ours-https", H2SSE),
 }
 OURS = tuple(name for name, (family, _) in PROBES.items() if family == "ours")
 """Our targets in the default run, one per transport."""
 ON_REDIS = tuple(name for name, (family, _) in PROBES.items() if family.startswith("ours-redis"))
+ON_TLS = tuple(name for name, (family, _) in PROBES.items() if family == "ours-https")

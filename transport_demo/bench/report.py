@@ -10,7 +10,9 @@ from ..server.transports import TRANSPORTS
 
 __all__ = [
     "COMPARISONS",
+    "HTTP_VERSIONS",
     "checks",
+    "http2_rows",
     "markdown",
     "network_label",
     "network_table",
@@ -37,6 +39,13 @@ PEER_LIMIT = 1.0  # and must beat the peers
 LAG_LIMIT_MS = 250.0
 RSS_LIMIT_KIB = 20.0
 CAPACITY_TARGET = 10_000  # connections the capacity targets are about
+
+HTTP_VERSIONS = {
+    "ours": "HTTP/1.1 (uvicorn)",
+    "tls": "HTTP/1.1 + TLS (hypercorn)",
+    "h2": "HTTP/2 + TLS (hypercorn)",
+}
+"""The HTTP/2 comparison's targets by their first word: what each speaks, and which server."""
 
 LATENCIES = (("push", "p50_ms"), ("push", "p99_ms"), ("round_trip", "p50_ms"),
              ("round_trip", "p99_ms"))  # fmt: skip
@@ -189,16 +198,34 @@ def markdown(results: dict[str, Any], *, targets: bool = True) -> str:
     if capacity:
         parts.append("\n### Idle connections with heartbeats\n")
         parts.append(_table(
-            ["target", "connections", "failed", "silent", "server RSS MiB", "KiB/connection",
-             "heartbeats", "lag p50 ms", "lag p99 ms", "lag max ms", "server GC max ms",
-             "Redis MiB (KiB/connection)"],
-            [[t, s["connections"], s["failed"], s["silent"], s["rss_mib"],
+            ["target", "connections", "TCP", "failed", "silent", "server RSS MiB",
+             "KiB/connection", "heartbeats", "lag p50 ms", "lag p99 ms", "lag max ms",
+             "server GC max ms", "Redis MiB (KiB/connection)"],
+            [[t, s["connections"], s.get("tcp_connections"), s["failed"], s["silent"],
+              s["rss_mib"],
               s["rss_per_connection_kib"],
               s["heartbeats"], s["lag_p50_ms"], s["lag_p99_ms"], s["lag_max_ms"],
               s.get("server_gc_max_ms"),
               f"{s['store_rss_mib']:.1f} ({s['store_per_connection_kib']:.2f})"
               if s.get("store_rss_mib") else None]
              for t, steps in capacity.items() for s in steps],
+        ))  # fmt: skip
+    wire = results.get("wire", {})
+    if wire:
+        parts.append("\n### One event at a time, bytes both ways\n")
+        parts.append(_table(
+            ["target", "spoke", "events", "on the socket", "above TLS", "requests/event",
+             "per request, above TLS"],
+            [[t, v["protocol"], v["events"], v["bytes_per_event"], v["http_bytes_per_event"],
+              v["requests_per_event"], v["bytes_per_request"]] for t, v in wire.items()],
+        ))  # fmt: skip
+    versions = http2_rows(results)
+    if versions:
+        parts.append("\n### HTTP/2 beside HTTP/1.1\n")
+        parts.append(_table(
+            ["transport", "over", "push p50", "push p99", "round trip p50", "round trip p99",
+             "bytes/event", "burst msg/s", "connections", "TCP", "KiB/connection",
+             "lag p99 ms"], versions,
         ))  # fmt: skip
     found = checks(results) if targets else []
     if found:
@@ -208,6 +235,33 @@ def markdown(results: dict[str, Any], *, targets: bool = True) -> str:
             [[c["target"], c["value"], c["limit"], _verdict(c["met"])] for c in found],
         ))  # fmt: skip
     return "\n".join(parts) + "\n"
+
+
+def http2_rows(results: dict[str, Any]) -> list[list[Any]]:
+    """One row per transport and HTTP version of the HTTP/2 comparison present in ``results``:
+    latency (ms), bytes per event on the socket, the burst's rate, and the capacity run's
+    largest step (connections or streams, the TCP connections under them, server RSS per
+    connection, heartbeat lag p99). Empty without a ``tls`` or ``h2`` target."""
+    named = {t for section in ("latency", "wire", "capacity") for t in results.get(section, {})}
+    if not any(t.split(" ", 1)[0] in ("tls", "h2") for t in named):
+        return []
+    rows = []
+    for transport in TRANSPORTS:
+        for how, label in HTTP_VERSIONS.items():
+            target = f"{how} {transport.value}"
+            if target not in named:
+                continue
+            latency = results.get("latency", {}).get(target, {})
+            push, trip = latency.get("push", {}), latency.get("round_trip", {})
+            wire = results.get("wire", {}).get(target, {})
+            top = (results.get("capacity", {}).get(target) or [{}])[-1]
+            rows.append([transport.value, label, push.get("p50_ms"), push.get("p99_ms"),
+                         trip.get("p50_ms"), trip.get("p99_ms"), wire.get("bytes_per_event"),
+                         results.get("throughput", {}).get(target, {})
+                         .get("messages_per_second"),
+                         top.get("connections"), top.get("tcp_connections"),
+                         top.get("rss_per_connection_kib"), top.get("lag_p99_ms")])  # fmt: skip
+    return rows
 
 
 def plot(results: dict[str, Any], directory: Path | None = None) -> list[Any]:

@@ -15,17 +15,36 @@ from importlib import metadata
 from typing import Any
 
 from ..lab.network import Conditions, Network
+from ..server.transports import TRANSPORTS
 from .capacity import capacity
-from .probes import ON_REDIS, OURS, PROBES
+from .probes import ON_REDIS, ON_TLS, OURS, PROBES
 from .reconnect import reconnect_cost
-from .scenarios import burst, push_latency, round_trip
+from .scenarios import burst, push_latency, round_trip, wire
 from .targets import ServerProcess, ThreadServer
 
-__all__ = ["ALL_TARGETS", "OURS", "SCENARIOS", "TARGETS", "Results", "Sizes", "plan", "run"]
+__all__ = [
+    "ALL_SCENARIOS",
+    "ALL_TARGETS",
+    "HTTP2",
+    "HTTP2_SCENARIOS",
+    "OURS",
+    "SCENARIOS",
+    "TARGETS",
+    "Results",
+    "Sizes",
+    "plan",
+    "run",
+]
 
 ALL_TARGETS = tuple(PROBES)
-TARGETS = tuple(t for t in PROBES if t not in ON_REDIS)  # the default run
+TARGETS = tuple(t for t in PROBES if t not in ON_REDIS + ON_TLS)  # the default run
 SCENARIOS = ("latency", "thread", "throughput", "reconnect", "capacity")
+ALL_SCENARIOS = (*SCENARIOS, "wire")  # wire: bytes of one event at a time (not in the default)
+HTTP2 = tuple(f"{how} {t.value}" for t in TRANSPORTS for how in ("ours", "tls", "h2")
+              if f"{how} {t.value}" in PROBES)  # fmt: skip
+"""``--only http2``: each transport on plain HTTP/1.1 (uvicorn), HTTP/1.1 over TLS and HTTP/2
+(hypercorn, as ``start_server(https=True)`` serves it); the WebSocket without an HTTP/2 row."""
+HTTP2_SCENARIOS = ("latency", "throughput", "wire", "capacity")
 SHAPED = ("latency", "thread", "throughput", "reconnect")  # what runs through a network
 
 
@@ -79,6 +98,7 @@ class Results:
     throughput: dict[str, dict[str, Any]] = field(default_factory=dict)
     capacity: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     reconnect: dict[str, dict[str, Any]] = field(default_factory=dict)
+    wire: dict[str, dict[str, Any]] = field(default_factory=dict)
     network: dict[str, Any] = field(default_factory=lambda: asdict(Conditions()))
 
     def as_dict(self) -> dict[str, Any]:
@@ -87,7 +107,8 @@ class Results:
 
 def machine() -> dict[str, Any]:
     versions: dict[str, str | None] = {}
-    for package in ("fastapi", "uvicorn", "websockets", "python-socketio", "sse-starlette"):
+    for package in ("fastapi", "uvicorn", "websockets", "python-socketio", "sse-starlette",
+                    "hypercorn", "h2"):  # fmt: skip
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -187,7 +208,7 @@ def run(
     # and reported as the median per figure: one round's p50 moves by a tenth of a millisecond
     # with whatever else the machine is doing, which is the size of the differences measured.
     rounds: dict[str, list[dict[str, Any]]] = {}
-    if "latency" in scenarios or "throughput" in scenarios:
+    if {"latency", "throughput", "wire"} & set(scenarios):
         for round_ in range(sizes.rounds):
             last = round_ == sizes.rounds - 1
             for family, members in _by_family(chosen):
@@ -214,6 +235,18 @@ def run(
                             )
                             results.throughput[target] = asdict(measured)
                             done(f"throughput {target}")
+                        if "wire" in scenarios and round_ == 0:
+                            counted = asyncio.run(
+                                wire(
+                                    PROBES[target][1],
+                                    server,
+                                    n=sizes.counted,
+                                    rate=sizes.rate / 5,  # one at a time, even for a poll
+                                    port=port,
+                                )
+                            )
+                            results.wire[target] = asdict(counted)
+                            done(f"wire {target}")
     if "thread" in scenarios:
         for round_ in range(sizes.rounds):
             for target in (t for t in chosen if t in OURS):

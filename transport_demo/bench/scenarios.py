@@ -1,5 +1,5 @@
-"""The three measurements on one probe: push latency, round trip, burst throughput (with bytes
-and requests per message counted by a relay)."""
+"""The measurements on one probe: push latency, round trip, burst throughput (with bytes and
+requests per message counted by a relay), and the bytes of one event at a time (:func:`wire`)."""
 
 from __future__ import annotations
 
@@ -18,12 +18,14 @@ __all__ = [
     "Latency",
     "Pusher",
     "Throughput",
+    "Wire",
     "burst",
     "collect",
     "opened",
     "percentile",
     "push_latency",
     "round_trip",
+    "wire",
 ]
 
 SIZE = 64  # characters per text, every server, every scenario
@@ -70,6 +72,18 @@ class Throughput:
     messages_per_second: float
     bytes_per_message: float
     requests_per_message: float
+
+
+@dataclass
+class Wire:
+    """Bytes of events pushed one at a time (each its own chunk, frame or poll), both ways."""
+
+    events: int
+    protocol: str  # what the probe spoke: "HTTP/1.1", "HTTP/2" or "websocket"
+    bytes_per_event: float  # on the TCP socket: TLS records included
+    http_bytes_per_event: float | None  # above TLS: HTTP/1.1 heads and chunks, or HTTP/2 frames
+    requests_per_event: float
+    bytes_per_request: float | None  # above TLS, per request: a long poll's cycle (request+answer)
 
 
 @contextlib.asynccontextmanager
@@ -171,4 +185,30 @@ async def burst(
         bytes_per_message=round(sent_bytes / counted, 1),
         # A stream makes no request after it is open: 0 here means "one for its whole life".
         requests_per_message=round(requests / counted, 4),
+    )
+
+
+async def wire(
+    probe_type: type[Probe], pusher: Pusher, *, n: int = 500, rate: float = 100.0, port: int
+) -> Wire:
+    """``n`` texts pushed at ``rate`` per second (slow enough that each travels alone: one SSE
+    chunk or DATA frame, one poll's answer) through a :class:`CountingRelay` in front of ``port``:
+    the socket's bytes, and the bytes the probe's HTTP client wrote and read above TLS."""
+    async with CountingRelay(port) as relay:
+        probe = probe_type(int(relay.url.rsplit(":", 1)[1]))
+        async with opened(probe):
+            await collect(probe, pusher, 10, rate, 30)
+            before, http_before, requests_before = relay.bytes, probe.wire_bytes(), probe.requests
+            await collect(probe, pusher, n, rate, 30 + 3 * n / rate)
+            await asyncio.sleep(0.05)  # the last acknowledgement (a poll) goes out
+            sent, http_after = relay.bytes - before, probe.wire_bytes()
+            requests = probe.requests - requests_before
+    http = None if http_after is None or http_before is None else http_after - http_before
+    return Wire(
+        events=n,
+        protocol=probe.version,
+        bytes_per_event=round(sent / n, 1),
+        http_bytes_per_event=None if http is None else round(http / n, 1),
+        requests_per_event=round(requests / n, 3),
+        bytes_per_request=round(http / requests, 1) if http is not None and requests else None,
     )

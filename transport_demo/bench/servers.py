@@ -6,6 +6,8 @@ Families:
 * ``ours`` — this package's app (``create_app``), exactly as the command line runs it.
 * ``ours-redis`` — the same on the Redis named by ``BENCH_REDIS_URL`` (``--redis``), in
   ``BENCH_WORKERS`` worker processes sharing one port (``--workers``; default 1).
+* ``ours-https`` — the same app over TLS as ``start_server(https=True)`` serves it (hypercorn:
+  HTTP/2 by ALPN, HTTP/1.1 still accepted), with the run's certificate (``system.CERT_ENV``).
 * ``fastapi`` — the bare baselines on the same stack: a FastAPI WebSocket endpoint, a FastAPI SSE
   endpoint (FastAPI's own ``EventSourceResponse`` and one ``asyncio.Queue``) and a FastAPI
   long-poll endpoint (one ``asyncio.Event``), each a dozen lines: no envelope, no bookkeeping.
@@ -42,11 +44,19 @@ from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from ..server.app import TELEMETRY_OFF
-from .system import raise_fd_limit, stamp
+from .system import bench_certificate, raise_fd_limit, stamp
 
 __all__ = ["FAMILIES", "run"]
 
-FAMILIES = ("ours", "ours-redis", "fastapi", "websockets", "socketio", "sse-starlette")
+FAMILIES = (
+    "ours",
+    "ours-redis",
+    "ours-https",
+    "fastapi",
+    "websockets",
+    "socketio",
+    "sse-starlette",
+)
 HEARTBEAT = float(os.environ.get("BENCH_HEARTBEAT", "5"))
 QUEUE_LIMIT = 1000  # the same bound as our max_queue: a burst waits for the client, never grows
 
@@ -483,6 +493,17 @@ def run(family: str, port: int) -> None:
         print("ready", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             Multiprocess(config, sockets=[sock]).run()
+        return
+    if family == "ours-https":
+        from ..server.https_server import HttpsServer
+
+        app = ours_app()
+        https = HttpsServer(
+            with_gc_route(app), Settings(), app.state.bench_hub, bench_certificate()
+        )
+        print("ready", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            https.run([sock])
         return
     app = APPS[family]()
     if family in ("ours", "ours-redis"):

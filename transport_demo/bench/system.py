@@ -1,13 +1,33 @@
 """Small facts about this machine the benchmark needs: one clock for every process, free ports,
-resident memory, the open-file limit."""
+resident memory, the open-file limit, and the TLS certificate the https targets share."""
 
 from __future__ import annotations
 
+import functools
+import os
 import resource
 import socket
+import ssl
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["children", "free_port", "raise_fd_limit", "rss_kib", "stamp"]
+if TYPE_CHECKING:
+    from ..server.certificates import Certificate
+
+__all__ = [
+    "bench_certificate",
+    "children",
+    "client_tls",
+    "free_port",
+    "raise_fd_limit",
+    "rss_kib",
+    "stamp",
+]
+
+CERT_ENV = ("BENCH_TLS_CERT", "BENCH_TLS_KEY")
+"""Where the run's certificate is: set by the first process that needs one, read by the server
+process and the capacity clients it starts (both inherit the environment)."""
 
 
 def stamp(size: int) -> str:
@@ -51,3 +71,25 @@ def children(pid: int) -> list[int]:
     for child in direct:
         found += [child, *children(child)]
     return found
+
+
+def bench_certificate() -> Certificate:
+    """The run's TLS certificate for 127.0.0.1: made once (by the process that runs the
+    benchmark), then read from the files :data:`CERT_ENV` names in every process it starts."""
+    from ..server.certificates import load_certificate, make_certificate
+
+    cert, key = (os.environ.get(name) for name in CERT_ENV)
+    if cert and key and Path(cert).exists():
+        return load_certificate(Path(cert), Path(key))
+    made = make_certificate(["127.0.0.1"])
+    os.environ.update(zip(CERT_ENV, (str(made.cert_file), str(made.key_file)), strict=True))
+    return made
+
+
+@functools.cache
+def client_tls(alpn: str) -> ssl.SSLContext:
+    """A client context that trusts the run's certificate and offers only ``alpn`` (``"h2"`` or
+    ``"http/1.1"``): each https target gets the version it is named for, or fails."""
+    context = ssl.create_default_context(cafile=str(bench_certificate().cert_file))
+    context.set_alpn_protocols([alpn])
+    return context

@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -16,7 +17,7 @@ import urllib.request
 from typing import TYPE_CHECKING, Any
 
 from .probes import RawHTTP
-from .system import children, free_port, stamp
+from .system import bench_certificate, children, client_tls, free_port, stamp
 
 if TYPE_CHECKING:
     from ..lab.local_redis import LocalRedis
@@ -35,6 +36,16 @@ class ServerProcess:
         self.port = free_port()
         self.process: subprocess.Popen[str] | None = None
         self.store: LocalRedis | None = None  # the Redis an ``ours-redis`` family runs on
+        # The https family answers over TLS only: its control requests (push, gc) go that way.
+        self.tls: ssl.SSLContext | None = None
+        if self.family == "ours-https":
+            bench_certificate()  # made here, so that the server process inherits its files
+            self.tls = client_tls("http/1.1")
+
+    @property
+    def scheme(self) -> str:
+        """``http`` or ``https``: how to reach the control routes (``/bench/…``)."""
+        return "http" if self.tls is None else "https"
 
     @property
     def pids(self) -> list[int]:
@@ -66,7 +77,10 @@ class ServerProcess:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:  # ready to answer, not only listening
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as raw:
+                    sock = raw
+                    if self.tls is not None:
+                        sock = self.tls.wrap_socket(raw, server_hostname="127.0.0.1")
                     sock.sendall(b"GET /bench/push?n=0 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                     if sock.recv(16).startswith(b"HTTP/1.1 200") and self._all_workers_up():
                         return self
@@ -98,7 +112,7 @@ class ServerProcess:
             self.store = None
 
     async def push(self, to: str, n: int, rate: float, size: int) -> None:
-        http = RawHTTP(self.port)
+        http = RawHTTP(self.port, self.tls)
         try:
             await http.request("GET", f"/bench/push?to={to}&n={n}&rate={rate}&size={size}")
         finally:
