@@ -20,6 +20,11 @@ segment).
 into packets. :class:`Capture` writes packets to a file as they come (scapy's ``PcapNgWriter``),
 bounded by ``limit_bytes``: once full it says so (:attr:`Capture.full`, and in ``repr``) and writes
 nothing more, so a lesson left running cannot fill the disk.
+
+It also keeps each connection's segments in memory (at most ``keep_bytes`` of payload), so a
+notebook can dissect them (:meth:`Capture.timeline`, :mod:`transport_demo.lab.dissect`) while the
+relay runs, without reading the file back: the file is still being written then, and parsing it
+again with scapy would cost more than keeping the bytes we already hold.
 """
 
 from __future__ import annotations
@@ -28,16 +33,22 @@ import random
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 from scapy.utils import PcapNgWriter
 
-__all__ = ["CAPTURE_LIMIT", "Capture", "Endpoint", "TcpFlow"]
+if TYPE_CHECKING:
+    from .dissect import Conversation, Segment
+
+__all__ = ["CAPTURE_LIMIT", "KEEP_LIMIT", "Capture", "Endpoint", "TcpFlow"]
 
 CAPTURE_LIMIT = 64 << 20
 """The most a capture file grows to (bytes): a lesson's traffic is a few MiB at most."""
+KEEP_LIMIT = 8 << 20
+"""The most payload a capture keeps in memory for :meth:`Capture.timeline` (bytes)."""
 
 _CLIENT_MAC = "02:00:00:00:00:01"  # locally administered addresses: no real card's
 _SERVER_MAC = "02:00:00:00:00:02"
@@ -127,15 +138,27 @@ class TcpFlow:
 
 
 class Capture:
-    """A pcapng file the relay writes as bytes cross it. Thread-safe; ``close()`` flushes."""
+    """A pcapng file the relay writes as bytes cross it. Thread-safe; ``close()`` flushes.
 
-    def __init__(self, path: str | Path, *, limit_bytes: int = CAPTURE_LIMIT) -> None:
+    Every packet written is also kept, per connection, as a
+    :class:`~transport_demo.lab.dissect.Segment` (payload and flags, not the synthesized
+    headers), until ``keep_bytes`` of payload are held; then :attr:`truncated` is set and later
+    segments are only in the file."""
+
+    def __init__(
+        self, path: str | Path, *, limit_bytes: int = CAPTURE_LIMIT, keep_bytes: int = KEEP_LIMIT
+    ) -> None:
         self.path = Path(path)
         self.limit_bytes = limit_bytes
+        self.keep_bytes = keep_bytes
         self.packets = 0
         self.bytes = 0
         self.full = False
         self.closed = False
+        self.truncated = False
+        self._kept = 0
+        self._connections: list[tuple[int, list[Segment]]] = []  # (client port, segments)
+        self._by_port: dict[int, list[Segment]] = {}  # the latest connection from each port
         self._lock = threading.Lock()
         self._writer = PcapNgWriter(str(self.path))
 
@@ -154,6 +177,46 @@ class Capture:
                 self._writer.write(packet)
                 self.packets += 1
                 self.bytes += size
+                self._keep(packet, at)
+
+    def _keep(self, packet: Packet, at: float) -> None:
+        from .dissect import Segment
+
+        if self.truncated:
+            return
+        tcp = packet[TCP]
+        payload = bytes(tcp.payload)
+        if self._kept + len(payload) > self.keep_bytes:
+            self.truncated = True
+            return
+        self._kept += len(payload)
+        up = packet[Ether].src == _CLIENT_MAC
+        port = int(tcp.sport if up else tcp.dport)
+        flags = str(tcp.flags)
+        segments = self._by_port.get(port)
+        if segments is None or (flags == "S" and segments):  # a SYN starts a new connection
+            segments = self._by_port[port] = []
+            self._connections.append((port, segments))
+        segments.append(Segment(at, up, payload, "PA" if payload else flags))
+
+    def timeline(self) -> list[Conversation]:
+        """Every connection so far, in the order the relay accepted them, dissected
+        (:func:`~transport_demo.lab.dissect.dissect`): safe to call while the relay runs."""
+        from .dissect import Conversation, dissect
+
+        with self._lock:
+            snapshot = [(port, tuple(segments)) for port, segments in self._connections]
+        return [
+            Conversation(number, port, segments, dissect(segments))
+            for number, (port, segments) in enumerate(snapshot, 1)
+        ]
+
+    def file_bytes(self) -> bytes:
+        """The capture file as written so far (flushed first): what a download hands over."""
+        with self._lock:
+            if not self.closed:
+                self._writer.flush()
+            return self.path.read_bytes()
 
     def close(self) -> None:
         """Flush and close the file (safe to call twice)."""

@@ -56,6 +56,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     from .capture import Capture, TcpFlow
+    from .dissect import Conversation
 
 __all__ = ["SEGMENT", "Conditions", "Direction", "Network", "network"]
 
@@ -256,6 +257,14 @@ class Network:
     def bytes_down(self) -> int:
         """Bytes delivered server -> client since the start."""
         return self._links[Direction.DOWN].bytes
+
+    def timeline(self) -> list[Conversation]:
+        """Every connection through the relay so far, dissected: HTTP requests and responses,
+        Server-Sent Events, WebSocket frames, TCP control (:mod:`transport_demo.lab.dissect`).
+        Needs ``capture=``; works while the relay runs and after it closed."""
+        if self.capture is None:
+            raise RuntimeError("no capture: make the network with capture='lesson.pcapng'")
+        return self.capture.timeline()
 
     def set(self, **changes: Any) -> Conditions:
         """Change the conditions from now on (``net.set(delay_ms=100)``); returns the new ones.

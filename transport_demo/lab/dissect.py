@@ -1,0 +1,528 @@
+"""One relayed connection's bytes read back as what the application said: HTTP/1.1 requests and
+responses, the chunks of a chunked body, each Server-Sent Event, each WebSocket frame.
+
+Sans-I/O: :func:`dissect` takes the connection's segments as they went (time, direction, bytes,
+as :class:`~transport_demo.lab.capture.Capture` keeps them) and returns :class:`Record` s; it
+reads no socket and no file. It reuses the suite's own parsers where they exist: the
+EventSource's line splitter (:class:`~transport_demo.lab.eventsource.EventStreamParser`, which
+also copes with a UTF-8 character cut between chunks) and the WebSocket frame decoder
+(:func:`~transport_demo.lab.ws_wire.decode`). What a record says is what Wireshark's dissectors
+say, in the suite's words, plus the app-level event each carried (its JSON ``type`` and ``seq``).
+
+A record knows the segments its bytes came from (a frame cut across two segments names both)
+and the time of the last one: when the receiver could first have read it whole.
+
+Deliberately small: HTTP/1.1 only (HTTP/2 inside TLS is Wireshark's job, with the key log), no
+trailers, no ``Expect: 100-continue``; a byte it cannot place ends the dissection of that
+direction with one ``undecoded`` record instead of guessing.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from bisect import bisect_right
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .eventsource import EventStreamParser
+from .ws_wire import CLOSE_CODES, DEFLATE_TAIL, IncompleteFrame, WireFrame, decode
+
+__all__ = ["KINDS", "Conversation", "Record", "Segment", "dissect"]
+
+KINDS = ("tcp", "http", "sse", "websocket")
+"""What a record is about: TCP control (SYN, FIN, RST), HTTP, a Server-Sent Event, a WebSocket
+frame."""
+
+_HEADERS_LIMIT = 64 << 10  # a head longer than this is not HTTP we understand
+_SHOWN_HEADERS = (
+    "host",
+    "origin",
+    "content-type",
+    "content-length",
+    "transfer-encoding",
+    "upgrade",
+    "last-event-id",
+    "sec-websocket-extensions",
+)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One TCP segment of a connection as the relay delivered it: ``at`` (seconds since the
+    epoch), ``up`` (client to server), its payload, and its TCP flags (``"PA"`` for data,
+    ``"S"``, ``"SA"``, ``"A"``, ``"FA"``, ``"RA"`` for control segments without payload)."""
+
+    at: float
+    up: bool
+    data: bytes = b""
+    flags: str = "PA"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One thing a connection said. ``kind`` is one of :data:`KINDS`; ``summary`` a line such as
+    ``GET /ws HTTP/1.1`` or ``text FIN masked 20 bytes: user_message seq 3``; ``data`` the
+    bytes as they were on the wire (for a Server-Sent Event: the event's lines, without the
+    chunk framing around them); ``segments`` the indexes (into the segments given to
+    :func:`dissect`) its bytes came from; ``at`` the time of the last of them; ``fields`` the
+    parts as values (``opcode``, ``fin``, ``masked``, ``length``, ``status``, ``id``, ``type``,
+    ``seq``, ``text``, …)."""
+
+    kind: str
+    up: bool
+    at: float
+    summary: str
+    data: bytes = b""
+    segments: tuple[int, ...] = ()
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+_FLAG_NAMES = {"S": "SYN", "SA": "SYN-ACK", "A": "ACK", "FA": "FIN", "RA": "RST", "R": "RST"}
+
+
+def _app_event(text: str) -> dict[str, Any]:
+    """The app-level event in a JSON text: its ``type`` and ``seq`` when it has them."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    out: dict[str, Any] = {}
+    if isinstance(value.get("type"), str):
+        out["type"] = value["type"]
+    if isinstance(value.get("seq"), int):
+        out["seq"] = value["seq"]
+    if isinstance(value.get("events"), list):  # a long poll's answer: a batch of events
+        seqs = [e["seq"] for e in value["events"] if isinstance(e, dict) and "seq" in e]
+        out["seqs"] = [s for s in seqs if isinstance(s, int)]
+    return out
+
+
+def _describe(event: dict[str, Any]) -> str:
+    parts = [str(event["type"])] if "type" in event else []
+    if "seq" in event:
+        parts.append(f"seq {event['seq']}")
+    if event.get("seqs"):
+        parts.append("seq " + ", ".join(map(str, event["seqs"])))
+    return " ".join(parts)
+
+
+class _Stream:
+    """One direction's bytes: a buffer, its offset in the stream, and which segment holds
+    which bytes (for naming a record's segments)."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.base = 0  # the stream offset of buffer[0]
+        self.ends: list[int] = []  # each segment's end offset, in order
+        self.indexes: list[int] = []  # that segment's index among all the connection's
+        self.times: list[float] = []
+        self.dead = False  # an undecodable byte: the rest of this direction is not read
+
+    def add(self, index: int, segment: Segment) -> None:
+        self.buffer += segment.data
+        self.ends.append(self.base + len(self.buffer))
+        self.indexes.append(index)
+        self.times.append(segment.at)
+
+    def span(self, start: int, end: int) -> tuple[tuple[int, ...], float]:
+        """The segments that hold stream bytes ``[start, end)``, and when the last arrived."""
+        first = bisect_right(self.ends, start)
+        last = max(first, bisect_right(self.ends, max(start, end - 1)))
+        last = min(last, len(self.ends) - 1)
+        return tuple(self.indexes[first : last + 1]), self.times[last]
+
+    def take(self, size: int) -> tuple[bytes, int]:
+        """The first ``size`` buffered bytes, removed, and their stream offset."""
+        data, start = bytes(self.buffer[:size]), self.base
+        del self.buffer[:size]
+        self.base += size
+        return data, start
+
+
+@dataclass
+class _Head:
+    first_line: str
+    headers: dict[str, str]
+    raw: bytes
+
+
+def _parse_head(raw: bytes) -> _Head:
+    lines = raw.decode("latin-1").split("\r\n")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if colon:
+            headers[name.strip().lower()] = value.strip()
+    return _Head(lines[0], headers, raw)
+
+
+def _head_summary(head: _Head) -> str:
+    shown = [f"{name}: {head.headers[name]}" for name in _SHOWN_HEADERS if name in head.headers]
+    more = len(head.headers) - len(shown)
+    tail = "; ".join(shown) + (f" (+{more} more headers)" if more else "")
+    return head.first_line + (f" — {tail}" if tail else "")
+
+
+class _Inflater:
+    """permessage-deflate for one direction (RFC 7692): one decompressor for the whole
+    connection (context takeover), or a fresh one per message when ``no_context_takeover``
+    was agreed for that side."""
+
+    def __init__(self, takeover: bool) -> None:
+        self.takeover = takeover
+        self._inflater = zlib.decompressobj(wbits=-15)  # 15 reads any agreed window size
+
+    def inflate(self, data: bytes) -> bytes:
+        if not self.takeover:
+            self._inflater = zlib.decompressobj(wbits=-15)
+        return self._inflater.decompress(data + DEFLATE_TAIL)
+
+
+class _Dissector:
+    """The state of both directions of one connection while it is read."""
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+        self.streams = {True: _Stream(), False: _Stream()}
+        self.requests: deque[str] = deque()  # methods of requests not yet answered
+        self.websocket = False
+        self.upgrade_asked = False
+        # the response body being read (down): "none", "length", "chunked", "close"
+        self.body = {True: "none", False: "none"}
+        self.body_left = {True: 0, False: 0}
+        self.chunk_number = {True: 0, False: 0}
+        self.sse: EventStreamParser | None = None
+        self.sse_start: int | None = None
+        self.sse_bytes = bytearray()
+        self.sse_block: dict[str, Any] = {}
+        self.sse_data: list[str] = []
+        self.inflaters: dict[bool, _Inflater | None] = {True: None, False: None}
+        self.messages: dict[bool, list[bytes]] = {True: [], False: []}
+        self.message_compressed = {True: False, False: False}
+        self.message_opcode = {True: 0x1, False: 0x1}
+
+    def record(
+        self, kind: str, up: bool, start: int, end: int, summary: str, wire: bytes, /, **fields: Any
+    ) -> None:
+        segments, at = self.streams[up].span(start, end)
+        self.records.append(Record(kind, up, at, summary, wire, segments, fields))
+
+    # ---- the loop ------------------------------------------------------------------------
+
+    def feed(self, index: int, segment: Segment) -> None:
+        if not segment.data:
+            name = _FLAG_NAMES.get(segment.flags, segment.flags)
+            self.records.append(
+                Record("tcp", segment.up, segment.at, name, b"", (index,), {"flags": name})
+            )
+            return
+        stream = self.streams[segment.up]
+        stream.add(index, segment)
+        self.run(segment.up)
+
+    def run(self, up: bool) -> None:
+        stream = self.streams[up]
+        while stream.buffer and not stream.dead:
+            if self.websocket:
+                progressed = self.ws_frame(up)
+            elif self.body[up] != "none":
+                progressed = self.body_part(up)
+            else:
+                progressed = self.head(up)
+            if not progressed:
+                return
+
+    def give_up(self, up: bool) -> None:
+        stream = self.streams[up]
+        size = len(stream.buffer)
+        data, start = stream.take(size)
+        self.record("http", up, start, start + size, f"undecoded: {size} bytes", data)
+        stream.dead = True
+
+    # ---- HTTP/1.1 ------------------------------------------------------------------------
+
+    def head(self, up: bool) -> bool:
+        stream = self.streams[up]
+        end = stream.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(stream.buffer) > _HEADERS_LIMIT:
+                self.give_up(up)
+            return False
+        data, start = stream.take(end + 4)
+        head = _parse_head(data[:-4])
+        if up:
+            self.request(head, start, data)
+        else:
+            self.response(head, start, data)
+        return True
+
+    def request(self, head: _Head, start: int, data: bytes) -> None:
+        method = head.first_line.split(" ", 1)[0]
+        self.requests.append(method)
+        self.upgrade_asked = head.headers.get("upgrade", "").lower() == "websocket"
+        self.record(
+            "http",
+            True,
+            start,
+            start + len(data),
+            _head_summary(head),
+            data,
+            request_line=head.first_line,
+            method=method,
+            headers=head.headers,
+        )
+        self.start_body(True, head)
+
+    def response(self, head: _Head, start: int, data: bytes) -> None:
+        parts = head.first_line.split(" ", 2)
+        status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        method = self.requests.popleft() if self.requests and status >= 200 else ""
+        if status == 101 and self.upgrade_asked:
+            self.requests.clear()
+        self.record(
+            "http",
+            False,
+            start,
+            start + len(data),
+            _head_summary(head),
+            data,
+            status_line=head.first_line,
+            status=status,
+            headers=head.headers,
+        )
+        if status == 101:
+            self.switch_to_websocket(head)
+        elif method != "HEAD" and status >= 200 and status not in (204, 304):
+            self.start_body(False, head)
+            if head.headers.get("content-type", "").startswith("text/event-stream"):
+                self.sse = EventStreamParser()
+                self.sse_block, self.sse_data, self.sse_bytes = {}, [], bytearray()
+
+    def start_body(self, up: bool, head: _Head) -> None:
+        self.chunk_number[up] = 0
+        if "chunked" in head.headers.get("transfer-encoding", "").lower():
+            self.body[up] = "chunked"
+        elif head.headers.get("content-length", "").isdigit():
+            self.body_left[up] = int(head.headers["content-length"])
+            self.body[up] = "length" if self.body_left[up] else "none"
+        elif not up:  # a response with neither: the body runs until the server closes
+            self.body[up] = "close"
+
+    def body_part(self, up: bool) -> bool:
+        stream = self.streams[up]
+        if self.body[up] == "chunked":
+            return self.chunk(up)
+        if self.body[up] == "length":
+            if len(stream.buffer) < self.body_left[up]:
+                return False  # a fixed-length body: one record once it is all here
+            data, start = stream.take(self.body_left[up])
+            self.body[up] = "none"
+        else:  # until the server closes: whatever has come
+            data, start = stream.take(len(stream.buffer))
+        if self.sse is not None and not up:
+            self.event_stream(data, start)
+            return True
+        event = _app_event(data.decode("utf-8", "replace"))
+        summary = f"body, {len(data)} bytes" + (f": {_describe(event)}" if event else "")
+        self.record("http", up, start, start + len(data), summary, data, length=len(data), **event)
+        return True
+
+    def chunk(self, up: bool) -> bool:
+        stream = self.streams[up]
+        line_end = stream.buffer.find(b"\r\n")
+        if line_end < 0:
+            return False
+        size_text = bytes(stream.buffer[:line_end]).split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            self.give_up(up)
+            return False
+        total = line_end + 2 + size + 2
+        if len(stream.buffer) < total:
+            return False
+        data, start = stream.take(total)
+        payload = data[line_end + 2 : line_end + 2 + size]
+        if size == 0:
+            self.body[up] = "none"
+            self.record("http", up, start, start + total, "last chunk (0): end of body", data)
+            if not up:
+                self.sse = None
+            return True
+        self.chunk_number[up] += 1
+        self.record(
+            "http",
+            up,
+            start,
+            start + total,
+            f"chunk {self.chunk_number[up]}, {size} bytes",
+            data,
+            length=size,
+        )
+        if self.sse is not None and not up:
+            self.event_stream(payload, start + line_end + 2)
+        return True
+
+    # ---- Server-Sent Events --------------------------------------------------------------
+
+    def event_stream(self, payload: bytes, offset: int) -> None:
+        """Feed the EventSource parser one line at a time, so an event's last byte (and so its
+        segment) is known: lines end only at CR or LF, which never occur inside a UTF-8
+        character, so a character cut between chunks is still joined by the parser."""
+        assert self.sse is not None
+        at = 0
+        while at < len(payload):
+            cut = min(
+                (i for i in (payload.find(b"\n", at), payload.find(b"\r", at)) if i >= 0),
+                default=len(payload) - 1,
+            )
+            piece = payload[at : cut + 1]
+            if self.sse_start is None:
+                self.sse_start = offset + at
+            self.sse_bytes += piece
+            for line in self.sse.feed(piece):
+                if line.kind == "blank":
+                    self.sse_event(offset + cut + 1)
+                elif line.kind == "comment":
+                    self.sse_block.setdefault("comments", []).append(line.value)
+                elif line.name == "data":
+                    self.sse_data.append(line.value)
+                elif line.name in ("id", "event", "retry"):
+                    self.sse_block[line.name] = line.value
+            at = cut + 1
+
+    def sse_event(self, end: int) -> None:
+        start = self.sse_start if self.sse_start is not None else end
+        block, data = self.sse_block, "\n".join(self.sse_data)
+        raw = bytes(self.sse_bytes)
+        self.sse_block, self.sse_data, self.sse_bytes, self.sse_start = {}, [], bytearray(), None
+        if not block and not data:
+            return  # a blank line alone (a CRLF's second half is joined by the parser)
+        fields: dict[str, Any] = {k: v for k, v in block.items() if k != "comments"}
+        if self.sse_data or data:
+            fields["data"] = data
+            fields.update(_app_event(data))
+        parts = []
+        if "id" in block:
+            parts.append(f"id {block['id']}")
+        if "event" in block:
+            parts.append(f"event {block['event']}")
+        if "retry" in block:
+            parts.append(f"retry {block['retry']}")
+        if _describe(fields):
+            parts.append(_describe(fields))
+        if not parts:
+            parts.append("comment " + repr(":".join(block.get("comments", []))[:60]))
+        self.record("sse", False, start, end, "SSE " + ", ".join(parts), raw, **fields)
+
+    # ---- WebSocket -----------------------------------------------------------------------
+
+    def switch_to_websocket(self, head: _Head) -> None:
+        self.websocket = True
+        extensions = head.headers.get("sec-websocket-extensions", "").lower()
+        if "permessage-deflate" in extensions:
+            self.inflaters[True] = _Inflater("client_no_context_takeover" not in extensions)
+            self.inflaters[False] = _Inflater("server_no_context_takeover" not in extensions)
+        self.run(True)  # anything the client sent early is frames, not HTTP
+
+    def ws_frame(self, up: bool) -> bool:
+        stream = self.streams[up]
+        try:
+            frame = decode(bytes(stream.buffer))
+        except IncompleteFrame:
+            return False
+        data, start = stream.take(len(frame.raw))
+        fields = self.ws_fields(up, frame)
+        flags = ["FIN" if frame.fin else "no FIN"]
+        if frame.rsv1:
+            flags.append("RSV1")
+        if frame.masked:
+            flags.append("masked")
+        summary = f"{frame.opcode_name} {' '.join(flags)}, {frame.length} bytes"
+        if fields.get("close_code") is not None:
+            code = fields["close_code"]
+            summary += f": close {code} ({CLOSE_CODES.get(code, '?')}) {fields['reason']!r}"
+        elif fields.get("note"):
+            summary += f": {fields['note']}"
+        elif _describe(fields):
+            summary += f": {_describe(fields)}"
+        elif fields.get("text"):
+            summary += f": {fields['text'][:60]!r}"
+        self.record("websocket", up, start, start + len(data), summary, data, **fields)
+        return True
+
+    def ws_fields(self, up: bool, frame: WireFrame) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "opcode": frame.opcode,
+            "opcode_name": frame.opcode_name,
+            "fin": frame.fin,
+            "rsv1": frame.rsv1,
+            "masked": frame.masked,
+            "length": frame.length,
+            "mask_key": frame.mask_key.hex() if frame.mask_key else None,
+        }
+        if frame.opcode == 0x8:
+            fields["close_code"] = frame.close_code
+            fields["reason"] = frame.close_reason or ""
+            return fields
+        if frame.opcode in (0x9, 0xA):
+            fields["text"] = frame.payload.decode("utf-8", "replace")
+            return fields
+        if frame.opcode not in (0x0, 0x1, 0x2):
+            return fields
+        if frame.opcode != 0x0:  # a new message starts
+            self.messages[up] = []
+            self.message_compressed[up] = frame.rsv1
+            self.message_opcode[up] = frame.opcode
+        self.messages[up].append(frame.payload)
+        if not frame.fin:
+            return fields
+        whole = b"".join(self.messages[up])
+        self.messages[up] = []
+        if self.message_compressed[up]:
+            inflater = self.inflaters[up]
+            if inflater is None:
+                fields["note"] = f"compressed, {len(whole)} bytes"
+                return fields
+            try:
+                whole = inflater.inflate(whole)
+            except zlib.error as error:
+                fields["note"] = f"compressed, {len(whole)} bytes (not inflated: {error})"
+                return fields
+            fields["inflated_length"] = len(whole)
+        if self.message_opcode[up] == 0x1:
+            text = whole.decode("utf-8", "replace")
+            fields["text"] = text
+            fields.update(_app_event(text))
+        return fields
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """One relayed connection: its ``number`` (1, 2, … in the order the relay accepted them),
+    the client's port, its segments and what :func:`dissect` made of them."""
+
+    number: int
+    client_port: int
+    segments: tuple[Segment, ...]
+    records: list[Record]
+
+    @property
+    def label(self) -> str:
+        """``#2 :51234 GET /ws``: the number, the client's port and the first request line."""
+        first = next((r for r in self.records if "request_line" in r.fields), None)
+        line = str(first.fields["request_line"]).rsplit(" ", 1)[0] if first else ""
+        return f"#{self.number} :{self.client_port}" + (f" {line}" if line else "")
+
+
+def dissect(segments: Iterable[Segment]) -> list[Record]:
+    """The records of one connection, from its segments in the order they were delivered."""
+    dissector = _Dissector()
+    for index, segment in enumerate(segments):
+        dissector.feed(index, segment)
+    return dissector.records
