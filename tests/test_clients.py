@@ -11,6 +11,9 @@ import pytest
 
 from transport_demo import RunningServer, start_server
 from transport_demo.clients import (
+    CLIENTS as REGISTERED,
+)
+from transport_demo.clients import (
     BaseClient,
     ClientError,
     LongPollClient,
@@ -18,12 +21,17 @@ from transport_demo.clients import (
     WebSocketClient,
 )
 from transport_demo.lab.proxy import FaultyProxy
+from transport_demo.server.protocol import EventType
+from transport_demo.server.transports import Carrier, info, is_stream
 
 from .conftest import FAST
 
 pytestmark = pytest.mark.anyio
 
-CLIENTS = [LongPollClient, SSEClient, WebSocketClient]
+CLIENTS = list(REGISTERED.values())
+STREAM_CLIENTS = [cls for cls in CLIENTS if is_stream(cls.transport)]
+# The cutting proxy relays TCP; a QUIC client's cuts are tested in test_webtransport.py.
+TCP_CLIENTS = [cls for cls in CLIENTS if info(cls.transport).carrier is Carrier.TCP]
 FAST_CLIENT: dict[str, Any] = {"backoff_initial": 0.05, "backoff_max": 0.5}
 
 
@@ -39,6 +47,17 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.02)
+
+
+def echo_of(cls: type[BaseClient]) -> str:
+    """The type a client's own text comes back as (the transport table's echo type)."""
+    return info(cls.transport).echo
+
+
+def sends_on_its_stream(cls: type[BaseClient]) -> bool:
+    """A text sent up the stream itself comes back as ``user_message``, and so does a refusal
+    (an ``error`` event on the stream, not an HTTP answer)."""
+    return info(cls.transport).echo is EventType.USER_MESSAGE
 
 
 async def collect(client: BaseClient, kind: str, count: int, timeout: float = 8) -> list[Any]:
@@ -65,8 +84,7 @@ async def test_connect_send_echo_and_push(server: RunningServer, cls: type[BaseC
         assert cid == client.connection_id and cid in server.hub
         for i in range(5):
             await client.send(f"hello {i}")
-        kind = "user_message" if cls is WebSocketClient else "message"
-        echoes = await collect(client, kind, 5)
+        echoes = await collect(client, echo_of(cls), 5)
         assert [e["message"] for e in echoes] == [f"hello {i}" for i in range(5)]
         server.hub.publish(cid, "pushed")
         push = (await collect(client, "message", 1))[0]
@@ -75,7 +93,7 @@ async def test_connect_send_echo_and_push(server: RunningServer, cls: type[BaseC
         assert client.stats.duplicates == 0 and client.stats.gaps == 0
 
 
-@pytest.mark.parametrize("cls", [SSEClient, WebSocketClient], ids=lambda c: c.transport)
+@pytest.mark.parametrize("cls", STREAM_CLIENTS, ids=lambda c: c.transport)
 async def test_heartbeats(server: RunningServer, cls: type[BaseClient]) -> None:
     async with make_client(cls, server.url) as client:
         beats = await collect(client, "heartbeat", 3)
@@ -90,7 +108,7 @@ async def test_long_poll_timeouts(server: RunningServer) -> None:
         assert client.stats.timeouts >= 2
 
 
-@pytest.mark.parametrize("cls", CLIENTS, ids=lambda c: c.transport)
+@pytest.mark.parametrize("cls", TCP_CLIENTS, ids=lambda c: c.transport)
 async def test_resume_after_cuts_loses_and_doubles_nothing(
     server: RunningServer, proxy: FaultyProxy, cls: type[BaseClient]
 ) -> None:
@@ -135,8 +153,7 @@ async def test_backoff_while_down_then_new_connection_on_restart(cls: type[BaseC
             assert any(e["type"] == "reconnected" for e in notes)
             assert client.stats.reconnects >= 2
             await client.send("after the restart")
-            kind = "user_message" if cls is WebSocketClient else "message"
-            assert (await collect(client, kind, 1))[0]["message"] == "after the restart"
+            assert (await collect(client, echo_of(cls), 1))[0]["message"] == "after the restart"
     finally:
         server.stop()
 
@@ -150,8 +167,8 @@ async def test_close_is_prompt_and_clean(server: RunningServer, cls: type[BaseCl
     await client.close()
     assert time.monotonic() - started < 1.0
     assert client.state == "closed"
-    if isinstance(client, WebSocketClient):
-        assert client.close_code == 1000
+    if sends_on_its_stream(cls):  # WebSocket, WebTransport: a clean close with code 1000
+        assert getattr(client, "close_code", None) == 1000
     if cls is not LongPollClient:
         await wait_for(lambda: server.hub.state_of(cid) == "disconnected")
     with pytest.raises(ClientError):
@@ -165,7 +182,7 @@ async def test_client_errors_are_reported(make_server: Any, cls: type[BaseClient
         with pytest.raises(ClientError):
             await client.send("x") if client.connection_id is None else None
         await client.wait_connected()
-        if cls is WebSocketClient:  # the error comes back on the socket
+        if sends_on_its_stream(cls):  # the error comes back on the socket
             await client.send("x" * 11)
             error = (await collect(client, "error", 1))[0]
             assert error["error"] == "message_too_large" and "client" not in error

@@ -5,6 +5,7 @@ it. Figures go to artifacts/reliability.json for docs/reliability.md."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -13,15 +14,19 @@ from typing import Any
 import pytest
 
 from transport_demo import RunningServer
+from transport_demo.clients import CLIENTS as REGISTERED
 from transport_demo.clients import BaseClient, LongPollClient, SSEClient, WebSocketClient
 from transport_demo.lab.proxy import FaultyProxy
 from transport_demo.server.errors import QueueFull
+from transport_demo.server.transports import Carrier, info
 
 from .figures import record
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
-CLIENTS = [LongPollClient, SSEClient, WebSocketClient]
+# The faulty proxy relays TCP: it cuts, stalls and buffers the clients whose carrier is TCP.
+CLIENTS = [cls for cls in REGISTERED.values() if info(cls.transport).carrier is Carrier.TCP]
+QUIC_CLIENTS = [cls for cls in REGISTERED.values() if info(cls.transport).carrier is Carrier.QUIC]
 
 
 @pytest.fixture
@@ -103,6 +108,50 @@ async def test_a_hundred_random_cuts_lose_nothing(
         refused_while_away_then_retried=refused,
         seconds=round(seconds, 1),
     )
+
+
+@pytest.mark.parametrize("cls", QUIC_CLIENTS, ids=lambda c: c.transport)
+async def test_a_hundred_random_quic_cuts_lose_nothing(
+    server: RunningServer, cls: type[BaseClient]
+) -> None:
+    """The same exactly-once check for a client over QUIC, which the TCP proxy cannot relay: the
+    client drops its connection, or the server cuts the session, at random moments."""
+    rng = random.Random(7)
+    client = fast_client(cls, server.url)
+    async with client:
+        cid = await client.wait_connected()
+        sent: dict[int, str] = {}
+        stop = asyncio.Event()
+
+        async def publisher() -> None:
+            i = 0
+            while not stop.is_set():
+                text = f"m{i}-{rng.random():.6f}"
+                with contextlib.suppress(QueueFull):
+                    sent[server.hub.publish(cid, text)] = text
+                    i += 1
+                await asyncio.sleep(0.004)
+
+        started = time.monotonic()
+        task = asyncio.create_task(publisher())
+        kinds = {"client": 0, "server": 0}
+        for _ in range(100):
+            await asyncio.sleep(rng.uniform(0.02, 0.09))
+            kind = rng.choice(list(kinds))
+            if kind == "client":
+                await client.drop_connection()
+                kinds[kind] += 1
+            elif await asyncio.to_thread(server.hub.disconnect, cid):
+                kinds[kind] += 1
+            assert time.monotonic() - started < 120
+        stop.set()
+        await task
+        await wait_for(lambda: client.last_seq == len(sent), timeout=30)
+        got = received_messages(client)
+    assert [seq for seq, _ in got] == list(range(1, len(sent) + 1))  # none lost, none twice
+    assert dict(got) == sent
+    assert client.stats.gaps == 0 and sum(kinds.values()) >= 50
+    record(f"faults.{cls.transport}", cuts=sum(kinds.values()), cut_kinds=kinds, lost=0)
 
 
 @pytest.mark.parametrize("cls", CLIENTS, ids=lambda c: c.transport)

@@ -1,24 +1,27 @@
-"""Bad input, generated: over 10,000 HTTP requests and WebSocket frames (malformed JSON, wrong
-types, deep nesting, invalid UTF-8, control characters, forged and other connections' ids, wrong
-methods and content types). Never a 5xx, never an error in the server's log (the autouse fixture),
-and a healthy connection alongside keeps receiving its events in order."""
+"""Bad input, generated: over 10,000 HTTP requests, WebSocket frames and WebTransport lines
+(malformed JSON, wrong types, deep nesting, invalid UTF-8, control characters, forged and other
+connections' ids, wrong methods and content types). Never a 5xx, never an error in the server's
+log (the autouse fixture), and a healthy connection alongside keeps receiving its events in
+order."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from transport_demo import RunningServer
+from transport_demo.clients import WebTransportClient
 
 from .figures import record
 
@@ -193,3 +196,68 @@ def test_generated_frames_get_errors_and_the_socket_survives(
     fuzz()
     state["ws"].close()
     record("fuzz.websocket_frames", frames=state["frames"], closes=0, server_errors=0)
+
+
+LINE_EXAMPLES = 1000
+
+
+def test_generated_lines_get_errors_and_the_session_survives(
+    server: RunningServer, ids: dict[str, Any]
+) -> None:
+    """WebTransport's lines, generated like the WebSocket's frames: each non-blank line is answered
+    with an echo or an error on the same session, which stays open."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    def run(coro: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(10)
+
+    client = WebTransportClient(server.url, backoff_initial=0.05)
+    run(client.start())
+    run(client.wait_connected())
+    sessions = client.stats.requests
+
+    async def exchange(data: bytes) -> dict[str, Any]:
+        protocol = client._protocol
+        assert protocol is not None and protocol.stream_id is not None
+        protocol._quic.send_stream_data(protocol.stream_id, data)
+        protocol.transmit()
+        while True:
+            event = await client.next_event(5)
+            if event["type"] in ("user_message", "error"):
+                return event
+
+    lines = (
+        st.text(max_size=300).map(str.encode)
+        | json_values.map(json.dumps).map(str.encode)
+        | st.dictionaries(st.sampled_from(["message", "text"]), json_values)
+        .map(json.dumps)
+        .map(str.encode)
+        | st.binary(max_size=300)
+        | st.integers(1, 3000).map(lambda n: b"[" * n + b"]" * n)
+    )
+    count = 0
+
+    @settings(max_examples=LINE_EXAMPLES, deadline=None, suppress_health_check=SUPPRESS)
+    @given(line=lines)
+    def fuzz(line: bytes) -> None:
+        nonlocal count
+        line = line.replace(b"\n", b" ")
+        assume(line.strip())  # a blank line is skipped by the server: nothing to answer
+        event = run(exchange(line + b"\n"))
+        if event["type"] == "error":
+            assert event["error"] in ALLOWED_CODES and "client" not in event
+        count += 1
+        if count % 50 == 0:
+            ids["healthy"].push()
+
+    try:
+        fuzz()
+        assert client.stats.requests == sessions and client.state == "open"  # never dropped
+    finally:
+        run(client.close())
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+    record("fuzz.webtransport_lines", lines=count, closes=0, server_errors=0)

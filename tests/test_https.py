@@ -30,6 +30,7 @@ from transport_demo.clients.base import BaseClient
 from transport_demo.server.certificates import VALIDITY
 from transport_demo.server.protocol import Transport
 from transport_demo.server.settings import Settings
+from transport_demo.server.transports import Part, having
 
 from .browser import launch
 from .waiting import until_async
@@ -254,7 +255,7 @@ def established(port: int) -> int:
 
 @pytest.mark.browser
 @pytest.mark.slow
-@pytest.mark.parametrize("transport", [t.value for t in Transport], ids=str)
+@pytest.mark.parametrize("transport", [t.value for t in having(Part.PAGE)], ids=str)
 def test_client_page_over_https(make_server: Callable[..., RunningServer], transport: str) -> None:
     """client.html's sections work unchanged over https: the page's own origin is https, the
     WebSocket URL follows it (wss), and the echo arrives with seq 1 (over HTTP/2 for the two that

@@ -33,7 +33,8 @@ from websockets.sync.client import connect as ws_connect
 
 from tests.waiting import until
 from transport_demo import RunningServer, start_server
-from transport_demo.clients import BaseClient, LongPollClient, SSEClient, WebSocketClient
+from transport_demo.clients import CLIENTS as REGISTERED
+from transport_demo.clients import BaseClient, SSEClient
 from transport_demo.lab.local_redis import LocalRedis, start_redis
 from transport_demo.lab.proxy import FaultyProxy
 from transport_demo.server.protocol import Transport
@@ -491,7 +492,7 @@ def test_a_client_ahead_of_the_store_is_refused(publisher: RunningServer) -> Non
 
 # -- the package's own clients: back off while Redis is away, resume the same connection after -----
 
-CLIENTS = [LongPollClient, SSEClient, WebSocketClient]
+CLIENTS = list(REGISTERED.values())
 
 
 def make_client(cls: type[BaseClient], url: str) -> BaseClient:

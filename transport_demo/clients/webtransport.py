@@ -15,12 +15,12 @@ import contextlib
 import hashlib
 import json
 import logging
+import socket
 import ssl
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import httpx
-from aioquic.asyncio.client import connect
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.h3.connection import H3_ALPN, H3Connection
 from aioquic.h3.events import (
@@ -30,6 +30,7 @@ from aioquic.h3.events import (
     WebTransportStreamDataReceived,
 )
 from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import ConnectionTerminated, ProtocolNegotiated, QuicEvent
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -222,22 +223,26 @@ class WebTransportClient(BaseClient):
             query = "?" + urlencode(
                 {"connection_id": self.connection_id, "last_seq": self.last_seq}
             )
-        async with asyncio.timeout(self.connect_timeout):
-            opened = connect(
-                host,
-                port,
-                configuration=self._configuration(),
-                create_protocol=_H3ClientProtocol,
-            )
-            protocol = await opened.__aenter__()
+        loop = asyncio.get_running_loop()
+        family, _, _, _, address = (await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM))[0]
+        configuration = self._configuration()
+        configuration.server_name = host
+        # Not aioquic's connect(): its exit waits for the QUIC close to complete, and a client cut
+        # in the middle (drop_connection) must still close its UDP socket at once.
+        transport, protocol = await loop.create_datagram_endpoint(
+            lambda: _H3ClientProtocol(QuicConnection(configuration=configuration)),
+            local_addr=("::" if family == socket.AF_INET6 else "0.0.0.0", 0),
+        )
         try:
-            assert isinstance(protocol, _H3ClientProtocol)
+            async with asyncio.timeout(self.connect_timeout):
+                protocol.connect(address)
+                await protocol.wait_connected()
             _pin(protocol, digest)
             await self._open(protocol, parts.netloc, (parts.path or "/") + query)
             await self._read(protocol)
         finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(opened.__aexit__(None, None, None), 1.0)
+            protocol.close()  # CONNECTION_CLOSE, sent now
+            transport.close()
 
     async def _open(self, protocol: _H3ClientProtocol, authority: str, path: str) -> None:
         async with asyncio.timeout(self.connect_timeout):
