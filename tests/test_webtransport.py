@@ -280,3 +280,34 @@ async def test_webtransport_on_redis() -> None:
         server.stop()
         other.stop()
         redis_server.close()
+
+
+async def test_the_command_line_serves_it_and_no_webtransport_turns_it_off() -> None:
+    from tests.test_launcher import free_port, run_cli
+
+    async def where(port: int) -> httpx.Response:
+        async with httpx.AsyncClient() as http:
+            for _ in range(100):
+                try:
+                    return await http.get(f"http://127.0.0.1:{port}/webtransport")
+                except httpx.ConnectError:
+                    await asyncio.sleep(0.1)
+        raise AssertionError(f"nothing answered on port {port}")
+
+    port = free_port()
+    process = run_cli("--port", str(port), "--heartbeat-interval", "0.2")
+    try:
+        answer = (await where(port)).json()
+        assert answer["url"] == f"https://127.0.0.1:{port}/wt"
+        async with WebTransportClient(f"http://127.0.0.1:{port}", **FAST_CLIENT) as client:
+            assert (await next_of(client, "heartbeat"))["count"] == 1
+    finally:
+        process.terminate()
+        await asyncio.to_thread(process.communicate, timeout=20)
+    port = free_port()
+    process = run_cli("--port", str(port), "--no-webtransport")
+    try:
+        assert (await where(port)).status_code == 404
+    finally:
+        process.terminate()
+        await asyncio.to_thread(process.communicate, timeout=20)
