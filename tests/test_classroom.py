@@ -24,6 +24,7 @@ from websockets.sync.client import connect
 
 from transport_demo import RateLimited, RunningServer, Settings, start_classroom
 from transport_demo.__main__ import parse_args, print_classroom
+from transport_demo.clients import CLIENTS as REGISTERED
 from transport_demo.clients import BaseClient, LongPollClient, SSEClient, WebSocketClient
 from transport_demo.server.lan import lan_address
 from transport_demo.server.protocol import ErrorCode, Transport
@@ -172,7 +173,7 @@ def test_connections_per_address_are_refused_with_a_clear_error(make_server: Any
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("cls", CLIENTS, ids=lambda c: c.transport)
+@pytest.mark.parametrize("cls", list(REGISTERED.values()), ids=lambda c: c.transport)
 async def test_a_client_over_the_address_limit_reports_it(make_server: Any, cls: Any) -> None:
     server = make_server(**LOOPBACK_ROOM, max_connections_per_address=1)
     hub = server.hub
