@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
@@ -132,3 +133,32 @@ def test_a_cut_reaches_the_page_as_close_code_1012(
         "closeCode": 1012,
         "reason": "cut by the server: reconnect after a randomized delay",
     }
+
+
+REFUSED = """async ({url, hash}) => {
+  const value = Uint8Array.from(hash.match(/../g).map((h) => parseInt(h, 16)));
+  const wt = new WebTransport(url, {serverCertificateHashes: [{algorithm: "sha-256", value}]});
+  try {
+    await wt.ready;
+    return "opened";
+  } catch (error) {
+    return String(error);
+  }
+}"""
+
+
+def test_a_page_from_an_origin_not_allowed_is_refused(
+    make_server: Callable[..., RunningServer], browser: Browser
+) -> None:
+    """Chromium sends the page's Origin with the session's CONNECT; the allow-list refuses it."""
+    server = make_server(allowed_origins=["http://localhost:*"])
+    elsewhere = make_server()  # the page comes from another port: another origin
+    page = browser.new_context().new_page()
+    page.goto(elsewhere.url + "/")
+    where = httpx.get(server.url + "/webtransport").json()
+    outcome = page.evaluate(REFUSED, {"url": where["url"], "hash": where["cert_sha256"]})
+    assert outcome != "opened" and "WebTransportError" in outcome
+    assert server.hub.stats()["total"] == 0
+    welcoming = make_server()  # the default list has http://127.0.0.1:*: the same page gets in
+    where = httpx.get(welcoming.url + "/webtransport").json()
+    assert page.evaluate(REFUSED, {"url": where["url"], "hash": where["cert_sha256"]}) == "opened"
