@@ -165,6 +165,38 @@ async def test_bad_lines_get_errors_and_an_endless_line_closes_with_1009(
         assert client.state == "error" and client.close_code == CloseCode.MESSAGE_TOO_BIG
 
 
+async def test_a_client_that_stops_reading_fills_its_queue_not_the_servers_memory(
+    make_server: MakeServer,
+) -> None:
+    """Backpressure: once ~1 MiB written on the stream is unacknowledged, the server stops
+    writing, and further pushes wait in the connection's bounded queue until it refuses them."""
+    from transport_demo.server.errors import QueueFull
+    from transport_demo.server.h3_endpoint import SEND_HIGH_WATER
+
+    server = make_server(max_queue=50, resume_grace=5)
+    async with client_for(server) as client:
+        cid = await client.wait_connected()
+        protocol = client._protocol
+        assert protocol is not None
+        protocol._transport.close()  # the client vanishes: nothing it receives is acknowledged
+        refused_at = None
+        for i in range(3000):  # 3 MiB of pushes
+            try:
+                server.hub.publish(cid, f"{i:04d}" + "x" * 1020)
+            except QueueFull:
+                refused_at = i
+                break
+            if i % 10 == 0:  # fewer at once than the queue holds: the server's loop keeps up
+                await asyncio.sleep(0.005)
+        assert refused_at is not None, "every push was taken: nothing held the writer back"
+        (session,) = [
+            s
+            for p in server.app.state.webtransport.endpoint.protocols
+            for s in p._sessions.values()
+        ]
+        assert session.unacknowledged() <= SEND_HIGH_WATER + 64 * 1024
+
+
 async def test_rate_and_address_limits_apply_to_sessions(make_server: MakeServer) -> None:
     server = make_server(max_messages_per_second=1, message_burst=2, max_connections_per_address=1)
     async with client_for(server) as client:

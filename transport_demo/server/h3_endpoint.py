@@ -62,6 +62,12 @@ DRAFT_HEADER = (b"sec-webtransport-http3-draft", b"draft02")
 """The answer header of draft-02, the draft aioquic speaks and Chromium accepts."""
 STREAM_REFUSED = 0
 """The WebTransport error code a refused extra stream is stopped with."""
+SEND_HIGH_WATER = 1 << 20
+"""Bytes written on a session's stream and not yet acknowledged past which the writer waits
+(:meth:`WebTransportSession.wait_writable`). aioquic buffers whatever it is given; without this a
+client that stops reading (or vanishes) would let its events pile up in that buffer, marked as
+written, instead of waiting in its connection's queue, which is bounded (``max_queue``): the
+WebSocket gets the same from its transport's write buffer."""
 
 SessionHandler = Callable[["WebTransportSession"], Coroutine[Any, Any, None]]
 
@@ -116,6 +122,7 @@ class WebTransportSession:
         self.ended = False
         """The session is over: closed by either side, or its connection is gone."""
         self._capsules = CapsuleReader()
+        self._writable = asyncio.Event()
 
     # -- the request -----------------------------------------------------------------------
 
@@ -176,6 +183,21 @@ class WebTransportSession:
         self._protocol.transmit()
         return True
 
+    def unacknowledged(self) -> int:
+        """Bytes written on the stream that the client has not acknowledged yet (aioquic's
+        sender buffer: a private attribute, read here only)."""
+        if self.stream_id is None:
+            return 0
+        stream = self._http._quic._streams.get(self.stream_id)
+        return 0 if stream is None else len(stream.sender._buffer)
+
+    async def wait_writable(self) -> None:
+        """Wait while more than :data:`SEND_HIGH_WATER` bytes are unacknowledged (woken by each
+        datagram from the client, which is where acknowledgements come from)."""
+        while not self.ended and self.unacknowledged() > SEND_HIGH_WATER:
+            self._writable.clear()
+            await self._writable.wait()
+
     def close(self, code: int, reason: str) -> None:
         """End the session: the close capsule with ``code`` and ``reason`` on the ``CONNECT``
         stream, then the end of both streams."""
@@ -195,6 +217,7 @@ class WebTransportSession:
         if not self.ended:
             self.ended = True
             self.incoming.put_nowait(None)
+            self._writable.set()
 
     def _connect_stream_data(self, data: bytes, ended: bool) -> None:
         """Data on the ``CONNECT`` stream: capsules (a close), or its end (the session's)."""
@@ -239,6 +262,8 @@ class H3ServerProtocol(QuicConnectionProtocol):
         # The client's address, as the UDP socket saw it (aioquic has no public accessor).
         self._address = str(addr[0])
         super().datagram_received(data, addr)
+        for session in self._sessions.values():  # acknowledgements may have freed their buffers
+            session._writable.set()
 
     def forget(self, session: WebTransportSession) -> None:
         self._sessions.pop(session.session_id, None)

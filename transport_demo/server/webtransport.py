@@ -198,6 +198,8 @@ async def _send_events(session: WebTransportSession, stream: AttachedStream) -> 
         # a batch in one write: one QUIC packet where it fits (stream_loop.batches)
         if not session.send(b"".join(encode_line(item.data) for item in batch)):
             return
+        # Backpressure: a client that does not read leaves what comes next in its bounded queue.
+        await session.wait_writable()
 
 
 async def _receive_lines(
