@@ -135,6 +135,10 @@ EXPECTED = {
         r"RSV1    1      compressed",
         r"client sees close code 1009 \(message too big\)",
         r"client sees close code 1006 .*\n  no close frame arrived",
+        # the packet lens: the conversation through the capturing relay, as text
+        r"↑ websocket text FIN masked, 20 bytes: '\{\"message\": \"hello\"\}'",
+        r"↓ websocket close FIN, 5 bytes: close 1000 \(normal closure\) 'bye'",
+        r"↓ tcp +FIN\n.*↑ tcp +FIN",
     ],
     "03b_websocket_in_practice.ipynb": [
         r"\(3, 'sent while the socket was down'\)",

@@ -48,6 +48,7 @@ def lesson(server: RunningServer, tmp_path: Path) -> Iterator[tuple[Network, lis
             for line in response.iter_lines():
                 if line.startswith("data:") and json.loads(line[5:])["type"] == "heartbeat":
                     break
+        assert net.wait_idle()
         yield net, seen
 
 

@@ -519,6 +519,17 @@ class Conversation:
         line = str(first.fields["request_line"]).rsplit(" ", 1)[0] if first else ""
         return f"#{self.number} :{self.client_port}" + (f" {line}" if line else "")
 
+    def text(self, width: int = 110) -> str:
+        """The records one a line: milliseconds since the first, ↑ (client to server) or ↓,
+        the kind and the summary (cut at ``width`` characters)."""
+        start = self.records[0].at if self.records else 0.0
+        lines = [self.label]
+        for r in self.records:
+            summary = r.summary if len(r.summary) <= width else r.summary[: width - 1] + "…"
+            arrow = "↑" if r.up else "↓"
+            lines.append(f"{(r.at - start) * 1000:8.1f} ms {arrow} {r.kind:<9} {summary}")
+        return "\n".join(lines)
+
 
 def dissect(segments: Iterable[Segment]) -> list[Record]:
     """The records of one connection, from its segments in the order they were delivered."""

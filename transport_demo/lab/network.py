@@ -266,6 +266,18 @@ class Network:
             raise RuntimeError("no capture: make the network with capture='lesson.pcapng'")
         return self.capture.timeline()
 
+    def wait_idle(self, timeout: float = 2.0) -> bool:
+        """Wait until no connection is open through the relay, so each one's last segments
+        (both FINs) are relayed and in the capture before it is read or the relay closes (closing
+        earlier resets what is still open); ``False`` if some are still open after ``timeout``
+        seconds."""
+        deadline = time.monotonic() + timeout
+        while self._live:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
     def set(self, **changes: Any) -> Conditions:
         """Change the conditions from now on (``net.set(delay_ms=100)``); returns the new ones.
         Bytes already on their way keep the arrival time they were given."""
@@ -533,9 +545,9 @@ class Network:
             if segments:
                 data = b"".join(segments)
                 pipe.link.bytes += len(data)
-                writer.write(data)
-                if flow is not None:
+                if flow is not None:  # first: whoever has read the bytes finds them recorded
                     self._record([flow.data(up, segment) for segment in segments], now)
+                writer.write(data)
                 await writer.drain()
             if end:
                 if flow is not None:

@@ -1,5 +1,6 @@
 """Live widgets: the Python clients, one per transport, a dashboard of all three and the class
-view; and the browser's own clients (``Browser…Widget``, on anywidget), imported when first used."""
+view; and, on anywidget, imported when first used: the browser's own clients (``Browser…Widget``)
+and the packet lens's :class:`TimelineWidget`."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ _BROWSER = (
     "BrowserWidget",
     "ConnectionLimitDemo",
 )
+_LAZY = {name: ".browser" for name in _BROWSER} | {"TimelineWidget": ".timeline"}
 
 __all__ = [
     "WIDGETS",
@@ -32,6 +34,7 @@ __all__ = [
     "ConnectionLimitDemo",
     "LongPollWidget",
     "SSEWidget",
+    "TimelineWidget",
     "TransportDashboard",
     "TransportWidget",
     "WebSocketWidget",
@@ -39,8 +42,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _BROWSER:
+    if name not in _LAZY:
         raise AttributeError(f"module 'transport_demo.widgets' has no attribute {name!r}")
-    value = getattr(importlib.import_module(".browser", __name__), name)
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
     globals()[name] = value
     return value
