@@ -3,6 +3,7 @@
 
 const KINDS = ["tcp", "http", "sse", "websocket"];
 const KIND_NAMES = { tcp: "TCP control", http: "HTTP", sse: "SSE", websocket: "WebSocket" };
+const MIN_GAP = 0.8;                             // percent of the track between two marks
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -14,6 +15,19 @@ function el(tag, className, text) {
 function ms(seconds) {
   return seconds < 1 ? `${(seconds * 1000).toFixed(seconds < 0.01 ? 1 : 0)} ms`
                      : `${seconds.toFixed(seconds < 10 ? 2 : 1)} s`;
+}
+
+function spread(positions) {
+  // Records microseconds apart would cover each other: each mark keeps a gap from the one
+  // before (forwards), and none passes the end of the track (backwards). Its title says its
+  // true time.
+  const gap = Math.min(MIN_GAP, 100 / Math.max(1, positions.length));
+  const out = [];
+  let last = -Infinity;
+  for (const p of positions) out.push((last = Math.max(p, last + gap)));
+  let limit = 100;
+  for (let i = out.length - 1; i >= 0; i--) limit = (out[i] = Math.min(out[i], limit)) - gap;
+  return out;
 }
 
 function render({ model, el: root }) {
@@ -96,11 +110,12 @@ function render({ model, el: root }) {
         const label = el("div", "tdt-label", `${c.label} ${up ? "↑ up" : "↓ down"}`);
         label.title = label.textContent;
         const track = el("div", "tdt-track");
-        for (const m of marks) {
-          if (m.conn !== c.number || m.up !== up) continue;
+        const own = marks.filter((m) => m.conn === c.number && m.up === up);
+        const left = spread(own.map((m) => ((m.t - start) / width) * 100));
+        own.forEach((m, i) => {
           const mark = el("div", "tdt-mark");
           mark.dataset.kind = m.kind;
-          mark.style.left = `${((m.t - start) / width) * 100}%`;
+          mark.style.left = `${left[i]}%`;
           mark.title = `${ms(m.t)}  ${m.summary}`;
           mark.addEventListener("click", () => {
             for (const old of rows.querySelectorAll(".tdt-mark.tdt-chosen")) {
@@ -110,7 +125,7 @@ function render({ model, el: root }) {
             detail.textContent = m.detail;
           });
           track.append(mark);
-        }
+        });
         row.append(label, track);
         rows.append(row);
       }
