@@ -200,5 +200,10 @@ def test_requests_with_bodies_and_answers_without() -> None:
 def test_bytes_it_cannot_read_end_that_direction() -> None:
     head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
     records = dissect(_segments((True, b"GET / HTTP/1.1\r\n\r\n"), (False, head + b"zz\r\nxx")))
-    assert records[-1].summary == "undecoded: 6 bytes"
-    assert dissect(_segments((False, b"later"), (False, b"more"))) == []
+    assert records[-1].summary == "undecoded: 6 bytes" and records[-1].kind == "tcp"
+    tls = dissect(_segments((True, b"\x16\x03\x01\x02\x00"), (True, b"\x01\x00"), (False, b"x")))
+    assert [(r.up, r.summary, r.segments) for r in tls] == [
+        (True, "undecoded: 5 bytes", (0,)),
+        (True, "undecoded: 2 bytes", (1,)),
+        (False, "undecoded: 1 bytes", (2,)),
+    ]

@@ -59,7 +59,7 @@ def test_the_timeline_renders_in_jupyterlab(tmp_path: Path) -> None:
             expect(detail).to_contain_text(f"unmasked: {HOSTILE}")
             assert timeline.locator("img").count() == 0
             assert page.evaluate("window.__owned === undefined")
-            # the kind filter: without TCP control, fewer marks
+            # the kind filter: without TCP, fewer marks
             timeline.locator('.tdt-kind[data-kind="tcp"] input').uncheck()
             expect(marks).not_to_have_count(total)
             assert timeline.locator('.tdt-mark[data-kind="tcp"]').count() == 0

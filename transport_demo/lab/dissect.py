@@ -14,7 +14,8 @@ and the time of the last one: when the receiver could first have read it whole.
 
 Deliberately small: HTTP/1.1 only (HTTP/2 inside TLS is Wireshark's job, with the key log), no
 trailers, no ``Expect: 100-continue``; a byte it cannot place ends the dissection of that
-direction with one ``undecoded`` record instead of guessing.
+direction: its bytes become ``undecoded`` records (kind ``tcp``), one per segment, instead of a
+guess. So does a stream that is not HTTP/1.1 at all, such as TLS.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from .ws_wire import CLOSE_CODES, DEFLATE_TAIL, IncompleteFrame, WireFrame, deco
 __all__ = ["KINDS", "Conversation", "Record", "Segment", "dissect"]
 
 KINDS = ("tcp", "http", "sse", "websocket")
-"""What a record is about: TCP control (SYN, FIN, RST), HTTP, a Server-Sent Event, a WebSocket
-frame."""
+"""What a record is about: TCP (SYN, FIN, RST, and bytes not read as anything else), HTTP, a
+Server-Sent Event, a WebSocket frame."""
 
 _HEADERS_LIMIT = 64 << 10  # a head longer than this is not HTTP we understand
 _SHOWN_HEADERS = (
@@ -223,6 +224,9 @@ class _Dissector:
             return
         stream = self.streams[segment.up]
         stream.add(index, segment)
+        if stream.dead:  # past a byte it could not place: one mark per segment, not read
+            self.give_up(segment.up)
+            return
         self.run(segment.up)
 
     def run(self, up: bool) -> None:
@@ -241,13 +245,16 @@ class _Dissector:
         stream = self.streams[up]
         size = len(stream.buffer)
         data, start = stream.take(size)
-        self.record("http", up, start, start + size, f"undecoded: {size} bytes", data)
+        self.record("tcp", up, start, start + size, f"undecoded: {size} bytes", data)
         stream.dead = True
 
     # ---- HTTP/1.1 ------------------------------------------------------------------------
 
     def head(self, up: bool) -> bool:
         stream = self.streams[up]
+        if not stream.buffer[:1].isupper():  # no method or "HTTP/" starts so (TLS: 0x16)
+            self.give_up(up)
+            return False
         end = stream.buffer.find(b"\r\n\r\n")
         if end < 0:
             if len(stream.buffer) > _HEADERS_LIMIT:

@@ -2,7 +2,7 @@
 // Everything a connection carried is put in with textContent or an element's title: never HTML.
 
 const KINDS = ["tcp", "http", "sse", "websocket"];
-const KIND_NAMES = { tcp: "TCP control", http: "HTTP", sse: "SSE", websocket: "WebSocket" };
+const KIND_NAMES = { tcp: "TCP", http: "HTTP", sse: "SSE", websocket: "WebSocket" };
 const MIN_GAP = 0.8;                             // percent of the track between two marks
 
 function el(tag, className, text) {
