@@ -25,7 +25,14 @@ from typing import Any, ClassVar, TypeVar
 import httpx
 
 from ..server.events import timestamp
-from ..server.protocol import DURABLE_EVENT_TYPES, ClientNote, ClientState, ErrorCode, EventType
+from ..server.protocol import (
+    DURABLE_EVENT_TYPES,
+    FINAL_CLOSE_CODES,
+    ClientNote,
+    ClientState,
+    ErrorCode,
+    EventType,
+)
 
 __all__ = [
     "RETRYABLE_ERRORS",
@@ -304,6 +311,19 @@ class BaseClient:
         delay = self.backoff.next()
         self._note(ClientNote.RECONNECTING, detail=reason, delay=round(delay, 3))
         await asyncio.sleep(delay)
+
+    async def _after_socket(self, code: int | None, reason: str) -> bool:
+        """After a socket-like connection (WebSocket, WebTransport session) ended with close
+        ``code``: False when this client is done (closed by its owner, or a final close code:
+        the server said not to come back), True once it has waited to try again."""
+        if self.closed:
+            return False
+        if code in FINAL_CLOSE_CODES:
+            self.state = ClientState.CLOSED
+            self._note(ClientNote.CLOSED, code=code, detail=reason)
+            return False
+        await self._retry_later(reason)
+        return True
 
     def _give_up(self, code: str, detail: str) -> None:
         """A 4xx that retrying can't fix: report it and stop."""

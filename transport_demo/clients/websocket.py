@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from ..server.protocol import FINAL_CLOSE_CODES, ClientNote, ClientState, CloseCode, Transport
+from ..server.protocol import CloseCode, Transport
 from ..server.urls import endpoint_url
 from .base import BaseClient, ClientError, error_from_response, should_retry
 
@@ -96,13 +96,8 @@ class WebSocketClient(BaseClient):
                 code, reason = None, f"{type(exc).__name__}: {exc}"
             finally:
                 self._ws = None
-            if self.closed:
+            if not await self._after_socket(code, reason):
                 return
-            if code in FINAL_CLOSE_CODES:
-                self.state = ClientState.CLOSED
-                self._note(ClientNote.CLOSED, code=code, detail=reason)
-                return
-            await self._retry_later(reason)
 
     async def send(self, text: str) -> None:
         """Send ``{"message": text}``; the echo (``user_message``) arrives on the socket."""

@@ -34,7 +34,7 @@ from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import ConnectionTerminated, ProtocolNegotiated, QuicEvent
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from ..server.protocol import FINAL_CLOSE_CODES, ClientNote, ClientState, CloseCode, Transport
+from ..server.protocol import CloseCode, Transport
 from ..server.wt_framing import CapsuleReader, LineBuffer, LineTooLong, close_capsule, encode_line
 from .base import (
     BaseClient,
@@ -183,13 +183,8 @@ class WebTransportClient(BaseClient):
                 reason = str(exc)
             finally:
                 self._protocol = None
-            if self.closed:
+            if not await self._after_socket(code, reason):
                 return
-            if code in FINAL_CLOSE_CODES:
-                self.state = ClientState.CLOSED
-                self._note(ClientNote.CLOSED, code=code, detail=reason)
-                return
-            await self._retry_later(reason)
 
     async def _where(self) -> tuple[str, bytes]:
         """``GET /webtransport``: the session URL and the certificate's SHA-256."""

@@ -92,6 +92,18 @@ def held_poll(url: str, body: dict[str, Any], *, timeout: float = 120) -> Future
     return future
 
 
+def wait_held(hub: Any, connection_id: str, timeout: float = 5.0) -> bool:
+    """Wait until the server holds a poll for ``connection_id`` (its state is ``live``): for a
+    cell that must act while a poll is held, whatever the machine's load. ``False`` after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while hub.state_of(connection_id) != "live":
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 # -- HTTP as bytes ------------------------------------------------------------------------------
 
 

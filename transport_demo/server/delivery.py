@@ -31,8 +31,9 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from . import events
 from .connection import check_text
-from .errors import BackendUnavailable, ServerShuttingDown, UnknownConnection
+from .errors import BackendUnavailable, ServerShuttingDown, TransportDemoError, UnknownConnection
 from .held_polls import PollSteps, hold_for, hold_poll, with_queued_seq
+from .models import WebSocketFrame, parse_json
 from .protocol import ConnectionState, EndReason, EventType, Transport
 from .settings import Settings
 from .stats import COUNTERS
@@ -63,6 +64,18 @@ class AttachedStream(Protocol):
     def send_error(self, code: str, detail: str) -> bool: ...
 
     async def aclose(self) -> None: ...
+
+
+async def receive_message(stream: AttachedStream, raw: str | bytes) -> bool:
+    """One ``{"message": …}`` from a socket-like client (a WebSocket frame, a WebTransport line):
+    handed to the hub, whose echo follows, or answered with an error event. False when even the
+    error cannot be queued: the client sends bad input faster than it reads the answers."""
+    try:
+        frame = parse_json(WebSocketFrame, raw)
+        await stream.areceive(frame.message)
+    except TransportDemoError as exc:
+        return stream.send_error(exc.code, exc.detail)
+    return True
 
 
 W = TypeVar("W", bound=Waiting)

@@ -11,10 +11,9 @@ from starlette.websockets import WebSocketState
 
 from . import events
 from .backend import Backend
-from .delivery import AttachedStream
+from .delivery import AttachedStream, receive_message
 from .errors import TransportDemoError
 from .http_errors import status_of
-from .models import WebSocketFrame, parse_json
 from .origins import OriginPolicy
 from .protocol import END_CLOSES, SHUTDOWN_CLOSE, CloseCode, ErrorCode, Transport
 from .resume import resume_point
@@ -97,12 +96,7 @@ async def _receive_frames(
         elif len(text) > max_frame:  # the server's frame limit normally catches this first
             return CloseCode.MESSAGE_TOO_BIG
         else:
-            try:
-                frame = parse_json(WebSocketFrame, text)
-                await stream.areceive(frame.message)
-                continue
-            except TransportDemoError as exc:
-                queued = stream.send_error(exc.code, exc.detail)
+            queued = await receive_message(stream, text)
         if not queued:  # bad frames faster than it reads its errors
             return CloseCode.POLICY_VIOLATION
 

@@ -27,11 +27,10 @@ from fastapi.responses import JSONResponse
 from . import events
 from .backend import Backend
 from .certificates import Certificate, certificate_for
-from .delivery import AttachedStream
+from .delivery import AttachedStream, receive_message
 from .errors import TransportDemoError
 from .http_errors import error_response, status_of
 from .lan import is_wildcard
-from .models import WebSocketFrame, parse_json
 from .origins import HostPolicy, OriginPolicy, host_name, is_loopback
 from .protocol import END_CLOSES, SHUTDOWN_CLOSE, CloseCode, ErrorCode, Transport
 from .resume import resume_point
@@ -218,13 +217,7 @@ async def _receive_lines(
         for line in complete:
             if not line.strip():  # a blank line is nothing to say (keeps typing by hand easy)
                 continue
-            try:
-                frame = parse_json(WebSocketFrame, line)
-                await stream.areceive(frame.message)
-                continue
-            except TransportDemoError as exc:
-                queued = stream.send_error(exc.code, exc.detail)
-            if not queued:  # bad lines faster than it reads its errors
+            if not await receive_message(stream, line):  # bad lines faster than it reads errors
                 return CloseCode.POLICY_VIOLATION, "too many bad lines"
 
 
