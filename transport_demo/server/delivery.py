@@ -40,7 +40,7 @@ from .stats import COUNTERS
 from .transports import info
 from .waiters import Outgoing, Waiting
 
-__all__ = ["AttachedStream", "Delivery"]
+__all__ = ["AttachedStream", "Delivery", "receive_message"]
 
 
 class AttachedStream(Protocol):
