@@ -112,8 +112,8 @@ TABLE: dict[Transport, TransportInfo] = {
             "WebTransport",
             "#9b51e0",
             carrier=Carrier.QUIC,
-            # the widget, client.html's section and the bench probe come later (issue 24)
-            parts=frozenset({Part.ROUTER, Part.CLIENT}),
+            # the bench probe comes later (issue 24)
+            parts=frozenset({Part.ROUTER, Part.CLIENT, Part.PAGE}),
         ),
     )
 }
