@@ -16,6 +16,12 @@ other side has sent so far; so Wireshark's TCP analysis finds nothing missing or
 and the segment counts of 04 are the relay's, not a kernel's (which would add an ACK every other
 segment).
 
+QUIC (WebTransport) through the relay's UDP half is written too, one record per datagram as it
+was delivered, in a synthesized UDP header (:func:`udp_packet`); datagrams the network lost are not
+in the file (the relay counts them). Wireshark finds QUIC by itself on port 443 only: elsewhere
+use Decode As (``tshark -d udp.port==PORT,quic``). Without the session's TLS secrets it reads the
+packets' headers and the Initial packets' handshake, not the streams.
+
 :class:`TcpFlow` is the sans-I/O part: one connection's TCP state, turning "these bytes went up"
 into packets. :class:`Capture` writes packets to a file as they come (scapy's ``PcapNgWriter``),
 bounded by ``limit_bytes``: once full it says so (:attr:`Capture.full`, and in ``repr``) and writes
@@ -35,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from scapy.layers.inet import IP, TCP
+from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 from scapy.utils import PcapNgWriter
@@ -43,7 +49,7 @@ from scapy.utils import PcapNgWriter
 if TYPE_CHECKING:
     from .dissect import Conversation, Segment
 
-__all__ = ["CAPTURE_LIMIT", "KEEP_LIMIT", "Capture", "Endpoint", "TcpFlow"]
+__all__ = ["CAPTURE_LIMIT", "KEEP_LIMIT", "Capture", "Endpoint", "TcpFlow", "udp_packet"]
 
 CAPTURE_LIMIT = 64 << 20
 """The most a capture file grows to (bytes): a lesson's traffic is a few MiB at most."""
@@ -137,6 +143,19 @@ class TcpFlow:
         return [self._packet(False, "RA")]
 
 
+def udp_packet(client: Endpoint, server: Endpoint, up: bool, payload: bytes) -> Packet:
+    """One UDP datagram the relay delivered (a QUIC packet, for WebTransport), in synthesized
+    Ethernet, IPv4 and UDP headers, the client's real port and the relay's as the server's (as
+    for TCP). Datagrams the network lost are not written: the file is what arrived."""
+    src, dst = (client, server) if up else (server, client)
+    frame = (
+        Ether(src=_CLIENT_MAC if up else _SERVER_MAC, dst=_SERVER_MAC if up else _CLIENT_MAC)
+        / IP(src=src.host, dst=dst.host)
+        / UDP(sport=src.port, dport=dst.port)
+    )
+    return frame / Raw(payload)
+
+
 class Capture:
     """A pcapng file the relay writes as bytes cross it. Thread-safe; ``close()`` flushes.
 
@@ -182,7 +201,7 @@ class Capture:
     def _keep(self, packet: Packet, at: float) -> None:
         from .dissect import Segment
 
-        if self.truncated:
+        if self.truncated or TCP not in packet:  # UDP (QUIC) is in the file, not the timeline
             return
         tcp = packet[TCP]
         payload = bytes(tcp.payload)

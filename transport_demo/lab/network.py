@@ -1,5 +1,5 @@
-"""A network you can dial: a TCP relay on 127.0.0.1 that delays, jitters, rate-limits and stalls
-what goes through it, in user space (no root, no kernel queueing discipline).
+"""A network you can dial: a TCP and UDP relay on 127.0.0.1 that delays, jitters, rate-limits,
+stalls and loses what goes through it, in user space (no root, no kernel queueing discipline).
 
 ::
 
@@ -8,6 +8,9 @@ what goes through it, in user space (no root, no kernel queueing discipline).
         client = SSEClient(net.url)          # every byte now takes 50 ± 5 ms each way
         net.stall("down", seconds=3)         # server -> client stops for 3 s; nothing is closed
         net.cut()                            # every connection through it is reset
+
+    with network(server, delay_ms=20, loss=0.02, seed=1) as net:   # 2 % of packets lost
+        ...
 
     with network(server, capture="lesson.pcapng") as net:   # what crossed it, for Wireshark
         ...
@@ -21,10 +24,23 @@ never reorders. A new connection pays one round trip before its first byte goes 
 handshake a relay on loopback would otherwise skip: the client's ``connect()`` itself returns at
 once, so the price shows up as a later first answer).
 
-What it does not model: loss and retransmission, TCP's congestion window, MTU. A stall is the
-nearest thing to loss: bytes wait and arrive together, in order, when it ends. It is not
-head-of-line blocking (nothing was lost: a stalled path would stop every QUIC stream too; RFC 9000
-§13 removes only the wait a *lost* packet causes to other streams).
+Loss (``loss=0.02``: one packet in fifty, each direction, drawn from ``seed`` so that a run can
+be repeated). TCP is modelled as TCP behaves, not dropped: a "lost" segment arrives one
+retransmission timeout late (:data:`RTO_MS`, 200 ms, Linux's minimum), and every byte behind it
+on that connection waits for it, since TCP delivers in order — head-of-line blocking, whichever
+logical stream the later bytes belong to. UDP (below) is dropped for real.
+
+QUIC. The relay also listens on UDP at the same port number and relays datagrams to the server's
+UDP port of that number (where it serves WebTransport), under the same delay, jitter, bandwidth,
+stalls and outages, and loss for real: QUIC recovers what it needs (RFC 9002), and only the stream
+whose frames were lost waits (RFC 9000 §2.2). Clients find the session's URL with ``GET
+/webtransport``: the relay puts its own port in that answer, so the Python client and a page both
+come through it (:mod:`transport_demo.lab.udp_relay`).
+
+What it does not model: TCP's fast retransmit, its congestion window, MTU. A stall is not loss:
+bytes wait and arrive together, in order, when it ends, on every stream alike (a stalled path
+would stop every QUIC stream too; RFC 9000 §13 removes only the wait a *lost* packet causes to
+other streams).
 
 With ``capture=PATH`` the relay also writes everything it delivers, both directions, as a pcapng
 file Wireshark opens (:mod:`transport_demo.lab.capture`: the segments as the shaper sent them, when
@@ -45,6 +61,7 @@ import atexit
 import contextlib
 import enum
 import random
+import socket
 import threading
 import time
 from collections import deque
@@ -57,11 +74,18 @@ from urllib.parse import urlsplit, urlunsplit
 if TYPE_CHECKING:
     from .capture import Capture, TcpFlow
     from .dissect import Conversation
+    from .udp_relay import UdpRelay
 
-__all__ = ["SEGMENT", "Conditions", "Direction", "Network", "network"]
+__all__ = ["RTO_MS", "SEGMENT", "Conditions", "Direction", "Network", "network"]
 
 SEGMENT = 1460
 """Bytes per segment on a shaped link: a TCP segment's payload on an Ethernet path."""
+RTO_MS = 200.0
+"""The retransmission timeout modelled for a lost TCP segment: Linux's minimum (``TCP_RTO_MIN``,
+200 ms), which is what a connection on a short path gets, since its RTT-based timeout (RFC 6298
+§2) is far below it. RFC 6298 §2.4 asks for at least 1 s; Linux chose less. Fast retransmit (RFC
+5681 §3.2) can recover sooner when three later segments arrive; the model does not, so it shows
+the timeout's cost (``rto_ms=`` changes it)."""
 
 T = TypeVar("T")
 
@@ -86,10 +110,21 @@ class Conditions:
     """Link rate in kilobits (1000 bits) per second, each direction; None: unlimited."""
     handshake: bool = True
     """A new connection's first byte up waits one round trip, like a TCP handshake."""
+    loss: float = 0.0
+    """The chance that a packet is lost, each direction (0.02: one in fifty). A UDP datagram is
+    dropped for good; a TCP segment arrives ``rto_ms`` late, and everything behind it on its
+    connection waits for it (TCP's retransmission, see :data:`RTO_MS`)."""
+    rto_ms: float = RTO_MS
+    """The retransmission timeout a lost TCP segment waits before it is sent again (doubled for
+    each further loss of the same segment, RFC 6298 §5.5)."""
 
     def __post_init__(self) -> None:
         if self.delay_ms < 0 or self.jitter_ms < 0:
             raise ValueError("delay_ms and jitter_ms must be >= 0")
+        if not 0 <= self.loss < 1:
+            raise ValueError("loss must be at least 0 and below 1 (0.02 is 2 %)")
+        if self.rto_ms < 0:
+            raise ValueError("rto_ms must be >= 0")
         if self.bandwidth_kbit is not None and self.bandwidth_kbit <= 0:
             raise ValueError("bandwidth_kbit must be > 0 (or None for no limit)")
 
@@ -100,12 +135,27 @@ class Conditions:
 
     def label(self) -> str:
         """A short name for tables and plots: ``loopback``, ``25 ms``, ``25±5 ms, 2000 kbit/s``."""
-        if not self.delay_ms and not self.jitter_ms and self.bandwidth_kbit is None:
+        quiet = not self.delay_ms and not self.jitter_ms and not self.loss
+        if quiet and self.bandwidth_kbit is None:
             return "loopback"
         parts = [f"{self.delay_ms:g}" + (f"±{self.jitter_ms:g}" if self.jitter_ms else "") + " ms"]
         if self.bandwidth_kbit is not None:
             parts.append(f"{self.bandwidth_kbit:g} kbit/s")
+        if self.loss:
+            parts.append(f"{self.loss * 100:g} % loss")
         return ", ".join(parts)
+
+    def retransmission(self, rng: random.Random) -> float:
+        """Seconds a TCP segment arrives late: 0 unless it is lost (drawn from ``rng``), then
+        one RTO, plus twice that if the retransmission is lost too, and so on (at most 6
+        tries: the model's bound, not TCP's)."""
+        late, rto = 0.0, self.rto_ms / 1000
+        for _ in range(6):
+            if not self.loss or rng.random() >= self.loss:
+                break
+            late += rto
+            rto *= 2
+        return late
 
 
 class _HasUrl(Protocol):
@@ -127,9 +177,10 @@ class _Pipe:
     """One direction of one connection: a time-ordered queue of segments between a reader and
     a writer. ``None`` as data is the end of the stream (the sender closed its side)."""
 
-    def __init__(self, link: _Link, limit: int) -> None:
+    def __init__(self, link: _Link, limit: int, rng: random.Random | None = None) -> None:
         self.link = link
         self.limit = limit
+        self.rng = rng or random.Random()  # this direction's losses: reproducible with a seed
         self.queue: deque[tuple[float, bytes | None]] = deque()
         self.queued = 0
         self.last_arrival = 0.0
@@ -173,6 +224,7 @@ class Network:
         seed: int | None = None,
         capture: str | Path | None = None,
         capture_limit: int | None = None,
+        udp: bool = True,
     ) -> None:
         url = target if isinstance(target, str) else None
         if isinstance(target, int):
@@ -194,7 +246,10 @@ class Network:
         self.cuts = 0
         self._live = 0
         self._down_until = 0.0
+        self.seed = seed
         self._random = random.Random(seed)
+        self.retransmitted = 0
+        """TCP segments "lost" and delivered an RTO late (``loss=``)."""
         self.capture: Capture | None = None
         """The pcapng file being written (``capture=PATH``), or None."""
         if capture is not None:
@@ -208,6 +263,11 @@ class Network:
         self._pipes: set[_Pipe] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
+        self._udp_wanted = udp
+        self.udp: UdpRelay | None = None
+        """The UDP relay (QUIC: WebTransport), on :attr:`port`'s number; None with ``udp=False``."""
+        self._answer_from = f':{self._target[1]}/wt"'.encode()  # GET /webtransport's url ...
+        self._answer_to = b""  # ... and the relay's, once bound (same length: see _bind)
         self._loop = asyncio.new_event_loop()
         self._closed = False
         started = threading.Event()
@@ -247,6 +307,17 @@ class Network:
     def buffered(self) -> int:
         """Bytes held by the relay now (on their way, or waiting out a stall)."""
         return self._call(lambda: sum(pipe.queued for pipe in self._pipes))
+
+    @property
+    def lost(self) -> int:
+        """UDP datagrams dropped by ``loss`` since the start, both directions (each one a QUIC
+        packet its sender has to notice and send again, or a datagram gone for good)."""
+        return 0 if self.udp is None else sum(self.udp.lost.values())
+
+    @property
+    def datagrams(self) -> int:
+        """UDP datagrams delivered since the start, both directions."""
+        return 0 if self.udp is None else sum(self.udp.delivered.values())
 
     @property
     def bytes_up(self) -> int:
@@ -372,6 +443,11 @@ class Network:
 
         return asyncio.run_coroutine_threadsafe(call(), self._loop).result(5)
 
+    def _rng(self, number: int, name: str) -> random.Random:
+        """A generator of its own for one direction of one connection (or of UDP): the same seed
+        gives the same losses to the same traffic, whatever else runs beside it."""
+        return random.Random(None if self.seed is None else f"{self.seed}/{number}/{name}")
+
     def _chosen(self, direction: Direction) -> list[_Link]:
         if direction is Direction.BOTH:
             return list(self._links.values())
@@ -390,6 +466,11 @@ class Network:
         for link in self._chosen(direction):
             link.stalled = False
             link.resumed.set()
+        if self.udp is not None:
+            self.udp.resume()
+
+    def _link(self, up: bool) -> _Link:
+        return self._links[Direction.UP if up else Direction.DOWN]
 
     def _serve(self, started: threading.Event) -> None:
         asyncio.set_event_loop(self._loop)
@@ -398,10 +479,7 @@ class Network:
             self._links = {Direction.UP: _Link(), Direction.DOWN: _Link()}
             for link in self._links.values():
                 link.resumed.set()
-            self._server = self._loop.run_until_complete(
-                asyncio.start_server(self._accept, "127.0.0.1", 0)
-            )
-            self.port = self._server.sockets[0].getsockname()[1]
+            self._loop.run_until_complete(self._bind())
         except BaseException as error:  # reported by __init__
             self._error = error
             started.set()
@@ -409,7 +487,45 @@ class Network:
         started.set()
         self._loop.run_forever()
 
+    async def _bind(self) -> None:
+        """Listen on TCP, and on UDP at the same port number (``udp=True``). With UDP, the port
+        number has as many digits as the server's, so that the relay can put its own port in
+        ``GET /webtransport``'s answer without changing its length (a ``Content-Length`` it
+        would otherwise have to rewrite); a port whose UDP twin is taken is given up for
+        another."""
+        from .udp_relay import UdpRelay
+
+        digits = len(str(self._target[1]))
+        low, high = max(1024, 10 ** (digits - 1)), min(65535, 10**digits - 1)
+        for attempt in range(100):
+            port = 0 if attempt == 0 else random.randint(low, high)
+            try:
+                server = await asyncio.start_server(self._accept, "127.0.0.1", port)
+            except OSError:
+                continue
+            self.port = server.sockets[0].getsockname()[1]
+            if not self._udp_wanted:
+                self._server = server
+                return
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                if len(str(self.port)) != digits:
+                    raise OSError("not as many digits as the server's port")
+                sock.bind(("127.0.0.1", self.port))
+            except OSError:
+                sock.close()
+                server.close()
+                await server.wait_closed()
+                continue
+            self._server = server
+            self.udp = UdpRelay(self, sock, self._target)
+            self._answer_to = f':{self.port}/wt"'.encode()
+            return
+        raise OSError("no free port pair (TCP and UDP) for the relay")
+
     async def _shutdown(self) -> None:
+        if self.udp is not None:
+            self.udp.close()
         if self._server is not None:
             self._server.close()
         for writer in list(self._open):
@@ -442,6 +558,14 @@ class Network:
         if self.capture is not None and packets:
             self.capture.write(packets, self._wall + at)
 
+    def _record_datagram(self, client: tuple[str, int], up: bool, data: bytes, at: float) -> None:
+        """A UDP datagram as delivered, for the capture (the UDP relay calls it)."""
+        if self.capture is not None:
+            from .capture import Endpoint, udp_packet
+
+            server = Endpoint("127.0.0.1", self.port)
+            self._record([udp_packet(Endpoint(*client), server, up, data)], at)
+
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         accepted = self._loop.time()
         flow = self._flow(writer)
@@ -463,15 +587,28 @@ class Network:
         try:
             up_reader, up_writer = await asyncio.open_connection(*self._target)
             self._open.add(up_writer)
-            up = _Pipe(self._links[Direction.UP], self.buffer_bytes)
-            down = _Pipe(self._links[Direction.DOWN], self.buffer_bytes)
+            number = self.connections
+            up = _Pipe(self._links[Direction.UP], self.buffer_bytes, self._rng(number, "up"))
+            down = _Pipe(self._links[Direction.DOWN], self.buffer_bytes, self._rng(number, "down"))
             if self.conditions.handshake:  # SYN, SYN-ACK: the request leaves a round trip late
                 up.not_before = accepted + self.conditions.rtt_ms / 1000
             self._pipes |= {up, down}
+            asked = [False]  # this connection asked GET /webtransport
+
+            def watch(data: bytes) -> bytes:
+                asked[0] = asked[0] or b"GET /webtransport" in data
+                return data
+
+            def answer(data: bytes) -> bytes:
+                # The session URL names the server's UDP port; clients must come to the relay's.
+                if asked[0] and self._answer_to:
+                    return data.replace(self._answer_from, self._answer_to)
+                return data
+
             await self._run_pipes(
-                self._read(reader, up),
+                self._read(reader, up, watch),
                 self._write(up, up_writer, flow, True),
-                self._read(up_reader, down),
+                self._read(up_reader, down, answer),
                 self._write(down, writer, flow, False),
             )
         except OSError:
@@ -508,20 +645,26 @@ class Network:
         delay = c.delay_ms + (self._random.uniform(-c.jitter_ms, c.jitter_ms) if c.jitter_ms else 0)
         return sent + max(0.0, delay) / 1000
 
-    async def _read(self, reader: asyncio.StreamReader, pipe: _Pipe) -> None:
+    async def _read(
+        self, reader: asyncio.StreamReader, pipe: _Pipe, edit: Callable[[bytes], bytes]
+    ) -> None:
         try:
             while True:
                 while pipe.queued >= pipe.limit:  # full: stop reading, the sender feels it
                     pipe.changed.clear()
                     await pipe.changed.wait()
-                data = await reader.read(65536)
+                data = edit(await reader.read(65536))
                 now = self._loop.time()
                 if not data:
                     pipe.put(self._arrival(pipe, 0, now), None)
                     return
                 for i in range(0, len(data), SEGMENT):
                     segment = data[i : i + SEGMENT]
-                    pipe.put(self._arrival(pipe, len(segment), now), segment)
+                    arrival = self._arrival(pipe, len(segment), now)
+                    late = self.conditions.retransmission(pipe.rng)
+                    if late:  # lost, sent again an RTO later; put() holds every later one behind
+                        self.retransmitted += 1
+                    pipe.put(arrival + late, segment)
         except OSError:
             pipe.put(pipe.last_arrival, None)
 
@@ -570,13 +713,23 @@ def network(
     seed: int | None = None,
     capture: str | Path | None = None,
     capture_limit: int | None = None,
+    loss: float = 0.0,
+    rto_ms: float = RTO_MS,
+    udp: bool = True,
 ) -> Network:
     """A shaped relay to ``target``, started: ``with network(server, delay_ms=50) as net:``
     then connect to ``net.url``. See :class:`Conditions` for what each setting does.
     ``capture="lesson.pcapng"`` writes what crosses it for Wireshark (at most ``capture_limit``
-    bytes, 64 MiB by default; :mod:`transport_demo.lab.capture`)."""
+    bytes, 64 MiB by default; :mod:`transport_demo.lab.capture`). ``loss=0.02`` loses one packet
+    in fifty each way (``seed=`` makes it reproducible): UDP datagrams for good, TCP segments for
+    ``rto_ms``. ``udp=False`` relays TCP only (:mod:`transport_demo.lab.udp_relay`)."""
     conditions = Conditions(
-        delay_ms=delay_ms, jitter_ms=jitter_ms, bandwidth_kbit=bandwidth_kbit, handshake=handshake
+        delay_ms=delay_ms,
+        jitter_ms=jitter_ms,
+        bandwidth_kbit=bandwidth_kbit,
+        handshake=handshake,
+        loss=loss,
+        rto_ms=rto_ms,
     )
     return Network(
         target,
@@ -586,4 +739,5 @@ def network(
         seed=seed,
         capture=capture,
         capture_limit=capture_limit,
+        udp=udp,
     )
