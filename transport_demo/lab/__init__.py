@@ -4,7 +4,9 @@ Owns the raw HTTP, WebSocket and HTTP/2 views (``wire``, ``ws_wire``, ``h2_wire`
 spec-following ``EventSource`` in Python (``eventsource``), the experiments and measurements cells
 call (``experiments``), the security lab's attacks (``security``), where the browser stops a page
 (``browser_limits``: the back/forward cache, a radio's cost per heartbeat), the exercises and their
-checks (``exercises``), a network you can dial (``network``), a buffering
+checks (``exercises``), a network you can dial (``network``: TCP, and UDP for QUIC in
+``udp_relay``, with delay and loss), head-of-line blocking measured under loss over one WebSocket
+and one WebTransport session (``head_of_line``), a buffering
 proxy and a 204 server to show what goes wrong (``proxy``, ``no_content``), and a real Redis for
 notebook 05 and the tests (``local_redis``).
 

@@ -173,12 +173,38 @@ class WebTransportSession:
 
     def send(self, data: bytes) -> bool:
         """Write ``data`` on the stream; ``False`` once the session is over."""
-        if self.ended or self.stream_id is None:
+        if self.stream_id is None:
+            return False
+        return self.send_on(self.stream_id, data)
+
+    def open_unidirectional(self) -> int:
+        """Open one more stream, server to client only, and return its id (the session's own
+        stream is :meth:`open_stream`'s; the head-of-line lab opens several of these)."""
+        stream_id = self._http.create_webtransport_stream(self.session_id, is_unidirectional=True)
+        self._protocol.transmit()
+        return stream_id
+
+    def send_on(self, stream_id: int, data: bytes) -> bool:
+        """Write ``data`` on one of this session's streams; ``False`` once the session is over."""
+        if self.ended:
             return False
         try:
-            self._http._quic.send_stream_data(self.stream_id, data)
+            self._http._quic.send_stream_data(stream_id, data)
         except Exception:  # the client reset or stopped the stream: the session is over for us
             self._end()
+            return False
+        self._protocol.transmit()
+        return True
+
+    def send_datagram(self, data: bytes) -> bool:
+        """Send ``data`` as one HTTP/3 datagram of this session (RFC 9297 §2.1: QUIC's DATAGRAM
+        frame, RFC 9221, never retransmitted); ``False`` once the session is over or if the
+        client does not take datagrams (then it has not sent ``max_datagram_frame_size``)."""
+        if self.ended:
+            return False
+        try:
+            self._http.send_datagram(self.session_id, data)
+        except Exception:
             return False
         self._protocol.transmit()
         return True
