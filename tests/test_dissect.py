@@ -207,3 +207,102 @@ def test_bytes_it_cannot_read_end_that_direction() -> None:
         (True, "undecoded: 2 bytes", (1,)),
         (False, "undecoded: 1 bytes", (2,)),
     ]
+
+
+def _h2_conversation() -> list[Segment]:
+    """A cleartext HTTP/2 exchange made by the h2 library on both sides (sans-I/O): a POST with
+    a JSON body and its answer, as segments (the server's SETTINGS before the client's preface
+    has been read, as a server may send it)."""
+    import h2.config
+    import h2.connection
+
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    server = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
+    )
+    server.initiate_connection()
+    segments = [Segment(0.0, False, server.data_to_send())]
+    client.initiate_connection()
+    headers = [(":method", "POST"), (":path", "/poll"), (":scheme", "http")]
+    client.send_headers(1, [*headers, (":authority", "127.0.0.1")])
+    client.send_data(1, b'{"last_seq": 0}', end_stream=True)
+    up = client.data_to_send()
+    segments += [Segment(1.0, True, up[:30]), Segment(1.5, True, up[30:])]  # the preface cut
+    server.receive_data(up)
+    server.send_headers(1, [(":status", "200"), ("content-type", "application/json")])
+    body = json.dumps({"events": [{"type": "message", "seq": 3}, {"type": "message", "seq": 4}]})
+    server.send_data(1, body.encode(), end_stream=True)
+    server.close_connection()
+    segments.append(Segment(2.0, False, server.data_to_send()))
+    return segments
+
+
+def test_http2_in_the_clear_is_read_frame_by_frame() -> None:
+    records = dissect(_h2_conversation())
+    assert {r.kind for r in records} == {"http2"}
+    summaries = [(r.up, r.summary.split(",")[0]) for r in records]
+    assert summaries == [
+        (False, "SETTINGS stream 0"),
+        (True, "HTTP/2 preface"),
+        (True, "SETTINGS stream 0"),
+        (True, "HEADERS stream 1 END_HEADERS"),
+        (True, "DATA stream 1 END_STREAM"),
+        (False, "SETTINGS stream 0 ACK"),
+        (False, "HEADERS stream 1 END_HEADERS"),
+        (False, "DATA stream 1 END_STREAM"),
+        (False, "GOAWAY stream 0"),
+    ]
+    server_settings, preface, _, request, body, _, status, answer, goaway = records
+    assert server_settings.fields["settings"]["MAX_CONCURRENT_STREAMS"] == 100
+    assert preface.segments == (1,) and request.segments == (2,)  # the cut preface, whole
+    assert request.fields["request_line"] == "POST /poll HTTP/2"
+    assert request.summary.endswith(": :method POST; :path /poll")
+    assert body.fields["text"] == '{"last_seq": 0}' and body.fields["length"] == 15
+    assert status.fields["status"] == 200 and status.fields["stream_id"] == 1
+    assert answer.fields["seqs"] == [3, 4] and answer.summary.endswith(": seq 3, 4")
+    assert goaway.fields["error"] == "NO_ERROR" and goaway.fields["last_stream_id"] == 1
+    # each record's bytes are one frame: a 9-byte header whose length field counts the rest
+    for record in records[2:]:
+        assert int.from_bytes(record.data[:3], "big") == len(record.data) - 9
+
+
+def test_hpack_tables_carry_over_between_requests() -> None:
+    """The second request's HEADERS is a few bytes of indexes into the table the first built;
+    decoded in order, it names the same method and path (RFC 7541 §2.3.2)."""
+    import h2.config
+    import h2.connection
+
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    headers = [(":method", "POST"), (":path", "/poll"), (":scheme", "http")]
+    for stream_id in (1, 3):
+        client.send_headers(
+            stream_id, [*headers, (":authority", "127.0.0.1:8000")], end_stream=True
+        )
+    requests = [
+        r for r in dissect([Segment(0.0, True, client.data_to_send())]) if "method" in r.fields
+    ]
+    assert [r.fields["request_line"] for r in requests] == ["POST /poll HTTP/2"] * 2
+    assert [r.fields["stream_id"] for r in requests] == [1, 3]
+    assert requests[1].fields["length"] < requests[0].fields["length"] // 2
+
+
+def test_tls_with_secrets_for_another_session_stays_encrypted() -> None:
+    """A key log that does not name this session's ClientHello random: the hellos are read,
+    the encrypted records are named as such, never guessed at."""
+
+    def record(content_type: int, body: bytes) -> bytes:
+        return bytes([content_type, 3, 3]) + len(body).to_bytes(2, "big") + body
+
+    hello = record(22, b"\x01\x00\x00\x26\x03\x03" + bytes(range(32)) + b"\x00\x00")
+    server_hello = record(22, b"\x02\x00\x00\x26\x03\x03" + bytes(32) + b"\x00\x13\x01")
+    encrypted = record(23, bytes(32))
+    records = dissect(
+        _segments((True, hello), (False, server_hello + encrypted)),
+        secrets={bytes(32): {"SERVER_TRAFFIC_SECRET_0": bytes(32)}},
+    )
+    assert [(r.kind, r.summary) for r in records] == [
+        ("tls", "TLS Handshake: ClientHello"),
+        ("tls", "TLS Handshake: ServerHello"),
+        ("tls", "TLS encrypted record, 32 bytes (no key)"),
+    ]

@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from transport_demo import start_server
-from transport_demo.lab import ws_wire
-from transport_demo.lab.dissect import Conversation, Record, Segment
+from transport_demo.lab import h2_wire, ws_wire
+from transport_demo.lab.dissect import Conversation, Record, Segment, with_secrets
+from transport_demo.lab.keylog import read_keylog
 from transport_demo.lab.network import Network, network
 from transport_demo.server import launcher as server_module
 from transport_demo.server.launcher import RunningServer
@@ -77,6 +78,71 @@ def test_the_timeline_has_the_conversation_in_order(lesson: tuple[Network, list[
     assert net.capture is not None and not net.capture.truncated
 
 
+def test_each_connections_bytes_add_up_to_the_relays_counters(
+    lesson: tuple[Network, list[int]],
+) -> None:
+    """What the capture kept of each connection, both ways, is every byte the relay carried."""
+    net, _ = lesson
+    conversations = net.timeline()
+    for up, counted in ((True, net.bytes_up), (False, net.bytes_down)):
+        kept = [sum(len(s.data) for s in c.segments if s.up == up) for c in conversations]
+        assert all(kept) and sum(kept) == counted
+
+
+def test_http2_frames_inside_tls_read_with_the_clients_key_log(tmp_path: Path) -> None:
+    """An HTTP/2 connection to the https server through the relay: without the secrets its
+    bytes are undecoded; with the key log the client wrote, the TLS handshake's messages and
+    every HTTP/2 frame, with their streams, methods, statuses and the app's events."""
+    tls = start_server(port=0, https=True, heartbeat_interval=0.5, poll_timeout=1)
+    keys = tmp_path / "lesson.keys"
+    context = tls.ssl_context()
+    context.keylog_filename = str(keys)
+    with network(tls, capture=tmp_path / "h2.pcapng") as net:
+        exchange = h2_wire.h2_exchange(
+            net.url, [("POST", "/poll", None), ("GET", "/stats", None)], verify=context
+        )
+        assert net.wait_idle()
+    assert exchange.alpn == "h2"
+    (plain,) = net.timeline()
+    assert {r.kind for r in plain.records} == {"tcp"}  # no secrets: nothing read inside TLS
+    (conversation,) = with_secrets(net.timeline(), read_keylog(keys))
+    tls_names = [r.summary for r in conversation.records if r.kind == "tls"]
+    assert tls_names[:3] == [
+        "TLS Handshake: ClientHello",
+        "TLS Handshake: ServerHello",
+        "TLS Handshake: EncryptedExtensions",
+    ]
+    assert "TLS Alert 0 (close_notify)" in tls_names
+    frames = [r for r in conversation.records if r.kind == "http2"]
+    # the server's SETTINGS may cross the client's preface: it need not wait for it (§3.4)
+    assert next(r.summary for r in frames if r.up) == "HTTP/2 preface"
+    requests = [
+        (r.fields["stream_id"], r.fields["request_line"])
+        for r in frames
+        if r.up and "method" in r.fields
+    ]
+    assert requests == [(1, "POST /poll HTTP/2"), (3, "GET /stats HTTP/2")]
+    assert conversation.label.endswith("POST /poll")
+    statuses = [(r.fields["stream_id"], r.fields["status"]) for r in frames if "status" in r.fields]
+    assert statuses == [(1, 200), (3, 200)]
+    connected = next(r for r in frames if r.fields.get("type") == "connected")
+    assert connected.fields["stream_id"] == 1 and connected.fields["frame_type"] == "DATA"
+    assert (
+        json.loads(connected.fields["text"])["connection_id"]
+        == exchange.answers[0]["body"]["connection_id"]
+    )
+    settings = next(r for r in frames if not r.up and r.fields.get("settings"))
+    assert settings.fields["settings"]["MAX_CONCURRENT_STREAMS"] == 100
+    assert frames[-1].fields["frame_type"] == "GOAWAY" and frames[-1].up
+    # the frames name the segment that ended their TLS record, in time order
+    assert all(len(r.segments) == 1 for r in frames)
+    assert [r.at for r in conversation.records] == sorted(r.at for r in conversation.records)
+    widget = TimelineWidget(net, keylog=keys)
+    assert {m["kind"] for m in widget.shown()} == {"tcp", "tls", "http2"}
+    widget.kinds = ["http2"]
+    assert any("HEADERS stream 3" in m["summary"] for m in widget.shown())
+
+
 def test_the_widget_fills_its_traits_and_filters(lesson: tuple[Network, list[int]]) -> None:
     net, seen = lesson
     widget = TimelineWidget(net)
@@ -85,6 +151,7 @@ def test_the_widget_fills_its_traits_and_filters(lesson: tuple[Network, list[int
     assert [m["t"] for m in widget.marks] == sorted(m["t"] for m in widget.marks)
     assert widget.note == "" and widget.file_name == "lesson.pcapng"
     assert {m["kind"] for m in widget.shown()} == {"tcp", "http", "sse", "websocket"}
+    assert set(widget.kinds) == {"tcp", "tls", "http", "http2", "sse", "websocket"}
     widget.kinds = ["websocket"]
     widget.connection = 1
     shown = widget.shown()

@@ -12,10 +12,20 @@ say, in the suite's words, plus the app-level event each carried (its JSON ``typ
 A record knows the segments its bytes came from (a frame cut across two segments names both)
 and the time of the last one: when the receiver could first have read it whole.
 
-Deliberately small: HTTP/1.1 only (HTTP/2 inside TLS is Wireshark's job, with the key log), no
-trailers, no ``Expect: 100-continue``; a byte it cannot place ends the dissection of that
-direction: its bytes become ``undecoded`` records (kind ``tcp``), one per segment, instead of a
-guess. So does a stream that is not HTTP/1.1 at all, such as TLS.
+HTTP/2 (RFC 9113) is read frame by frame with hyperframe and its header blocks decoded with
+hpack (the parsers the h2 library is built on): the frame type, flags, stream id and length, the
+request's method and path or the response's status, the app-level event in a DATA frame. Both
+where HTTP/2 is in the clear (``h2c`` with prior knowledge, RFC 9113 §3.3: the client's first
+bytes are the preface) and inside TLS 1.3 when the session's secrets are given (``secrets=``, a
+key log read by :func:`~transport_demo.lab.keylog.read_keylog`): then the TLS records are
+decrypted (:mod:`~transport_demo.lab.keylog`) and what they carry, HTTP/2 or HTTP/1.1, is read
+as above; a record read from the decrypted bytes names the segment that ended its last TLS
+record. Browsers speak HTTP/2 only over TLS, so that is the lesson's case; ``h2c`` costs nothing
+more to read.
+
+Deliberately small: no trailers, no ``Expect: 100-continue``; a byte it cannot place ends the
+dissection of that direction: its bytes become ``undecoded`` records (kind ``tcp``), one per
+segment, instead of a guess. So does TLS without its secrets.
 """
 
 from __future__ import annotations
@@ -28,14 +38,65 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from hpack import Decoder as HpackDecoder
+from hpack import HPACKError
+from hyperframe.exceptions import HyperframeError
+from hyperframe.frame import (
+    DataFrame,
+    Frame,
+    GoAwayFrame,
+    HeadersFrame,
+    PingFrame,
+    PushPromiseFrame,
+    RstStreamFrame,
+    SettingsFrame,
+    WindowUpdateFrame,
+)
+
 from .eventsource import EventStreamParser
+from .keylog import Secrets, TlsReader
 from .ws_wire import CLOSE_CODES, DEFLATE_TAIL, IncompleteFrame, WireFrame, decode
 
-__all__ = ["KINDS", "Conversation", "Record", "Segment", "dissect"]
+__all__ = ["KINDS", "Conversation", "Record", "Segment", "dissect", "with_secrets"]
 
-KINDS = ("tcp", "http", "sse", "websocket")
-"""What a record is about: TCP (SYN, FIN, RST, and bytes not read as anything else), HTTP, a
-Server-Sent Event, a WebSocket frame."""
+KINDS = ("tcp", "tls", "http", "http2", "sse", "websocket")
+"""What a record is about: TCP (SYN, FIN, RST, and bytes not read as anything else), a TLS
+record, HTTP/1.1, an HTTP/2 frame, a Server-Sent Event, a WebSocket frame."""
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+"""What an HTTP/2 client sends first (RFC 9113 §3.4)."""
+_H2_ERRORS = {
+    0x0: "NO_ERROR",
+    0x1: "PROTOCOL_ERROR",
+    0x2: "INTERNAL_ERROR",
+    0x3: "FLOW_CONTROL_ERROR",
+    0x5: "STREAM_CLOSED",
+    0x7: "REFUSED_STREAM",
+    0x8: "CANCEL",
+    0xB: "ENHANCE_YOUR_CALM",
+}  # RFC 9113 §7, the ones a lesson meets
+_H2_SETTINGS = {
+    0x1: "HEADER_TABLE_SIZE",
+    0x2: "ENABLE_PUSH",
+    0x3: "MAX_CONCURRENT_STREAMS",
+    0x4: "INITIAL_WINDOW_SIZE",
+    0x5: "MAX_FRAME_SIZE",
+    0x6: "MAX_HEADER_LIST_SIZE",
+    0x8: "ENABLE_CONNECT_PROTOCOL",
+}  # RFC 9113 §6.5.2, RFC 8441 §3
+_H2_TYPES = {
+    0x0: "DATA",
+    0x1: "HEADERS",
+    0x2: "PRIORITY",
+    0x3: "RST_STREAM",
+    0x4: "SETTINGS",
+    0x5: "PUSH_PROMISE",
+    0x6: "PING",
+    0x7: "GOAWAY",
+    0x8: "WINDOW_UPDATE",
+    0x9: "CONTINUATION",
+}  # RFC 9113 §6
+_H2_SHOWN = (":method", ":path", ":protocol", ":status", "content-type", "last-event-id")
 
 _HEADERS_LIMIT = 64 << 10  # a head longer than this is not HTTP we understand
 _SHOWN_HEADERS = (
@@ -187,9 +248,16 @@ class _Inflater:
 class _Dissector:
     """The state of both directions of one connection while it is read."""
 
-    def __init__(self) -> None:
+    def __init__(self, secrets: Secrets | None = None) -> None:
         self.records: list[Record] = []
-        self.streams = {True: _Stream(), False: _Stream()}
+        self.streams = {True: _Stream(), False: _Stream()}  # what HTTP is read from
+        self.secrets = secrets
+        self.tls: TlsReader | None = None  # inside TLS: ``wire`` holds the records as sent
+        self.wire = {True: _Stream(), False: _Stream()}
+        self.http2 = False
+        self.preface_read = False  # the client's HTTP/2 preface: frames follow it
+        self.hpack = {True: HpackDecoder(), False: HpackDecoder()}  # one table per direction
+        self.header_block: dict[bool, tuple[int, bytearray] | None] = {True: None, False: None}
         self.requests: deque[str] = deque()  # methods of requests not yet answered
         self.websocket = False
         self.upgrade_asked = False
@@ -222,6 +290,11 @@ class _Dissector:
                 Record("tcp", segment.up, segment.at, name, b"", (index,), {"flags": name})
             )
             return
+        if self.tls is None and self.secrets is not None and self._starts_tls(segment):
+            self.tls = TlsReader(self.secrets)
+        if self.tls is not None:
+            self.tls_segment(index, segment)
+            return
         stream = self.streams[segment.up]
         stream.add(index, segment)
         if stream.dead:  # past a byte it could not place: one mark per segment, not read
@@ -234,6 +307,8 @@ class _Dissector:
         while stream.buffer and not stream.dead:
             if self.websocket:
                 progressed = self.ws_frame(up)
+            elif self.http2 and (self.preface_read or not up):
+                progressed = self.h2_frame(up)
             elif self.body[up] != "none":
                 progressed = self.body_part(up)
             else:
@@ -248,10 +323,161 @@ class _Dissector:
         self.record("tcp", up, start, start + size, f"undecoded: {size} bytes", data)
         stream.dead = True
 
+    # ---- TLS -----------------------------------------------------------------------------
+
+    def _starts_tls(self, segment: Segment) -> bool:
+        """The client's first bytes are a TLS handshake record (a ClientHello)."""
+        return (
+            segment.up
+            and self.streams[True].base == 0
+            and not self.streams[True].buffer
+            and (segment.data[:1] == b"\x16" and not self.wire[True].ends)
+        )
+
+    def tls_segment(self, index: int, segment: Segment) -> None:
+        assert self.tls is not None
+        up, wire = segment.up, self.wire[segment.up]
+        wire.add(index, segment)
+        for tls in self.tls.feed(up, segment.data):
+            start = tls.end - len(tls.wire)
+            segments, at = wire.span(start, tls.end)
+            wire.take(len(tls.wire))
+            if tls.content_type == 23 and tls.decrypted:  # what TLS carries: read it as ever
+                stream = self.streams[up]
+                stream.add(segments[-1], Segment(at, up, tls.plaintext))
+                if stream.dead:
+                    self.give_up(up)
+                else:
+                    self.run(up)
+                continue
+            fields: dict[str, Any] = {"content_type": tls.content_type}
+            if tls.encrypted:
+                fields["decrypted"] = tls.decrypted
+            self.records.append(Record("tls", up, at, tls.summary, tls.wire, segments, fields))
+
+    # ---- HTTP/2 --------------------------------------------------------------------------
+
+    def h2_start(self, up: bool) -> bool:
+        """At a direction's first byte: is this HTTP/2? The client's preface (RFC 9113 §3.4),
+        or, from the server, a SETTINGS frame on stream 0, which must be its first frame (§3.4:
+        a server may send it before it has read the client's preface)."""
+        buffer = self.streams[up].buffer
+        if up:
+            if not H2_PREFACE.startswith(bytes(buffer[: len(H2_PREFACE)])):
+                return False
+            if len(buffer) >= len(H2_PREFACE):
+                data, start = self.streams[up].take(len(H2_PREFACE))
+                self.http2 = self.preface_read = True
+                self.record("http2", True, start, start + len(data), "HTTP/2 preface", data)
+            return True
+        if len(buffer) < 9:
+            return buffer[:1] == b"\x00"  # a frame's length starts so; HTTP/1.1 never does
+        if buffer[3] != 0x4 or any(buffer[5:9]):
+            return False
+        self.http2 = True
+        return True
+
+    def h2_frame(self, up: bool) -> bool:
+        stream = self.streams[up]
+        if len(stream.buffer) < 9:
+            return False
+        try:
+            frame, length = Frame.parse_frame_header(memoryview(bytes(stream.buffer[:9])))
+        except HyperframeError:
+            self.give_up(up)
+            return False
+        if len(stream.buffer) < 9 + length:
+            return False
+        data, start = stream.take(9 + length)
+        try:
+            frame.parse_body(memoryview(data[9:]))
+        except HyperframeError:
+            self.record("tcp", up, start, start + len(data), f"undecoded: {len(data)} bytes", data)
+            return True
+        name = _H2_TYPES.get(frame.type or 0, f"type {frame.type}")
+        flags = sorted(frame.flags)
+        fields: dict[str, Any] = {
+            "frame_type": name,
+            "stream_id": frame.stream_id,
+            "flags": flags,
+            "length": length,
+        }
+        summary = f"{name} stream {frame.stream_id}" + "".join(f" {f}" for f in flags)
+        summary += f", {length} bytes"
+        detail = self.h2_detail(up, frame, fields)
+        self.record("http2", up, start, start + len(data), summary + detail, data, **fields)
+        return True
+
+    def h2_detail(self, up: bool, frame: Frame, fields: dict[str, Any]) -> str:
+        """What the frame says, after the colon of its summary; its parts go in ``fields``."""
+        if isinstance(frame, SettingsFrame):
+            settings = {_H2_SETTINGS.get(k, f"{k:#x}"): v for k, v in frame.settings.items()}
+            fields["settings"] = settings
+            return (": " + ", ".join(f"{k} {v}" for k, v in settings.items())) if settings else ""
+        if isinstance(frame, WindowUpdateFrame):
+            fields["increment"] = frame.window_increment
+            return f": +{frame.window_increment}"
+        if isinstance(frame, GoAwayFrame):
+            fields["last_stream_id"] = frame.last_stream_id
+            fields["error"] = _H2_ERRORS.get(frame.error_code, hex(frame.error_code))
+            return f": last stream {frame.last_stream_id}, {fields['error']}"
+        if isinstance(frame, RstStreamFrame):
+            fields["error"] = _H2_ERRORS.get(frame.error_code, hex(frame.error_code))
+            return f": {fields['error']}"
+        if isinstance(frame, PingFrame):
+            return f": {frame.opaque_data.hex()}"
+        if isinstance(frame, DataFrame):
+            return self.h2_data(bytes(frame.data), fields)
+        if isinstance(frame, HeadersFrame | PushPromiseFrame) or frame.type == 0x9:
+            return self.h2_headers(up, frame, fields)
+        return ""
+
+    def h2_headers(self, up: bool, frame: Frame, fields: dict[str, Any]) -> str:
+        """HEADERS and its CONTINUATIONs: one header block, decoded once it is whole (HPACK's
+        table changes as it decodes, so every block is decoded, in order, §4.3)."""
+        pending = self.header_block[up]
+        block = pending[1] if pending and frame.type == 0x9 else bytearray()
+        block += bytes(getattr(frame, "data", b""))
+        if "END_HEADERS" not in frame.flags:
+            self.header_block[up] = (frame.stream_id, block)
+            return ": (header block continues)"
+        self.header_block[up] = None
+        try:
+            headers = [(str(k), str(v)) for k, v in self.hpack[up].decode(bytes(block))]
+        except HPACKError as error:
+            return f": header block not decoded ({error})"
+        named = dict(headers)
+        fields["headers"] = named
+        if ":method" in named:
+            fields["method"] = named[":method"]
+            fields["request_line"] = f"{named[':method']} {named.get(':path', '')} HTTP/2"
+        if ":status" in named and named[":status"].isdigit():
+            fields["status"] = int(named[":status"])
+        shown = [
+            f"{k} {named[k]}" if k.startswith(":") else f"{k}: {named[k]}"
+            for k in _H2_SHOWN
+            if k in named
+        ]
+        return ": " + "; ".join(shown) if shown else ""
+
+    def h2_data(self, payload: bytes, fields: dict[str, Any]) -> str:
+        """A DATA frame's app-level events: a JSON body, or the events of an event stream."""
+        text = payload.decode("utf-8", "replace")
+        lines = [line[5:].strip() for line in text.splitlines() if line.startswith("data:")]
+        events = [e for e in map(_app_event, lines or [text]) if e]
+        if len(events) == 1:
+            fields.update(events[0])
+        elif events:
+            fields["seqs"] = [e["seq"] for e in events if "seq" in e]
+        fields["text"] = text
+        return (": " + ", ".join(_describe(e) for e in events)) if events else ""
+
     # ---- HTTP/1.1 ------------------------------------------------------------------------
 
     def head(self, up: bool) -> bool:
         stream = self.streams[up]
+        if stream.base == 0 and self.h2_start(up):
+            return self.http2
         if not stream.buffer[:1].isupper():  # no method or "HTTP/" starts so (TLS: 0x16)
             self.give_up(up)
             return False
@@ -538,9 +764,20 @@ class Conversation:
         return "\n".join(lines)
 
 
-def dissect(segments: Iterable[Segment]) -> list[Record]:
-    """The records of one connection, from its segments in the order they were delivered."""
-    dissector = _Dissector()
+def dissect(segments: Iterable[Segment], secrets: Secrets | None = None) -> list[Record]:
+    """The records of one connection, from its segments in the order they were delivered.
+    ``secrets``: a TLS key log (:func:`~transport_demo.lab.keylog.read_keylog`), to read what a
+    TLS 1.3 connection carried; without it TLS stays ``undecoded``."""
+    dissector = _Dissector(secrets)
     for index, segment in enumerate(segments):
         dissector.feed(index, segment)
     return dissector.records
+
+
+def with_secrets(conversations: Iterable[Conversation], secrets: Secrets) -> list[Conversation]:
+    """The same connections dissected again with a TLS key log: ``with_secrets(net.timeline(),
+    read_keylog("lesson.keys"))``."""
+    return [
+        Conversation(c.number, c.client_port, c.segments, dissect(c.segments, secrets))
+        for c in conversations
+    ]

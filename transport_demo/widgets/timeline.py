@@ -21,6 +21,11 @@ a trait, asked for by a click), so it works wherever the widget shows: JupyterLa
 JupyterHub or Binder behind their proxies, with no file URL to get right. Up to
 :data:`DOWNLOAD_LIMIT` bytes; a bigger file is named, to fetch from the file browser.
 
+A capture of a TLS server (``start_server(https=True)``) is read inside TLS when the session's
+secrets are given: ``TimelineWidget(net, keylog="lesson.keys")``, a key log written by the client's
+``ssl.SSLContext.keylog_filename`` or the server's ``SSLKEYLOGFILE``; its HTTP/2 frames then show
+(:mod:`transport_demo.lab.keylog`). The file is read again at each :meth:`refresh`.
+
 Bounded: at most ``limit`` marks (the earliest, with a note saying how many were left out) and
 ``bytes_shown`` bytes of each mark's bytes.
 """
@@ -37,7 +42,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anywidget
 import traitlets
 
-from ..lab.dissect import KINDS, Conversation, Record
+from ..lab.dissect import KINDS, Conversation, Record, with_secrets
+from ..lab.keylog import read_keylog
 
 if TYPE_CHECKING:
     from ..lab.capture import Capture
@@ -130,7 +136,7 @@ class TimelineWidget(anywidget.AnyWidget):
     :class:`~transport_demo.lab.network.Network` made with ``capture=``, or a
     :class:`~transport_demo.lab.capture.Capture`, or a list of conversations.
 
-    ``kinds`` (any of ``"tcp"``, ``"http"``, ``"sse"``, ``"websocket"``) and ``connection``
+    ``kinds`` (any of :data:`~transport_demo.lab.dissect.KINDS`) and ``connection``
     (a connection's number, 0 for all) are the filters, set from the page or from code;
     :meth:`shown` is what they let through; :meth:`refresh` reads the capture again.
     """
@@ -156,11 +162,14 @@ class TimelineWidget(anywidget.AnyWidget):
         *,
         limit: int = MARK_LIMIT,
         title: str = "What crossed the relay",
+        keylog: str | Path | None = None,
     ) -> None:
-        """``limit``: the most marks shown (the earliest ones)."""
+        """``limit``: the most marks shown (the earliest ones); ``keylog``: a TLS key log, to
+        read what TLS connections carried."""
         super().__init__(title=title)
         self._source = source
         self._limit = limit
+        self._keylog = keylog
         # a Network's capture, or a Capture itself (duck-typed: importing them needs scapy)
         capture: Any = getattr(source, "capture", source)
         self._capture: Capture | None = capture if hasattr(capture, "file_bytes") else None
@@ -174,6 +183,8 @@ class TimelineWidget(anywidget.AnyWidget):
             conversations = list(self._source)
         else:
             conversations = self._source.timeline()
+        if self._keylog is not None:
+            conversations = with_secrets(conversations, read_keylog(self._keylog))
         marks, left_out = marks_of(conversations, self._limit)
         self.connections = [{"number": c.number, "label": c.label} for c in conversations]
         self.marks = marks

@@ -1,8 +1,10 @@
 // The packet lens's timeline: one row per connection and direction, a mark per record.
 // Everything a connection carried is put in with textContent or an element's title: never HTML.
 
-const KINDS = ["tcp", "http", "sse", "websocket"];
-const KIND_NAMES = { tcp: "TCP", http: "HTTP", sse: "SSE", websocket: "WebSocket" };
+const KINDS = ["tcp", "tls", "http", "http2", "sse", "websocket"];
+const KIND_NAMES = {
+  tcp: "TCP", tls: "TLS", http: "HTTP", http2: "HTTP/2", sse: "SSE", websocket: "WebSocket",
+};
 const MIN_GAP = 0.8;                             // percent of the track between two marks
 
 function el(tag, className, text) {
