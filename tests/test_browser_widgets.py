@@ -28,7 +28,7 @@ from transport_demo.lab.no_content import NoContentServer
 from transport_demo.server import launcher as server_module
 from transport_demo.server.launcher import RunningServer, start_server
 
-from .jupyter import KERNEL_READY, RUN_IN_KERNEL, running_jupyterlab
+from .jupyter import KERNEL_READY, RUN_IN_KERNEL, running_jupyterlab, write_notebook
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -257,3 +257,68 @@ def test_browser_clients_in_jupyterlab(
             timeout=15_000
         )
         browser.close()
+
+
+def test_the_page_webtransport_widget_in_jupyterlab(tmp_path: Path) -> None:
+    """The page's own WebTransport from a widget (Chromium with QUIC on, as
+    test_webtransport_browser.py launches it): it starts as it shows, heartbeats, echoes, takes
+    a push, comes back after a server-side cut with nothing lost or doubled; a widget whose page
+    would reach the server through jupyter-server-proxy says it cannot, and its Start is off."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from .test_webtransport_browser import launch_with_quic
+
+    server = start_server(port=0, heartbeat_interval=0.5, resume_grace=30)
+    write_notebook(
+        tmp_path / "wt.ipynb",
+        [
+            "from transport_demo.widgets import BrowserWebTransportWidget",
+            f'wt = BrowserWebTransportWidget("{server.url}", reconnect=True, start=True); wt',
+            'proxied = BrowserWebTransportWidget("proxy/8000"); proxied.start(); proxied',
+        ],
+    )
+    token = "transport-demo-test"
+    try:
+        with running_jupyterlab(tmp_path, token) as url, sync_playwright() as playwright:
+            browser = launch_with_quic(playwright)
+            page = browser.new_context().new_page()
+            page.goto(f"{url}/lab/tree/wt.ipynb?token={token}")
+            page.wait_for_function("window.jupyterapp && window.jupyterapp.shell", timeout=60_000)
+            page.wait_for_function(KERNEL_READY, timeout=60_000)
+            page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            wt, proxied = page.locator(".tdb").nth(0), page.locator(".tdb").nth(1)
+            expect(wt.locator(".tdb-status")).to_contain_text(
+                re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-"), timeout=60_000
+            )
+            expect(wt.locator(".tdb-status")).to_contain_text("readyState OPEN")
+            _wait(lambda: _counter(wt, "heartbeats") >= 2, "WebTransport heartbeats")
+            wt.locator("input").fill("hello over QUIC")
+            wt.locator("input").press("Enter")
+            echo = wt.locator(".tdb-entry[data-type='user_message']")
+            expect(echo.filter(has_text="#1  hello over QUIC")).to_have_count(1, timeout=15_000)
+            cid = _connection_id(wt)
+            assert server.hub.publish(cid, "from the kernel") == 2
+            expect(wt.locator(".tdb-entry").filter(has_text="from the kernel")).to_be_visible()
+            assert server.hub.disconnect(cid)  # close 1012: the page's code comes back
+            server.hub.publish(cid, "while cut")
+            entry = wt.locator(".tdb-entry[data-type='message']").filter(has_text="while cut")
+            expect(entry).to_have_count(1, timeout=15_000)
+            expect(entry).to_contain_text("#3")
+            expect(wt.locator(".tdb-entry").filter(has_text="code 1012")).to_have_count(1)
+            assert _connection_id(wt) == cid
+            _wait(lambda: _counter(wt, "messages") == 3, "three messages in the counters")
+            assert (_counter(wt, "duplicates"), _counter(wt, "gaps")) == (0, 0)
+            assert _counter(wt, "reconnects") == 1
+            # Behind jupyter-server-proxy the page cannot reach the kernel over UDP: it says so.
+            expect(proxied.locator(".tdb-unavailable")).to_contain_text("jupyter-server-proxy")
+            expect(proxied.locator(".tdb-start")).to_be_disabled()
+            expect(proxied.locator(".tdb-entry[data-type='unavailable']")).to_have_count(1)
+            seen = page.evaluate(
+                RUN_IN_KERNEL,
+                "print(wt.stats['messages'], repr(wt.unavailable), proxied.status,"
+                " 'UDP' in proxied.unavailable)",
+            )
+            assert seen == "3 '' unavailable True\n", seen
+            browser.close()
+    finally:
+        server.stop()

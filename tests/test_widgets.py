@@ -18,9 +18,10 @@ from transport_demo.widgets import (
     TransportDashboard,
     TransportWidget,
     WebSocketWidget,
+    WebTransportWidget,
 )
 
-WIDGETS = [LongPollWidget, SSEWidget, WebSocketWidget]
+WIDGETS = [LongPollWidget, SSEWidget, WebSocketWidget, WebTransportWidget]
 XSS = "<img src=x onerror=alert(1)>"
 
 
@@ -81,6 +82,53 @@ def test_message_text_is_escaped(
     values = [w.value for w in (widget.log_html, widget.status_html, widget.counters_html)]
     assert all(XSS not in value and "<img" not in value for value in values)
     assert "&lt;img src=x onerror=alert(1)&gt;" in widget.log_html.value
+
+
+def test_the_webtransport_widget_resumes_after_cuts_with_nothing_lost_or_doubled(
+    make_server: Any, stop_later: list[TransportWidget]
+) -> None:
+    """Cut by the client (as a network fault) and by the server (close 1012), with messages
+    published while the session is away: each arrives once, in seq order, on one connection."""
+    server = make_server(resume_grace=10.0)
+    widget = make(WebTransportWidget, server, stop_later)
+    widget.start()
+    assert widget.wait_until(is_live, 5)
+    cid = widget.connection_id
+    assert cid is not None and server.hub.state_of(cid) == "live"
+    widget.cut()
+    server.hub.publish(cid, "after the client's cut")
+    assert widget.wait_until(lambda w: w.stats["messages"] == 1 and is_live(w), 5)
+    assert widget.wait_until(lambda w: server.hub.state_of(cid) == "live", 5)
+    assert server.hub.disconnect(cid)
+    server.hub.publish(cid, "after the server's cut")
+    widget.send("and then sent")
+    assert widget.wait_until(lambda w: w.stats["messages"] == 3, 10)
+    durable = [e for e in widget.events if e["type"] in ("message", "user_message")]
+    assert [(e["seq"], e["message"]) for e in durable] == [
+        (1, "after the client's cut"),
+        (2, "after the server's cut"),
+        (3, "and then sent"),
+    ]
+    assert widget.connection_id == cid
+    stats = widget.stats
+    assert stats["reconnects"] >= 2 and (stats["duplicates"], stats["gaps"]) == (0, 0)
+    assert widget.wait_until(lambda w: "and then sent" in w.log_html.value, 2)
+
+
+def test_the_browser_webtransport_widget_ships_its_page_code() -> None:
+    """Its kernel side (the page side: tests/test_browser_widgets.py, in JupyterLab)."""
+    from transport_demo.widgets import BrowserWebTransportWidget
+    from transport_demo.widgets.browser import JS
+
+    w = BrowserWebTransportWidget("http://127.0.0.1:8000", reconnect=True)
+    assert (w.transport, w.running, w.unavailable, w.reconnect) == ("webtransport", False, "", True)
+    w.send("one")
+    assert w.outbox == [[1, "one"]]
+    page = (JS / "page_webtransport.js").read_text(encoding="utf-8")
+    assert BrowserWebTransportWidget._esm.startswith(page)
+    assert page.count("\n") <= 60  # short enough to read in class, as the others
+    assert "function connect(base, show, options)" in page
+    assert "serverCertificateHashes" in page and "function unavailable(base)" in page
 
 
 def test_log_is_bounded_and_redraws_are_throttled(

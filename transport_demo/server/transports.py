@@ -113,7 +113,7 @@ TABLE: dict[Transport, TransportInfo] = {
             "#9b51e0",
             carrier=Carrier.QUIC,
             # the bench probe comes later (issue 24)
-            parts=frozenset({Part.ROUTER, Part.CLIENT, Part.PAGE}),
+            parts=frozenset({Part.ROUTER, Part.CLIENT, Part.PAGE, Part.WIDGET}),
         ),
     )
 }

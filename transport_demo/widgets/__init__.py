@@ -1,6 +1,6 @@
-"""Live widgets: the Python clients, one per transport, a dashboard of all three and the class
-view; and, on anywidget, imported when first used: the browser's own clients (``Browser…Widget``)
-and the packet lens's :class:`TimelineWidget`."""
+"""Live widgets: the Python clients, one per transport, a dashboard of those in ``TRANSPORTS``
+and the class view; and, on anywidget, imported when first used: the browser's own clients
+(``Browser…Widget``) and the packet lens's :class:`TimelineWidget`."""
 
 from __future__ import annotations
 
@@ -14,11 +14,13 @@ from .kinds import WIDGETS
 from .longpoll import LongPollWidget
 from .sse import SSEWidget
 from .websocket import WebSocketWidget
+from .webtransport import WebTransportWidget
 
 _BROWSER = (
     "BrowserLongPollWidget",
     "BrowserSSEWidget",
     "BrowserWebSocketWidget",
+    "BrowserWebTransportWidget",
     "BrowserWidget",
     "ConnectionLimitDemo",
 )
@@ -29,6 +31,7 @@ __all__ = [
     "BrowserLongPollWidget",
     "BrowserSSEWidget",
     "BrowserWebSocketWidget",
+    "BrowserWebTransportWidget",
     "BrowserWidget",
     "ClassroomView",
     "ConnectionLimitDemo",
@@ -38,6 +41,7 @@ __all__ = [
     "TransportDashboard",
     "TransportWidget",
     "WebSocketWidget",
+    "WebTransportWidget",
 ]
 
 

@@ -1,5 +1,5 @@
 """Clients that run in the notebook's own browser page: the browser's real ``EventSource``,
-``WebSocket`` and ``fetch``, as a web page would use them.
+``WebSocket``, ``WebTransport`` and ``fetch``, as a web page would use them.
 
 The Python widgets (:mod:`transport_demo.widgets`) run their clients in the kernel. These run
 them in the page that shows the notebook, so a class sees what a browser does by itself:
@@ -30,6 +30,12 @@ How the kernel and the page talk, and what that means for a class:
 Behind jupyter-server-proxy (JupyterHub, Binder) the page uses the server's ``browser_url``
 (:func:`page_url`): streams need jupyter-server-proxy 4.4 or later, and pass unbuffered only
 because the browser's ``EventSource`` asks with ``Accept: text/event-stream`` exactly.
+
+WebTransport cannot always run in the page, and its widget says so in its view and in
+``unavailable`` (Start is then disabled): a page that is not a secure context (plain ``http:`` to
+a LAN address) has no ``WebTransport``, nor has every browser; and a page that reaches the
+kernel's server through jupyter-server-proxy cannot reach it over UDP (the proxy carries TCP), so
+there only the Python-side :class:`~transport_demo.widgets.WebTransportWidget` works.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ __all__ = [
     "BrowserLongPollWidget",
     "BrowserSSEWidget",
     "BrowserWebSocketWidget",
+    "BrowserWebTransportWidget",
     "BrowserWidget",
     "ConnectionLimitDemo",
     "page_url",
@@ -157,6 +164,8 @@ class BrowserWidget(anywidget.AnyWidget):
     counters = traitlets.Dict().tag(sync=True)
     log: traitlets.List[dict[str, Any]] = traitlets.List().tag(sync=True)
     logged = traitlets.Int(0).tag(sync=True)
+    unavailable = traitlets.Unicode("").tag(sync=True)
+    """Why the page's code cannot run in this page ("" when it can), as the page found it."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -240,6 +249,17 @@ class BrowserWebSocketWidget(BrowserWidget):
     transport_name = "websocket"
     title_text = "WebSocket"
     page_file = "page_websocket.js"
+
+
+class BrowserWebTransportWidget(BrowserWidget):
+    """The page's ``WebTransport``: a session over HTTP/3 (UDP) with the certificate pinned by
+    the hash ``GET /webtransport`` gives, JSON lines on the one stream the server opens. Like a
+    WebSocket it does not reconnect unless ``reconnect=True`` (then the page's code resumes with
+    ``last_seq``). Where it cannot run (see the module's docstring) it says why and stays idle."""
+
+    transport_name = "webtransport"
+    title_text = "WebTransport"
+    page_file = "page_webtransport.js"
 
 
 class ConnectionLimitDemo(anywidget.AnyWidget):

@@ -16,6 +16,12 @@ function resolveBase(url) {
   return new URL(url, new URL(baseUrl, location.href)).href.replace(/\/$/, "");
 }
 
+/** Why this page's code cannot run here ("" when it can): the page code may define
+    `unavailable(base)` (WebTransport does: secure context, browser support, a proxied page). */
+function blocked(model) {
+  return typeof unavailable === "function" ? unavailable(resolveBase(model.get("url"))) : "";
+}
+
 function clock() {
   const now = new Date();
   return now.toTimeString().slice(0, 8) + "." + String(now.getMilliseconds()).padStart(3, "0");
@@ -27,6 +33,7 @@ function initialize({ model }) {
   const c = { handle: null, connectionId: null, lastSeq: 0, counters: { ...zero }, log: [],
               logged: 0, status: "idle", lost: false, dirty: true, sending: false };
   clients.set(model.get("widget_id"), c);
+  c.unavailable = blocked(model);
 
   function log(entry) {
     c.log.push({ t: clock(), ...entry });
@@ -83,12 +90,18 @@ function initialize({ model }) {
 
   function start() {
     if (c.handle) return;
+    if (c.unavailable) {                         // say so (once) and stay unconnected
+      if (c.status !== "unavailable") log({ type: "unavailable", text: c.unavailable, client: true });
+      c.status = "unavailable";
+      c.dirty = true;
+      return;
+    }
     c.status = "connecting";
     try {
       c.handle = c.last = connect(resolveBase(model.get("url")), show, {
         connectionId: c.connectionId, lastSeq: c.lastSeq, reconnect: model.get("reconnect"),
       });
-    } catch (error) { show.note("error", String(error)); }
+    } catch (error) { show.note("error", String(error)); c.status = "error"; }
     c.dirty = true;
   }
   function stop() {
@@ -138,7 +151,7 @@ function initialize({ model }) {
     if (!c.dirty && shown.ready_state === model.get("ready_state")
         && shown.buffered_amount === model.get("buffered_amount")) return;
     c.dirty = false;
-    model.set({ ...shown, status: c.status, connection_id: c.connectionId || "",
+    model.set({ ...shown, status: c.status, unavailable: c.unavailable, connection_id: c.connectionId || "",
                 last_seq: c.lastSeq, counters: { ...c.counters }, log: [...c.log], logged: c.logged });
     model.save_changes();
   };
@@ -177,7 +190,11 @@ function render({ model, el }) {
   buttons.append(startButton, stopButton, clearButton, input, sendButton);
   const counters = element("div", "tdb-counters");
   const log = element("div", "tdb-log");
-  root.append(title, status, buttons, counters, log);
+  const why = blocked(model);
+  const notice = element("div", "tdb-unavailable", why ? "Cannot run in this page: " + why + "." : "");
+  notice.hidden = !why;
+  startButton.disabled = Boolean(why);
+  root.append(title, notice, status, buttons, counters, log);
   el.append(root);
 
   startButton.onclick = () => { if (c()) { c().setRunning(true); c().start(); } };
