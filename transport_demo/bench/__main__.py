@@ -7,6 +7,7 @@ python -m transport_demo.bench --json artifacts/bench.json --plots docs/images
 python -m transport_demo.bench --quick --delay-ms 50 --only latency,reconnect --targets "ours sse"
 python -m transport_demo.bench --only capacity --targets "redis sse,redis-2 sse"   # on Redis
 python -m transport_demo.bench --only http2 --steps 2000,10000   # HTTP/2 beside HTTP/1.1
+python -m transport_demo.bench --only webtransport --steps 1000,2000   # WebTransport, WebSocket
 """
 
 from __future__ import annotations
@@ -28,11 +29,19 @@ from .run import (
     HTTP2_SCENARIOS,
     SCENARIOS,
     TARGETS,
+    WEBTRANSPORT,
+    WEBTRANSPORT_SCENARIOS,
     Results,
     Sizes,
     plan,
     run,
 )
+
+PRESETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "http2": (HTTP2_SCENARIOS, HTTP2),
+    "webtransport": (WEBTRANSPORT_SCENARIOS, WEBTRANSPORT),
+}
+"""``--only NAME``: a comparison's scenarios on its targets."""
 
 
 def _names(text: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
@@ -58,17 +67,18 @@ def write_json(results: Results, path: Path) -> dict[str, Any]:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m transport_demo.bench",
-        description="Latency, throughput and capacity of the three transports, with bare "
+        description="Latency, throughput and capacity of each transport, with bare "
         "baselines and peers measured in the same run.",
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes (seconds)")
     parser.add_argument(
         "--only",
-        type=lambda text: _names(text, (*ALL_SCENARIOS, "http2"), "scenario"),
+        type=lambda text: _names(text, (*ALL_SCENARIOS, *PRESETS), "scenario"),
         default=SCENARIOS,
         help=f"comma-separated scenarios (default: {','.join(SCENARIOS)}; also 'wire', the "
         f"bytes of one event at a time; 'http2' is {','.join(HTTP2_SCENARIOS)} on the HTTP/2 "
-        "comparison's targets)",
+        "comparison's targets; 'webtransport' is "
+        f"{','.join(WEBTRANSPORT_SCENARIOS)} on {' and '.join(WEBTRANSPORT)})",
     )
     parser.add_argument(
         "--targets",
@@ -76,7 +86,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="comma-separated targets (default: all but ours on Redis, the 'redis ...' and "
         "'redis-2 ...' targets, which start a Redis server for their run, and ours over TLS, "
         "the 'tls ...' and 'h2 ...' targets; with --only http2: "
-        f"{','.join(HTTP2)})",
+        f"{','.join(HTTP2)}; with --only webtransport: {','.join(WEBTRANSPORT)})",
     )
     parser.add_argument("--steps", help="capacity steps, e.g. 1000,5000,10000")
     parser.add_argument(
@@ -106,9 +116,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--plots", type=Path, help="write bench-*.svg plots into this folder")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    if "http2" in args.only:  # a preset: its scenarios, and its targets unless named
-        args.only = tuple(dict.fromkeys(s for s in (*args.only, *HTTP2_SCENARIOS) if s != "http2"))
-        args.targets = args.targets or HTTP2
+    for preset, (scenarios, targets) in PRESETS.items():
+        if preset in args.only:  # a preset: its scenarios, and its targets unless named
+            args.only = tuple(dict.fromkeys(s for s in (*args.only, *scenarios) if s != preset))
+            args.targets = args.targets or targets
     args.targets = args.targets or TARGETS
     return args
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from .probes import PROBES, Probe
 from .scenarios import percentile
-from .system import raise_fd_limit, rss_kib
+from .system import cpu_seconds, raise_fd_limit, rss_kib, udp_receive_drops
 from .targets import ServerProcess
 
 __all__ = ["CapacityStep", "capacity"]
@@ -43,12 +43,25 @@ class CapacityStep:
     lag_p99_ms: float
     lag_max_ms: float
     server_gc_max_ms: float  # the longest full garbage collection in the server meanwhile
-    # TCP connections under the `connections` (fewer over HTTP/2: many streams share one).
+    # TCP connections under the `connections` (fewer over HTTP/2: many streams share one); for
+    # WebTransport, QUIC connections (one per session here).
     tcp_connections: int = 0
     # On Redis: its resident memory, and per connection (the server's own is in rss_*: with
     # worker processes, the sum over them all).
     store_rss_mib: float = 0.0
     store_per_connection_kib: float = 0.0
+    # UDP datagrams the kernel dropped for a full receive buffer from the step's start to the
+    # end of its listening window (machine-wide: the QUIC server's socket, or a client's).
+    udp_drops: int = 0
+    # Where the time went, to tell a server that cannot keep up from clients that cannot: the
+    # growth phase's wall time and the CPU seconds the server's processes and the client
+    # processes used in it (2 cores: their sum cannot pass twice the wall time), and each side's
+    # CPU share of one core while the connections idled (the listening window).
+    grow_s: float = 0.0
+    grow_server_cpu_s: float = 0.0
+    grow_client_cpu_s: float = 0.0
+    listen_server_cpu_pct: float = 0.0
+    listen_client_cpu_pct: float = 0.0
 
 
 async def _worker_main(pipe: Connection, target: str, port: int, heartbeat: float) -> None:
@@ -93,7 +106,9 @@ async def _worker_main(pipe: Connection, target: str, port: int, heartbeat: floa
             gc.collect()
             gc.freeze()
             links = set().union(*(probe.links() for probe in probes))
-            pipe.send((len(probes), failed, len(links)))
+            pipe.send((len(probes), failed, len(links), time.process_time()))
+        elif command == "cpu":  # this process's CPU seconds so far
+            pipe.send(time.process_time())
         elif command == "listen":
             marks = [probe.beats for probe in probes]
             await asyncio.sleep(value)
@@ -103,7 +118,7 @@ async def _worker_main(pipe: Connection, target: str, port: int, heartbeat: floa
                 for lag in probe.lags_since(mark)
             ]
             silent = sum(probe.beats == mark for probe, mark in zip(probes, marks, strict=True))
-            pipe.send((lags, silent))
+            pipe.send((lags, silent, time.process_time()))
         else:
             for task in receivers:
                 task.cancel()
@@ -157,6 +172,11 @@ def server_gc(server: ServerProcess) -> dict[str, float]:
         return figures
 
 
+def _cpu(pids: list[int]) -> float:
+    """CPU seconds of these processes together."""
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
 def _ask(pipes: list[Connection], command: str, values: list[Any]) -> list[Any]:
     for pipe, value in zip(pipes, values, strict=True):
         pipe.send((command, value))
@@ -196,17 +216,27 @@ def capacity(
         for n in steps:
             shares = [n // workers + (1 if i < n % workers else 0) for i in range(workers)]
             spread = heartbeat if arrival is None else arrival
+            drops_before = udp_receive_drops()
+            client_cpu = sum(_ask(pipes, "cpu", [None] * workers))
+            started, server_cpu = time.monotonic(), _cpu(server.pids)
             grown = _ask(pipes, "grow", [(share, spread) for share in shares])
-            opened = sum(count for count, _, _ in grown)
-            failed = sum(failures for _, failures, _ in grown)
+            grow_s, grow_server_cpu = time.monotonic() - started, _cpu(server.pids) - server_cpu
+            opened = sum(count for count, _, _, _ in grown)
+            failed = sum(failures for _, failures, _, _ in grown)
+            client_cpu = sum(cpu for _, _, _, cpu in grown) - client_cpu
             time.sleep(min(1.0, heartbeat / 2))  # the last handshakes settle
             rss = _rss(server.pids)
             store_rss = _rss(store_pids)
             server_gc(server)  # from now on
+            listen_started, server_cpu = time.monotonic(), _cpu(server.pids)
+            listen_client_cpu = sum(_ask(pipes, "cpu", [None] * workers))
             heard = _ask(pipes, "listen", [listen] * workers)
+            listened = time.monotonic() - listen_started
+            listen_server_cpu = _cpu(server.pids) - server_cpu
+            listen_client_cpu = sum(cpu for *_, cpu in heard) - listen_client_cpu
             gc_figures = server_gc(server)
-            lags = [lag for part, _ in heard for lag in part]
-            silent = sum(count for _, count in heard)
+            lags = [lag for part, _, _ in heard for lag in part]
+            silent = sum(count for _, count, _ in heard)
             results.append(
                 CapacityStep(
                     requested=n,
@@ -220,11 +250,17 @@ def capacity(
                     lag_p99_ms=round(percentile(lags, 99), 1),
                     lag_max_ms=round(max(lags, default=0.0), 1),
                     server_gc_max_ms=gc_figures["max_ms"],
-                    tcp_connections=sum(links for _, _, links in grown),
+                    tcp_connections=sum(links for _, _, links, _ in grown),
                     store_rss_mib=round(store_rss / 1024, 1),
                     store_per_connection_kib=round(
                         (store_rss - store_baseline_kib) / max(opened, 1), 2
                     ),
+                    udp_drops=udp_receive_drops() - drops_before,
+                    grow_s=round(grow_s, 1),
+                    grow_server_cpu_s=round(grow_server_cpu, 1),
+                    grow_client_cpu_s=round(client_cpu, 1),
+                    listen_server_cpu_pct=round(100 * listen_server_cpu / listened, 1),
+                    listen_client_cpu_pct=round(100 * listen_client_cpu / listened, 1),
                 )
             )
             if failed + silent > n / 100 or results[-1].lag_p99_ms > SATURATED_LAG_MS:

@@ -41,7 +41,7 @@ def breakdown(target: str, connections: int, *, heartbeat: float = 5.0) -> dict[
             time.sleep(0.5)
             httpx.get(url, params={"mark": 1}, timeout=30, verify=verify)
             before = rss_kib(server.pid)
-            ((opened, failed, links),) = _ask(pipes, "grow", [(connections, heartbeat)])
+            ((opened, failed, links, _),) = _ask(pipes, "grow", [(connections, heartbeat)])
             time.sleep(min(2.0, heartbeat))  # handshakes settle
             after = rss_kib(server.pid)
             traced = httpx.get(url, timeout=60, verify=verify).json()

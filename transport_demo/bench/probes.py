@@ -3,7 +3,8 @@ speaks it, so that the client's own cost is equal on both sides of a ratio.
 
 HTTP probes use the minimal clients of :mod:`.http_clients`: HTTP/1.1 keep-alive (plain or over
 TLS) or HTTP/2 over TLS, up to ``SETTINGS_MAX_CONCURRENT_STREAMS`` probes sharing one connection as
-a browser's tabs share one. WebSocket probes use ``websockets``. A probe reports
+a browser's tabs share one. WebSocket probes use ``websockets``; the WebTransport probe is
+aioquic's (:mod:`.h3_probe`). A probe (:class:`~.probe_base.Probe`) reports
 
 * ``on_text(text, received_ns)`` for every pushed or echoed text (the payload as sent: our JSON
   envelope is unpacked, as a client of ours would);
@@ -21,103 +22,30 @@ import asyncio
 import contextlib
 import json
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 from websockets.asyncio.client import ClientConnection, connect
 
 from ..server.protocol import Transport
 from ..server.transports import TRANSPORTS
+from .h3_probe import WebTransportProbe
 from .http_clients import HTTPClient, RawH2, RawHTTP, TlsHTTP
+from .probe_base import Probe
 from .system import client_tls
 
-__all__ = ["ON_REDIS", "ON_TLS", "OURS", "OUR_PROBES", "PROBES", "Probe", "RawH2", "RawHTTP"]
-
-TextHandler = Callable[[str, int], None]
-
-
-def _ignore_text(text: str, at: int) -> None:
-    pass
-
-
-class Probe:
-    """One measuring connection. ``await open()``, run ``receive()`` in a task, ``send()`` texts
-    for an echo, ``close()``."""
-
-    transport = ""
-
-    def __init__(self, port: int, heartbeat_s: float = 5.0) -> None:
-        self.port = port
-        self.push_to = uuid.uuid4().hex
-        self.requests = 0
-        self.on_text: TextHandler = _ignore_text
-        self.heartbeat_ns = int(heartbeat_s * 1e9)
-        self._arrivals: list[int] = []
-        self._dues: list[int | None] = []
-
-    @property
-    def beats(self) -> int:
-        return len(self._arrivals)
-
-    def clients(self) -> list[HTTPClient]:
-        """The probe's HTTP clients (none for a WebSocket probe)."""
-        return []
-
-    def links(self) -> set[object]:
-        """The TCP connections open under this probe (HTTP/2: shared with other probes)."""
-        return {link for client in self.clients() if (link := client.link) is not None}
-
-    def wire_bytes(self) -> int | None:
-        """Bytes this probe's connections wrote and read above TLS (``None``: not counted)."""
-        clients = self.clients()
-        if not clients:
-            return None
-        by_link = {id(client.link or client): client.wire_bytes for client in clients}
-        return sum(by_link.values())
-
-    @property
-    def version(self) -> str:
-        """The HTTP version spoken (a WebSocket probe: ``"websocket"``)."""
-        clients = self.clients()
-        return clients[0].version if clients else "websocket"
-
-    def beat(self, at: int, due: int | None = None) -> None:
-        """A heartbeat arrived at ``at``; it was due at ``due`` (a poll's: sent + hold), or, for
-        a stream, on its schedule: every ``heartbeat_s`` from the connection's start."""
-        self._arrivals.append(at)
-        self._dues.append(due)
-
-    def lags_since(self, mark: int) -> list[float]:
-        """Lateness (ms) of the heartbeats after the first ``mark``. A stream's schedule is
-        anchored at its most punctual heartbeat (client and server clocks for the connection's
-        start differ, and a client busy opening thousands of connections notes it late)."""
-        interval = self.heartbeat_ns
-        scheduled = [
-            at - index * interval
-            for index, (at, due) in enumerate(zip(self._arrivals, self._dues, strict=True), 1)
-            if due is None
-        ]
-        anchor = min(scheduled, default=0)
-        lags = []
-        for index in range(mark, len(self._arrivals)):
-            due = self._dues[index]
-            if due is None:
-                due = anchor + (index + 1) * interval
-            lags.append((self._arrivals[index] - due) / 1e6)
-        return lags
-
-    async def open(self) -> None:
-        raise NotImplementedError
-
-    async def receive(self) -> None:
-        raise NotImplementedError
-
-    async def send(self, text: str) -> None:
-        raise NotImplementedError
-
-    async def close(self) -> None:
-        raise NotImplementedError
+__all__ = [
+    "ON_REDIS",
+    "ON_TLS",
+    "OURS",
+    "OUR_PROBES",
+    "PENDING",
+    "PROBES",
+    "Probe",
+    "RawH2",
+    "RawHTTP",
+    "WebTransportProbe",
+]
 
 
 class _WSProbe(Probe):
@@ -487,6 +415,13 @@ OUR_PROBES: dict[Transport, type[Probe]] = {
 """Our probe of each transport: the transport table's bench column (tests/test_transport_table.py
 holds the two to the same transports)."""
 
+PENDING: dict[str, tuple[str, type[Probe]]] = {
+    "ours webtransport": ("ours", WebTransportProbe),
+}
+"""Our probes of transports whose row in the table lacks other parts yet: measured when named
+(``--only webtransport``, ``--targets``), not in the default run (issue 24: WebTransport joins
+``OUR_PROBES`` when its widget and page section are registered)."""
+
 
 def _ours(prefix: str, family: str) -> dict[str, tuple[str, type[Probe]]]:
     return {f"{prefix} {t.value}": (family, OUR_PROBES[t]) for t in TRANSPORTS}
@@ -495,6 +430,7 @@ def _ours(prefix: str, family: str) -> dict[str, tuple[str, type[Probe]]]:
 # target name -> (server family, probe)
 PROBES: dict[str, tuple[str, type[Probe]]] = {
     **_ours("ours", "ours"),
+    **PENDING,
     "fastapi long-polling": ("fastapi", BareLongPoll),
     "fastapi sse": ("fastapi", BareSSE),
     "fastapi websocket": ("fastapi", BareWS),
@@ -514,7 +450,7 @@ PROBES: dict[str, tuple[str, type[Probe]]] = {
     "h2 long-polling": ("ours-https", H2LongPoll),
     "h2 sse": ("ours-https", H2SSE),
 }
-OURS = tuple(name for name, (family, _) in PROBES.items() if family == "ours")
-"""Our targets in the default run, one per transport."""
+OURS = tuple(f"ours {t.value}" for t in TRANSPORTS)
+"""Our targets in the default run, one per transport of the table."""
 ON_REDIS = tuple(name for name, (family, _) in PROBES.items() if family.startswith("ours-redis"))
 ON_TLS = tuple(name for name, (family, _) in PROBES.items() if family == "ours-https")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..server.transports import TRANSPORTS
+from ..server.transports import TRANSPORTS, info
 
 __all__ = [
     "COMPARISONS",
@@ -19,6 +19,7 @@ __all__ = [
     "plot",
     "plot_networks",
     "ratios",
+    "webtransport_rows",
 ]
 
 # Each transport of ours against: its bare same-stack baseline, the floor, the peers.
@@ -210,6 +211,16 @@ def markdown(results: dict[str, Any], *, targets: bool = True) -> str:
               if s.get("store_rss_mib") else None]
              for t, steps in capacity.items() for s in steps],
         ))  # fmt: skip
+        if any(s.get("grow_s") for steps in capacity.values() for s in steps):
+            parts.append("\n### Idle connections: where the CPU went\n")
+            parts.append(_table(
+                ["target", "connections", "opening s", "server CPU s", "clients' CPU s",
+                 "idle: server CPU %", "idle: clients' CPU %", "UDP drops"],
+                [[t, s["connections"], s.get("grow_s"), s.get("grow_server_cpu_s"),
+                  s.get("grow_client_cpu_s"), s.get("listen_server_cpu_pct"),
+                  s.get("listen_client_cpu_pct"), s.get("udp_drops")]
+                 for t, steps in capacity.items() for s in steps],
+            ))  # fmt: skip
     wire = results.get("wire", {})
     if wire:
         parts.append("\n### One event at a time, bytes both ways\n")
@@ -226,6 +237,14 @@ def markdown(results: dict[str, Any], *, targets: bool = True) -> str:
             ["transport", "over", "push p50", "push p99", "round trip p50", "round trip p99",
              "bytes/event", "burst msg/s", "connections", "TCP", "KiB/connection",
              "lag p99 ms"], versions,
+        ))  # fmt: skip
+    beside = webtransport_rows(results)
+    if beside:
+        parts.append("\n### WebTransport beside WebSocket\n")
+        parts.append(_table(
+            ["transport", "push p50", "push p99", "round trip p50", "round trip p99",
+             "bytes/event", "burst msg/s", "sessions", "failed", "KiB/session", "lag p99 ms",
+             "idle server CPU %"], beside,
         ))  # fmt: skip
     found = checks(results) if targets else []
     if found:
@@ -261,6 +280,31 @@ def http2_rows(results: dict[str, Any]) -> list[list[Any]]:
                          .get("messages_per_second"),
                          top.get("connections"), top.get("tcp_connections"),
                          top.get("rss_per_connection_kib"), top.get("lag_p99_ms")])  # fmt: skip
+    return rows
+
+
+def webtransport_rows(results: dict[str, Any]) -> list[list[Any]]:
+    """Our WebSocket and our WebTransport side by side, when ``results`` has WebTransport:
+    latency (ms), bytes per event on the socket (TCP payload, or UDP payload: QUIC packets), the
+    burst's rate, and the capacity run's largest step (sessions, failed opens, server RSS per
+    session, heartbeat lag p99, the server's CPU share while they idled)."""
+    pair = ("ours websocket", "ours webtransport")
+    named = {t for section in ("latency", "wire", "capacity") for t in results.get(section, {})}
+    if pair[1] not in named:
+        return []
+    rows = []
+    for target in (t for t in pair if t in named):
+        latency = results.get("latency", {}).get(target, {})
+        push, trip = latency.get("push", {}), latency.get("round_trip", {})
+        wire = results.get("wire", {}).get(target, {})
+        top = (results.get("capacity", {}).get(target) or [{}])[-1]
+        rows.append([info(target.removeprefix("ours ")).label, push.get("p50_ms"),
+                     push.get("p99_ms"), trip.get("p50_ms"), trip.get("p99_ms"),
+                     wire.get("bytes_per_event"),
+                     results.get("throughput", {}).get(target, {}).get("messages_per_second"),
+                     top.get("connections"), top.get("failed"),
+                     top.get("rss_per_connection_kib"), top.get("lag_p99_ms"),
+                     top.get("listen_server_cpu_pct")])  # fmt: skip
     return rows
 
 

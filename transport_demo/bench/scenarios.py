@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import statistics
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,6 +21,7 @@ __all__ = [
     "Wire",
     "burst",
     "collect",
+    "counting",
     "opened",
     "percentile",
     "push_latency",
@@ -154,6 +155,24 @@ async def round_trip(probe: Probe, *, n: int = 1000, warmup: int = 20) -> Latenc
     return Latency.of(times)
 
 
+@contextlib.asynccontextmanager
+async def counting(
+    probe_type: type[Probe], port: int
+) -> AsyncIterator[tuple[Probe, Callable[[], int]]]:
+    """An open probe of ``probe_type`` and a function giving the bytes its connections carried so
+    far, both ways: counted by a :class:`CountingRelay` in front of ``port`` (TCP payload), or
+    by the probe itself where a TCP relay cannot carry it (QUIC: UDP payload)."""
+    if probe_type.socket_bytes is not Probe.socket_bytes:  # it counts its own
+        probe = probe_type(port)
+        async with opened(probe):
+            yield probe, lambda: probe.socket_bytes() or 0
+        return
+    async with CountingRelay(port) as relay:
+        probe = probe_type(int(relay.url.rsplit(":", 1)[1]))
+        async with opened(probe):
+            yield probe, lambda: relay.bytes
+
+
 async def burst(
     probe_type: type[Probe],
     pusher: Pusher,
@@ -170,14 +189,12 @@ async def burst(
         await collect(probe, pusher, 50, 0, 30)
         got = await collect(probe, pusher, n, 0, 120)
     seconds = (got[-1][1] - got[0][0]) / 1e9
-    async with CountingRelay(port) as relay:
-        probe = probe_type(int(relay.url.rsplit(":", 1)[1]))
-        async with opened(probe):
-            await collect(probe, pusher, 50, 0, 30)
-            bytes_before, requests_before = relay.bytes, probe.requests
-            await collect(probe, pusher, counted, 0, 60)
-            await asyncio.sleep(0.05)  # the last acknowledgement (a poll, a pong) goes out
-            sent_bytes, requests = relay.bytes - bytes_before, probe.requests - requests_before
+    async with counting(probe_type, port) as (probe, on_socket):
+        await collect(probe, pusher, 50, 0, 30)
+        bytes_before, requests_before = on_socket(), probe.requests
+        await collect(probe, pusher, counted, 0, 60)
+        await asyncio.sleep(0.05)  # the last acknowledgement (a poll, a pong, an ACK) goes out
+        sent_bytes, requests = on_socket() - bytes_before, probe.requests - requests_before
     return Throughput(
         messages=n,
         seconds=round(seconds, 4),
@@ -194,15 +211,13 @@ async def wire(
     """``n`` texts pushed at ``rate`` per second (slow enough that each travels alone: one SSE
     chunk or DATA frame, one poll's answer) through a :class:`CountingRelay` in front of ``port``:
     the socket's bytes, and the bytes the probe's HTTP client wrote and read above TLS."""
-    async with CountingRelay(port) as relay:
-        probe = probe_type(int(relay.url.rsplit(":", 1)[1]))
-        async with opened(probe):
-            await collect(probe, pusher, 10, rate, 30)
-            before, http_before, requests_before = relay.bytes, probe.wire_bytes(), probe.requests
-            await collect(probe, pusher, n, rate, 30 + 3 * n / rate)
-            await asyncio.sleep(0.05)  # the last acknowledgement (a poll) goes out
-            sent, http_after = relay.bytes - before, probe.wire_bytes()
-            requests = probe.requests - requests_before
+    async with counting(probe_type, port) as (probe, on_socket):
+        await collect(probe, pusher, 10, rate, 30)
+        before, http_before, requests_before = on_socket(), probe.wire_bytes(), probe.requests
+        await collect(probe, pusher, n, rate, 30 + 3 * n / rate)
+        await asyncio.sleep(0.05)  # the last acknowledgement (a poll, an ACK) goes out
+        sent, http_after = on_socket() - before, probe.wire_bytes()
+        requests = probe.requests - requests_before
     http = None if http_after is None or http_before is None else http_after - http_before
     return Wire(
         events=n,

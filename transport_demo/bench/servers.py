@@ -3,7 +3,8 @@ transport_demo.bench.servers FAMILY PORT``), all with the same pushing hook.
 
 Families:
 
-* ``ours`` — this package's app (``create_app``), exactly as the command line runs it.
+* ``ours`` — this package's app (``create_app``), exactly as the command line runs it:
+  WebTransport too, on UDP at the TCP port's number.
 * ``ours-redis`` — the same on the Redis named by ``BENCH_REDIS_URL`` (``--redis``), in
   ``BENCH_WORKERS`` worker processes sharing one port (``--workers``; default 1).
 * ``ours-https`` — the same app over TLS as ``start_server(https=True)`` serves it (hypercorn:
@@ -176,7 +177,16 @@ def start_push(deliver: Deliver, query: str) -> None:
 # -- ours -----------------------------------------------------------------------------------------
 
 
-def ours_app(redis_url: str | None = None) -> Any:
+def ours_app(
+    redis_url: str | None = None,
+    *,
+    port: int | None = None,
+    webtransport: bool = True,
+    certificate: Any = None,
+) -> Any:
+    """Our app as the command line builds it: WebTransport on (UDP at ``port``, the TCP port's
+    number, with ``certificate`` if given, as ``--https`` shares its own) unless turned off, as
+    the command line turns it off for worker processes (one UDP port has one owner)."""
     from ..server.app import create_app
     from ..server.backend import make_hub
     from ..server.errors import QueueFull
@@ -186,11 +196,16 @@ def ours_app(redis_url: str | None = None) -> Any:
     # As `python -m transport_demo` runs: the GC policy on unless the environment says otherwise
     # (TRANSPORT_DEMO_* variables reach this process). Not its hold jitter (0.2 there): holds stay
     # exact unless TRANSPORT_DEMO_POLL_HOLD_JITTER is set, so figures compare across runs.
-    settings = Settings(heartbeat_interval=HEARTBEAT, poll_timeout=HEARTBEAT, redis_url=redis_url)
+    settings = Settings(
+        heartbeat_interval=HEARTBEAT,
+        poll_timeout=HEARTBEAT,
+        redis_url=redis_url,
+        webtransport=webtransport,
+    )
     if "TRANSPORT_DEMO_GC_FREEZE" not in os.environ:
         settings = settings.model_copy(update={"gc_freeze": True})
     hub = make_hub(settings)
-    app = create_app(settings, hub=hub)
+    app = create_app(settings, hub=hub, port=port, certificate=certificate)
 
     async def deliver(to: str, text: str) -> None:
         while True:
@@ -217,7 +232,9 @@ def ours_redis_app() -> Any:
     each worker process builds (uvicorn imports it by name)."""
     if gc_pauses not in gc.callbacks:  # a worker is a fresh process
         gc.callbacks.append(gc_pauses)
-    return with_gc_route(ours_app(os.environ["BENCH_REDIS_URL"]))
+    # Worker processes share the TCP socket; a UDP port has one owner: no WebTransport (as
+    # `python -m transport_demo --workers N` runs).
+    return with_gc_route(ours_app(os.environ["BENCH_REDIS_URL"], webtransport=False))
 
 
 # -- bare FastAPI -------------------------------------------------------------------------------
@@ -455,8 +472,6 @@ async def serve_websockets(port: int) -> None:
 # -- running one ---------------------------------------------------------------------------------
 
 APPS: dict[str, Callable[[], Any]] = {
-    "ours": ours_app,
-    "ours-redis": lambda: ours_app(os.environ["BENCH_REDIS_URL"]),
     "fastapi": fastapi_app,
     "socketio": socketio_app,
     "sse-starlette": sse_starlette_app,
@@ -497,15 +512,18 @@ def run(family: str, port: int) -> None:
     if family == "ours-https":
         from ..server.https_server import HttpsServer
 
-        app = ours_app()
-        https = HttpsServer(
-            with_gc_route(app), Settings(), app.state.bench_hub, bench_certificate()
-        )
+        certificate = bench_certificate()
+        app = ours_app(port=port, certificate=certificate)  # WebTransport with --https's own
+        https = HttpsServer(with_gc_route(app), Settings(), app.state.bench_hub, certificate)
         print("ready", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             https.run([sock])
         return
-    app = APPS[family]()
+    if family in ("ours", "ours-redis"):  # WebTransport on UDP at the same port number
+        app = ours_app(os.environ.get("BENCH_REDIS_URL") if family == "ours-redis" else None,
+                       port=port)  # fmt: skip
+    else:
+        app = APPS[family]()
     if family in ("ours", "ours-redis"):
         from ..server.launcher import DemoServer
 

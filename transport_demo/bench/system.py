@@ -19,10 +19,12 @@ __all__ = [
     "bench_certificate",
     "children",
     "client_tls",
+    "cpu_seconds",
     "free_port",
     "raise_fd_limit",
     "rss_kib",
     "stamp",
+    "udp_receive_drops",
 ]
 
 CERT_ENV = ("BENCH_TLS_CERT", "BENCH_TLS_KEY")
@@ -60,6 +62,15 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process has used so far, user and system, seconds (Linux ``/proc``)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        # The fields after the command's ")" (which may itself hold spaces): utime and stime are
+        # the 14th and 15th of the whole line, the 12th and 13th after it.
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def children(pid: int) -> list[int]:
     """The process's descendants (Linux ``/proc``), e.g. a supervisor's worker processes."""
     found: list[int] = []
@@ -93,3 +104,13 @@ def client_tls(alpn: str) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=str(bench_certificate().cert_file))
     context.set_alpn_protocols([alpn])
     return context
+
+
+def udp_receive_drops() -> int:
+    """UDP datagrams this machine's kernel dropped so far because a socket's receive buffer was
+    full (``RcvbufErrors`` of ``/proc/net/snmp``; every socket of the machine, in this network
+    namespace): a QUIC server whose loop falls behind loses packets here, and QUIC resends them."""
+    with open("/proc/net/snmp", encoding="ascii") as snmp:
+        rows = [line.split() for line in snmp if line.startswith("Udp:")]
+    names, values = rows[0], rows[1]
+    return int(values[names.index("RcvbufErrors")])
