@@ -13,8 +13,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 LESSONS = ["01_long_polling.ipynb", "02_server_sent_events.ipynb"]
-# Each transport's production pitfalls, in the notebook that has them (WebSocket's in 03b).
-PITFALLS = [*LESSONS, "03b_websocket_in_practice.ipynb"]
+# Each transport's production pitfalls, in the notebook that has them (WebSocket's in 03b,
+# WebTransport's in 07).
+PITFALLS = [*LESSONS, "03b_websocket_in_practice.ipynb", "07_webtransport.ipynb"]
 # Lessons with the same shape: WebSocket's two (no top-level await to explain) and 05 (no
 # transport of its own).
 SHAPED = [
@@ -24,6 +25,7 @@ SHAPED = [
     "05_scaling_out.ipynb",
     "05b_security_lab.ipynb",
     "06_http2.ipynb",
+    "07_webtransport.ipynb",
 ]
 
 # The anchors of docs/glossary.md that every notebook links to (agreed between the lessons).
@@ -35,7 +37,9 @@ GLOSSARY = {
     "browser-connection-limit",
     "chunked-transfer-encoding",
     "close-code",
+    "certificate-hash",
     "cors",
+    "datagram",
     "event-loop",
     "frame-and-message",
     "half-open-connection",
@@ -44,6 +48,7 @@ GLOSSARY = {
     "hpack",
     "http11-keep-alive",
     "http2-stream",
+    "http3",
     "idle-timeout",
     "last-event-id",
     "long-polling",
@@ -53,6 +58,7 @@ GLOSSARY = {
     "p50-and-p99",
     "permessage-deflate",
     "proxy",
+    "quic",
     "replay-buffer",
     "resume",
     "same-site-cookies",
@@ -61,6 +67,7 @@ GLOSSARY = {
     "short-polling",
     "tls",
     "websocket",
+    "webtransport",
     "upgrade-handshake",
     "round-trip-time",
 }
