@@ -114,7 +114,7 @@ def test_http2_frames_inside_tls_read_with_the_clients_key_log(tmp_path: Path) -
     ]
     assert "TLS Alert 0 (close_notify)" in tls_names
     frames = [r for r in conversation.records if r.kind == "http2"]
-    # the server's SETTINGS may cross the client's preface: it need not wait for it (§3.4)
+    # the server's SETTINGS may cross the client's preface (hypercorn sends it at once)
     assert next(r.summary for r in frames if r.up) == "HTTP/2 preface"
     requests = [
         (r.fields["stream_id"], r.fields["request_line"])

@@ -145,6 +145,12 @@ class Record:
 _FLAG_NAMES = {"S": "SYN", "SA": "SYN-ACK", "A": "ACK", "FA": "FIN", "RA": "RST", "R": "RST"}
 
 
+def _spoken(code_name: str) -> str:
+    """``NO_ERROR`` as ``no error``: a summary is read, and a notebook's output that says
+    "ERROR" reads as a failure."""
+    return code_name.lower().replace("_", " ")
+
+
 def _app_event(text: str) -> dict[str, Any]:
     """The app-level event in a JSON text: its ``type`` and ``seq`` when it has them."""
     try:
@@ -359,8 +365,9 @@ class _Dissector:
 
     def h2_start(self, up: bool) -> bool:
         """At a direction's first byte: is this HTTP/2? The client's preface (RFC 9113 §3.4),
-        or, from the server, a SETTINGS frame on stream 0, which must be its first frame (§3.4:
-        a server may send it before it has read the client's preface)."""
+        or, from the server, a SETTINGS frame on stream 0, which must be its first frame (§3.4).
+        Over TLS the server knows HTTP/2 from ALPN and hypercorn sends its SETTINGS at once, so
+        they may arrive before the client's preface has been read."""
         buffer = self.streams[up].buffer
         if up:
             if not H2_PREFACE.startswith(bytes(buffer[: len(H2_PREFACE)])):
@@ -420,10 +427,10 @@ class _Dissector:
         if isinstance(frame, GoAwayFrame):
             fields["last_stream_id"] = frame.last_stream_id
             fields["error"] = _H2_ERRORS.get(frame.error_code, hex(frame.error_code))
-            return f": last stream {frame.last_stream_id}, {fields['error']}"
+            return f": last stream {frame.last_stream_id}, {_spoken(fields['error'])}"
         if isinstance(frame, RstStreamFrame):
             fields["error"] = _H2_ERRORS.get(frame.error_code, hex(frame.error_code))
-            return f": {fields['error']}"
+            return f": {_spoken(fields['error'])}"
         if isinstance(frame, PingFrame):
             return f": {frame.opaque_data.hex()}"
         if isinstance(frame, DataFrame):
