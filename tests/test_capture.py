@@ -218,3 +218,56 @@ def test_wireshark_decrypts_http2_with_the_servers_secrets(
     assert ["/stats", ""] in headers and ["", "200"] in headers
     # Without the secrets, the same file shows only TLS records.
     assert tshark(path, port, "-Y", "http2", protocol="tls") == []
+
+
+@needs_tshark
+def test_quic_through_the_udp_relay_is_in_the_capture(
+    make_server: Callable[..., RunningServer], tmp_path: Path
+) -> None:
+    """The relay's UDP half writes each datagram it delivers; tshark reads them as QUIC (Decode
+    As on the relay's port): the client's Initial packets and the server's answers, long headers
+    for the handshake, then short ones."""
+    import asyncio
+
+    from transport_demo.clients import WebTransportClient
+
+    server = make_server()
+    path = tmp_path / "quic.pcapng"
+
+    async def session(url: str) -> None:
+        async with WebTransportClient(url, backoff_initial=0.05) as client:
+            await client.wait_connected()
+            await client.send("over QUIC")
+            while (await client.next_event(5))["type"] != "user_message":
+                pass
+
+    with network(server, capture=path) as net:
+        asyncio.run(session(net.url))
+        port = net.port
+        delivered = net.datagrams
+    assert TSHARK is not None
+    names = ["-e", "udp.srcport", "-e", "quic.header_form", "-e", "quic.long.packet_type"]
+    done = subprocess.run(
+        [
+            TSHARK,
+            "-r",
+            str(path),
+            "-d",
+            f"udp.port=={port},quic",
+            "-Y",
+            "quic",
+            "-T",
+            "fields",
+            *names,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    rows = [line.split("\t") for line in done.stdout.splitlines()]
+    assert len(rows) == delivered  # every datagram delivered, as QUIC, and nothing else
+    first_source, first_form, first_type = rows[0]
+    assert int(first_source) != port and first_form.startswith("1") and first_type.startswith("0")
+    assert any(int(source) == port for source, *_ in rows)  # the server's answers
+    assert any(form == "0" for _, form, _ in rows)  # short headers: the handshake is done

@@ -266,3 +266,29 @@ def test_http_through_the_network_pays_its_round_trips() -> None:
     # A new connection: the handshake and the request, two round trips; kept alive: one.
     assert 0.100 <= statistics.median(firsts) <= 0.100 + 0.04, firsts
     assert 0.050 <= statistics.median(agains) <= 0.050 + 0.03, agains
+
+
+def test_a_lost_tcp_segment_arrives_an_rto_late_and_holds_the_bytes_behind_it(echo: int) -> None:
+    """TCP loss as TCP behaves: nothing is dropped, a lost segment comes one RTO late and every
+    byte after it on the connection waits (in order, whole)."""
+    with network(echo, delay_ms=2, loss=0.15, rto_ms=80, seed=2) as net:
+        with socket.create_connection(("127.0.0.1", net.port), timeout=10) as sock:
+            sent: list[float] = []
+            arrived: list[float] = []
+            received = b""
+            for i in range(30):
+                sent.append(time.perf_counter())
+                sock.sendall(b"%02d" % i)
+                time.sleep(0.01)
+            while len(received) < 60:
+                data = sock.recv(65536)
+                assert data
+                received += data
+                arrived += [time.perf_counter()] * (len(received) // 2 - len(arrived))
+        assert net.retransmitted > 0
+    assert received == b"".join(b"%02d" % i for i in range(30))  # whole and in order
+    delays = [(a - s) * 1000 for s, a in zip(sent, arrived, strict=True)]
+    assert max(delays) >= 80  # a lost segment waited at least one RTO
+    late = next(i for i, d in enumerate(delays) if d >= 80)
+    if late + 1 < 30 and sent[late + 1] - sent[late] < 0.02:
+        assert delays[late + 1] >= 40  # the next one, sent ~10 ms later, waited behind it

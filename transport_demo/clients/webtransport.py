@@ -6,6 +6,11 @@ The certificate is pinned by its SHA-256, as a page's ``serverCertificateHashes`
 has no such option, so the handshake runs without CA checks and the peer's certificate is compared
 with the hash the server announced before anything is sent. That hash is asked again on every
 attempt: a restarted server has a new certificate.
+
+``heartbeats="datagram"`` asks the server for heartbeats as HTTP/3 datagrams (RFC 9297): they are
+read like any event (``stats.heartbeats``, the iteration) and counted apart
+(:attr:`WebTransportClient.datagrams`, :attr:`WebTransportClient.datagram_heartbeats`), so a lesson
+can see which numbers never came; durable events stay on the stream.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import json
 import logging
 import socket
 import ssl
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -24,6 +31,7 @@ import httpx
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.h3.connection import H3_ALPN, H3Connection
 from aioquic.h3.events import (
+    DatagramReceived,
     DataReceived,
     H3Event,
     HeadersReceived,
@@ -74,6 +82,7 @@ class _H3ClientProtocol(QuicConnectionProtocol):
         self.status = 0
         self._body = b""
         self.incoming: asyncio.Queue[bytes | _Ended] = asyncio.Queue()
+        self.on_datagram: Callable[[bytes], None] | None = None
         self._capsules = CapsuleReader()
 
     def quic_event_received(self, event: QuicEvent) -> None:
@@ -113,6 +122,9 @@ class _H3ClientProtocol(QuicConnectionProtocol):
                 self._fail(_Ended(closes[0].code, closes[0].reason))
             elif event.stream_ended:
                 self._fail(_Ended(None, "the server ended the session"))
+        elif isinstance(event, DatagramReceived):
+            if event.stream_id == self.session_id and self.on_datagram is not None:
+                self.on_datagram(event.data)
         elif isinstance(event, WebTransportStreamDataReceived):
             if event.session_id != self.session_id:
                 return
@@ -126,7 +138,8 @@ class WebTransportClient(BaseClient):
     """Connects to the server's WebTransport (found at ``GET /webtransport``); after any cut it
     reconnects with backoff and resumes. ``origin`` is sent with the session's ``CONNECT`` (a
     browser always sends one; the server checks it). ``idle_timeout``: QUIC's, which notices a
-    silent path (keep it above the heartbeat interval).
+    silent path (keep it above the heartbeat interval). ``heartbeats``: ``"stream"`` (the
+    default) or ``"datagram"`` (module docstring).
 
     ``verify`` is not used: the certificate is pinned by the hash the server announces (module
     docstring), over the HTTP request to ``base_url`` (which ``verify`` does check, for https).
@@ -141,9 +154,18 @@ class WebTransportClient(BaseClient):
         origin: str | None = None,
         idle_timeout: float = 30.0,
         max_line: int = 1 << 20,
+        heartbeats: str = "stream",
         **options: Any,
     ) -> None:
+        if heartbeats not in ("stream", "datagram"):
+            raise ValueError("heartbeats is 'stream' or 'datagram'")
         super().__init__(base_url, **options)
+        self.heartbeats = heartbeats
+        self.datagrams = 0
+        """Datagrams received (heartbeats, with ``heartbeats="datagram"``)."""
+        self.datagram_heartbeats: deque[int] = deque(maxlen=10_000)
+        """The ``count`` of each heartbeat that came as a datagram, in arrival order (the last
+        10,000): a number missing was lost on the way, and nothing sends it again."""
         self.origin = origin
         self.idle_timeout = idle_timeout
         self.max_line = max_line
@@ -213,11 +235,12 @@ class WebTransportClient(BaseClient):
         """One session, until it ends (raises :class:`_Ended`) or is refused (``ClientError``)."""
         parts = urlsplit(url)
         host, port = parts.hostname or "127.0.0.1", parts.port or 443
-        query = ""
+        params: dict[str, str | int] = {}
         if self.connection_id is not None:
-            query = "?" + urlencode(
-                {"connection_id": self.connection_id, "last_seq": self.last_seq}
-            )
+            params = {"connection_id": self.connection_id, "last_seq": self.last_seq}
+        if self.heartbeats != "stream":
+            params["heartbeats"] = self.heartbeats
+        query = "?" + urlencode(params) if params else ""
         loop = asyncio.get_running_loop()
         family, _, _, _, address = (await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM))[0]
         configuration = self._configuration()
@@ -228,6 +251,7 @@ class WebTransportClient(BaseClient):
             lambda: _H3ClientProtocol(QuicConnection(configuration=configuration)),
             local_addr=("::" if family == socket.AF_INET6 else "0.0.0.0", 0),
         )
+        protocol.on_datagram = self._datagram
         try:
             async with asyncio.timeout(self.connect_timeout):
                 protocol.connect(address)
@@ -275,6 +299,19 @@ class WebTransportClient(BaseClient):
                 raise _Ended(None, str(exc)) from None
             for line in complete:
                 self._handle(json.loads(line))
+
+    def _datagram(self, data: bytes) -> None:
+        """A datagram of the session: one event (a heartbeat), read as a line is."""
+        try:
+            event = json.loads(data)
+        except ValueError:
+            return  # a datagram is not a stream: nothing to resynchronise, just skip it
+        if not isinstance(event, dict):
+            return
+        self.datagrams += 1
+        if isinstance(event.get("count"), int):
+            self.datagram_heartbeats.append(event["count"])
+        self._handle(event)
 
     async def send(self, text: str) -> None:
         """Write ``{"message": text}`` as a line; the echo (``user_message``) comes back on the

@@ -387,21 +387,27 @@ async def _websocket_client(port: int, received: _Received, deadline: float) -> 
             received.line(raw if isinstance(raw, bytes) else raw.encode())
 
 
-async def _webtransport_client(port: int, received: _Received) -> _QuicClient:
+async def _webtransport_client(
+    port: int, received: _Received
+) -> tuple[asyncio.DatagramTransport, _QuicClient]:
     configuration = QuicConfiguration(
         is_client=True, alpn_protocols=H3_ALPN, max_datagram_frame_size=65536
     )
     configuration.verify_mode = ssl.CERT_NONE  # the instrument's own certificate, made just now
     configuration.server_name = "127.0.0.1"
     loop = asyncio.get_running_loop()
-    _, protocol = await loop.create_datagram_endpoint(
+    transport, protocol = await loop.create_datagram_endpoint(
         lambda: _QuicClient(QuicConnection(configuration=configuration), received=received),
         remote_addr=("127.0.0.1", port),
     )
-    async with asyncio.timeout(10):
-        protocol.connect(("127.0.0.1", port))
-        await protocol.wait_connected()
-        await protocol.ready.wait()
+    try:
+        async with asyncio.timeout(10):
+            protocol.connect(("127.0.0.1", port))
+            await protocol.wait_connected()
+            await protocol.ready.wait()
+    except BaseException:
+        transport.close()
+        raise
     assert protocol.http is not None
     session_id = protocol._quic.get_next_available_stream_id()
     protocol.session_id = session_id
@@ -416,7 +422,7 @@ async def _webtransport_client(port: int, received: _Received) -> _QuicClient:
         ],
     )
     protocol.transmit()
-    return protocol
+    return transport, protocol
 
 
 # ---- the run ---------------------------------------------------------------------------------
@@ -460,7 +466,7 @@ async def _compare(
     net = await asyncio.to_thread(
         network, port, delay_ms=delay_ms, loss=0.0, seed=seed, rto_ms=rto_ms
     )
-    quic: _QuicClient | None = None
+    quic: tuple[asyncio.DatagramTransport, _QuicClient] | None = None
     ws_task: asyncio.Task[None] | None = None
     try:
         loop = asyncio.get_running_loop()
@@ -494,12 +500,14 @@ async def _compare(
         )
     finally:
         if quic is not None:
-            quic.close()
+            quic[1].close()  # CONNECTION_CLOSE, then the socket
+            quic[0].close()
         if ws_task is not None:
             ws_task.cancel()
             await asyncio.gather(ws_task, return_exceptions=True)
         await endpoint.close(timeout=0.2)
         tcp.close()
+        await tcp.wait_closed()
         await asyncio.to_thread(net.close)
 
 

@@ -6,7 +6,9 @@ The wire (docs/webtransport.md): the server opens one bidirectional stream per s
 the same JSON events as on ``/ws`` (``connected``, heartbeats, ``message``, ``user_message``
 echoes with ``seq``, ``error``), one per line; the client writes ``{"message": …}`` lines on that
 stream, the WebSocket's frame schema (:class:`~transport_demo.server.models.WebSocketFrame`), so
-both are parsed by one model. Resume with ``?connection_id=…&last_seq=…`` as on ``/ws``. The
+both are parsed by one model. Resume with ``?connection_id=…&last_seq=…`` as on ``/ws``.
+``?heartbeats=datagram`` (a lesson's option) sends the heartbeats as HTTP/3 datagrams instead of
+lines: a lost one stays lost (no seq, no replay), while every durable event stays on the stream. The
 session ends with the WebSocket's close codes (:data:`~transport_demo.server.protocol.END_CLOSES`)
 in WebTransport's close capsule (:mod:`.wt_framing`). QUIC and HTTP/3 are
 :mod:`.h3_endpoint`'s; this module imports it only when aioquic is installed.
@@ -32,7 +34,7 @@ from .errors import TransportDemoError
 from .http_errors import error_response, status_of
 from .lan import is_wildcard
 from .origins import HostPolicy, OriginPolicy, host_name, is_loopback
-from .protocol import END_CLOSES, SHUTDOWN_CLOSE, CloseCode, ErrorCode, Transport
+from .protocol import END_CLOSES, SHUTDOWN_CLOSE, CloseCode, ErrorCode, EventType, Transport
 from .resume import resume_point
 from .settings import Settings
 from .urls import server_url
@@ -47,6 +49,9 @@ logger = logging.getLogger("transport_demo.webtransport")
 
 PATH = "/wt"
 """Where a session is opened."""
+HEARTBEATS = ("stream", "datagram")
+"""The values of ``?heartbeats=``: on the stream (the default), or as datagrams."""
+_HEARTBEAT_PREFIX = f'{{"type":"{EventType.HEARTBEAT}"'  # events.encode: compact, type first
 
 router = APIRouter()
 
@@ -156,6 +161,11 @@ async def serve_session(session: WebTransportSession, service: WebTransportServi
         _refuse(session, 404, ErrorCode.NOT_FOUND, f"WebTransport is served at {PATH}.")
         return
     query = parse_qs(session.query)
+    heartbeats = _first(query, "heartbeats") or "stream"
+    if heartbeats not in HEARTBEATS:
+        detail = f"heartbeats is 'stream' or 'datagram', not {heartbeats[:40]!r}."
+        _refuse(session, 400, ErrorCode.INVALID_REQUEST, detail)
+        return
     try:
         cid, seq = resume_point(_first(query, "connection_id"), _first(query, "last_seq"))
         stream = await service.hub.aopen_stream(
@@ -167,17 +177,19 @@ async def serve_session(session: WebTransportSession, service: WebTransportServi
     try:
         session.accept()
         session.open_stream()
-        code, reason = await _run(session, stream, service.settings.max_envelope_bytes)
+        code, reason = await _run(
+            session, stream, service.settings.max_envelope_bytes, heartbeats == "datagram"
+        )
         session.close(code, reason)
     finally:
         await stream.aclose()
 
 
 async def _run(
-    session: WebTransportSession, stream: AttachedStream, max_line: int
+    session: WebTransportSession, stream: AttachedStream, max_line: int, datagrams: bool
 ) -> tuple[int, str]:
     # Two halves; the first to finish ends the other (as the WebSocket router does).
-    sender = asyncio.create_task(_send_events(session, stream))
+    sender = asyncio.create_task(_send_events(session, stream, datagrams))
     receiver = asyncio.create_task(_receive_lines(session, stream, max_line))
     done, pending = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
     for task in pending:
@@ -192,10 +204,16 @@ async def _run(
     return END_CLOSES.get(stream.ended, SHUTDOWN_CLOSE)  # the hub ended it, or the client left
 
 
-async def _send_events(session: WebTransportSession, stream: AttachedStream) -> None:
+async def _send_events(
+    session: WebTransportSession, stream: AttachedStream, datagrams: bool
+) -> None:
     async for batch in stream.batches():
+        if datagrams:
+            # Heartbeats are not durable (no seq): as datagrams, a lost one is simply gone. A
+            # client that takes no datagrams gets them on the stream.
+            batch = [item for item in batch if not _sent_as_datagram(session, item.data)]
         # a batch in one write: one QUIC packet where it fits (stream_loop.batches)
-        if not session.send(b"".join(encode_line(item.data) for item in batch)):
+        if batch and not session.send(b"".join(encode_line(item.data) for item in batch)):
             return
         # Backpressure: a client that does not read leaves what comes next in its bounded queue.
         await session.wait_writable()
@@ -219,6 +237,12 @@ async def _receive_lines(
                 continue
             if not await receive_message(stream, line):  # bad lines faster than it reads errors
                 return CloseCode.POLICY_VIOLATION, "too many bad lines"
+
+
+def _sent_as_datagram(session: WebTransportSession, data: str) -> bool:
+    """Send a heartbeat as one datagram; ``False`` for any other event (or when the datagram
+    could not be sent)."""
+    return data.startswith(_HEARTBEAT_PREFIX) and session.send_datagram(data.encode())
 
 
 def _refuse(session: WebTransportSession, status: int, code: str, detail: str) -> None:
