@@ -197,15 +197,27 @@ class HeadOfLine:
         return "\n".join(lines)
 
     def as_dict(self) -> dict[str, Any]:
-        """The figures as plain data (no messages), for JSON."""
+        """The figures as plain data (no messages), for JSON (a figure with no sample is
+        ``None``, not NaN)."""
         data = asdict(self)
         data.pop("messages")
         for run in ("websocket", "webtransport"):
             data[run]["held"] = getattr(self, run).held
-        return data
+        result: dict[str, Any] = _no_nan(data)
+        return result
 
     def __repr__(self) -> str:
         return self.table()
+
+
+def _no_nan(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_nan(v) for v in value]
+    return value
 
 
 def compare_head_of_line(
