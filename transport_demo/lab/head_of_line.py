@@ -27,8 +27,8 @@ message arrived. Delay is arrival minus sending; ``delay_ms`` of it is the netwo
 wait of an earlier late message form one episode, caused by the stream of its first message; a late
 message of another stream in the episode was **held by another stream's loss** — head-of-line
 blocking. On TCP nearly every episode holds every stream; on QUIC only the stream that lost a
-packet waits (RFC 9000 §2.2: streams are delivered independently), and the count stays near 0
-(two losses on two streams at once are counted too).
+packet waits (RFC 9000 §2: QUIC keeps no order between streams; §2.2: each one in order), and
+the count stays near 0 (two losses on two streams at once are counted too).
 
 The main server's session keeps its one stream (its wire contract is unchanged): these servers are
 the instrument's alone, started and stopped by each call, in a thread with an event loop of its

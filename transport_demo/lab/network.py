@@ -33,9 +33,10 @@ logical stream the later bytes belong to. UDP (below) is dropped for real.
 QUIC. The relay also listens on UDP at the same port number and relays datagrams to the server's
 UDP port of that number (where it serves WebTransport), under the same delay, jitter, bandwidth,
 stalls and outages, and loss for real: QUIC recovers what it needs (RFC 9002), and only the stream
-whose frames were lost waits (RFC 9000 §2.2). Clients find the session's URL with ``GET
-/webtransport``: the relay puts its own port in that answer, so the Python client and a page both
-come through it (:mod:`transport_demo.lab.udp_relay`).
+whose frames were lost waits (RFC 9000 §2: no order between streams; §2.2: each stream in
+order). Clients find the session's URL with ``GET /webtransport``: the relay puts its own port in
+that answer, so the Python client and a page both come through it
+(:mod:`transport_demo.lab.udp_relay`).
 
 What it does not model: TCP's fast retransmit, its congestion window, MTU. A stall is not loss:
 bytes wait and arrive together, in order, when it ends, on every stream alike (a stalled path
