@@ -176,13 +176,13 @@ def test_errors_show_in_the_widget(make_server: Any, stop_later: list[TransportW
     assert "message_too_large" in widget.log_html.value
 
 
-def test_dashboard_runs_all_three(server: RunningServer) -> None:
+def test_dashboard_runs_every_transport(server: RunningServer) -> None:
     dashboard = TransportDashboard(server.url)
     try:
         dashboard.start()
         assert all(w.wait_until(is_live, 5) for w in dashboard.widgets)
         ids = {w.connection_id for w in dashboard.widgets}
-        assert len(ids) == 3
+        assert len(ids) == len(dashboard.widgets) >= 3  # one connection each
         dashboard.send("to all")
         for widget in dashboard.widgets:
             assert widget.wait_until(lambda w: w.stats["messages"] >= 1, 5)
