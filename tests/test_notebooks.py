@@ -215,6 +215,9 @@ EXPECTED = {
         r"'url': 'https://127\.0\.0\.1:8030/wt'",  # the session: UDP at the HTTP port's number
         r"\('HTTP/3',\s+'https://127\.0\.0\.1:8030/wt',\s+\{'type': 'connected'",
         r"\(1, 'hello over QUIC'\)",  # the echo, seq 1
+        # heartbeats as datagrams through a lossy path: numbers that came, those lost for good;
+        # the five messages on the stream all arrive, in order
+        r"\(\[\d+(?:, \d+)*\], \[(?:\d+(?:, \d+)*)?\], \[1, 2, 3, 4, 5\]\)",
         # what serverCertificateHashes asks: X.509v3, P-256, under 14 days; the hash announced
         r"\(<Version\.v3: 2>, 'secp256r1', datetime\.timedelta\(days=13\), True\)",
         # two cuts, one from each side: every seq once, the server's close code 1012
