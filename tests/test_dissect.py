@@ -306,3 +306,13 @@ def test_tls_with_secrets_for_another_session_stays_encrypted() -> None:
         ("tls", "TLS Handshake: ServerHello"),
         ("tls", "TLS encrypted record, 32 bytes (no key)"),
     ]
+
+
+def test_a_long_polls_answer_names_the_seqs_it_carries() -> None:
+    """The server's batch (``"messages"``, docs/protocol.md) shows each message's seq."""
+    body = json.dumps({"type": "message", "messages": [{"type": "message", "seq": 1}]}).encode()
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+    request = b"POST /poll HTTP/1.1\r\nHost: x\r\ncontent-length: 2\r\n\r\n{}"
+    records = dissect(_segments((True, request), (False, head % len(body) + body)))
+    assert records[-1].summary == f"body, {len(body)} bytes: message seq 1"
+    assert records[-1].fields["seqs"] == [1]

@@ -164,9 +164,10 @@ def _app_event(text: str) -> dict[str, Any]:
         out["type"] = value["type"]
     if isinstance(value.get("seq"), int):
         out["seq"] = value["seq"]
-    if isinstance(value.get("events"), list):  # a long poll's answer: a batch of events
-        seqs = [e["seq"] for e in value["events"] if isinstance(e, dict) and "seq" in e]
-        out["seqs"] = [s for s in seqs if isinstance(s, int)]
+    for key in ("messages", "events"):  # a long poll's answer: a batch of messages
+        if isinstance(value.get(key), list):
+            seqs = [e["seq"] for e in value[key] if isinstance(e, dict) and "seq" in e]
+            out["seqs"] = [s for s in seqs if isinstance(s, int)]
     return out
 
 
