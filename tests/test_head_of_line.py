@@ -41,3 +41,18 @@ def test_episodes_name_the_stream_that_lost_and_the_ones_it_held() -> None:
     ]
     assert held_by_another(messages, late_after_ms=45) == {0: (1, 0), 1: (1, 1), 2: (2, 1)}
     assert math.isclose(messages[0].delay_ms, 220)
+
+
+def test_the_benchmarks_page_quotes_the_committed_run() -> None:
+    """docs/benchmarks.md's head-of-line table is bench.head_of_line.markdown() of the JSON the
+    run wrote (docs/bench/head_of_line.json), row for row."""
+    import json
+    from pathlib import Path
+
+    from transport_demo.bench.head_of_line import LOSSES, markdown
+
+    root = Path(__file__).resolve().parent.parent
+    data = json.loads((root / "docs/bench/head_of_line.json").read_text())
+    assert [run["loss"] for run in data["runs"]] == list(LOSSES)
+    page = (root / "docs/benchmarks.md").read_text()
+    assert markdown(data) in page
