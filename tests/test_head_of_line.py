@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import math
 
-from transport_demo.lab.head_of_line import Message, compare_head_of_line, held_by_another
+from transport_demo.lab.head_of_line import (
+    Message,
+    compare_head_of_line,
+    held_by_another,
+    plot_head_of_line,
+)
 
 
 def test_at_two_percent_loss_the_websocket_streams_jam_together_and_quic_streams_do_not() -> None:
@@ -22,6 +27,16 @@ def test_at_two_percent_loss_the_websocket_streams_jam_together_and_quic_streams
     assert ws.p99_ms >= result.delay_ms + 150  # an RTO (200 ms) shows at the tail
     assert 0 < wt.datagrams_received <= wt.datagrams_sent == 100
     assert "held by another" in repr(result) and result.as_dict()["websocket"]["held"] == ws.held
+    figure = plot_head_of_line(result)  # the notebook's picture: one panel per transport
+    try:
+        titles = [ax.get_title() for ax in figure.axes]
+        assert titles[0].startswith(f"websocket: {ws.held} ") and titles[1].startswith("webtr")
+        points = [c.get_offsets().shape[0] for c in figure.axes[0].collections]  # type: ignore[union-attr]
+        assert points == [100] * 4  # every message of each stream, one colour each
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)
 
 
 def test_episodes_name_the_stream_that_lost_and_the_ones_it_held() -> None:
