@@ -519,7 +519,17 @@ class Network:
                 await server.wait_closed()
                 continue
             self._server = server
-            self.udp = UdpRelay(self, sock, self._target)
+            self.udp = UdpRelay(
+                self._loop,
+                sock,
+                self._target,
+                conditions=lambda: self.conditions,
+                link=self._link,
+                rngs=(self._rng(0, "udp-up"), self._rng(0, "udp-down")),
+                down=lambda: self._loop.time() < self._down_until,
+                record=self._record_datagram,
+                max_flows=self.max_connections,
+            )
             self._answer_to = f':{self.port}/wt"'.encode()
             return
         raise OSError("no free port pair (TCP and UDP) for the relay")

@@ -18,28 +18,54 @@ nothing here: a relay cannot reset a QUIC connection (that takes its keys); an o
 than the idle timeout ends it.
 
 Sans protocol knowledge: bytes in, bytes out, on the relay's event loop (``add_reader`` on
-non-blocking sockets, so that nothing is awaited and a datagram's order of arrival is kept).
+non-blocking sockets, so that nothing is awaited and a datagram's order of arrival is kept). It
+knows the network only through what it is handed (its conditions, links, generators, outage and
+capture), so that ``network`` imports this module and not the other way round.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import random
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    import asyncio
-
-    from .network import Network
-
-__all__ = ["IDLE_FLOW", "UdpRelay"]
+__all__ = ["IDLE_FLOW", "LinkState", "Shaping", "UdpRelay"]
 
 IDLE_FLOW = 60.0
 """Seconds without a datagram after which a client's flow (and its socket) may be reclaimed:
 longer than QUIC's idle timeout here (30 s), so a live connection is never cut by the relay."""
 _MAX_DATAGRAM = 65535
 _MAX_HELD = 4096  # datagrams held by a stall, all flows together: past it they are dropped
+
+
+class Shaping(Protocol):
+    """What the network does to a datagram (the network's ``Conditions``)."""
+
+    @property
+    def delay_ms(self) -> float: ...
+    @property
+    def jitter_ms(self) -> float: ...
+    @property
+    def bandwidth_kbit(self) -> float | None: ...
+    @property
+    def loss(self) -> float: ...
+
+
+class LinkState(Protocol):
+    """One direction of the network, shared with the TCP relay: when it is next free, whether it
+    is stalled, the bytes it delivered."""
+
+    free_at: float
+    stalled: bool
+    bytes: int
+
+
+Recorder = Callable[[tuple[str, int], bool, bytes, float], None]
+"""Called with (client address, up, datagram, loop time) for each datagram delivered."""
 
 
 @dataclass
@@ -53,17 +79,35 @@ class _Flow:
 
 
 class UdpRelay:
-    """Relays UDP between clients at ``sock`` (bound, the relay's port) and ``target``, shaped
-    by ``net``'s conditions and links. Counters are read from any thread (ints)."""
+    """Relays UDP between clients at ``sock`` (bound, the relay's port) and ``target`` on
+    ``loop``, shaped by ``conditions()`` on the links ``link(up)``, losses drawn from ``rngs``
+    (up, down); nothing passes while ``down()`` (an outage). Counters are read from any thread
+    (ints)."""
 
-    def __init__(self, net: Network, sock: socket.socket, target: tuple[str, int]) -> None:
-        self._net = net
-        self._loop: asyncio.AbstractEventLoop = net._loop
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        target: tuple[str, int],
+        *,
+        conditions: Callable[[], Shaping],
+        link: Callable[[bool], LinkState],
+        rngs: tuple[random.Random, random.Random],
+        down: Callable[[], bool],
+        record: Recorder,
+        max_flows: int,
+    ) -> None:
+        self._loop = loop
         self._front = sock
         self._target = target
+        self._conditions = conditions
+        self._link = link
+        self._down = down
+        self._record = record
+        self.max_flows = max_flows
         self.port: int = sock.getsockname()[1]
         self._flows: dict[tuple[str, int], _Flow] = {}
-        self._rng = {True: net._rng(0, "udp-up"), False: net._rng(0, "udp-down")}
+        self._rng = {True: rngs[0], False: rngs[1]}
         self._held: list[tuple[_Flow, bool, bytes]] = []
         self.delivered = {True: 0, False: 0}
         """Datagrams delivered, by direction (``True``: client to server)."""
@@ -105,7 +149,7 @@ class UdpRelay:
         for key, old in list(self._flows.items()):
             if now - old.last > IDLE_FLOW:
                 self._forget(key, old)
-        if len(self._flows) >= self._net.max_connections:
+        if len(self._flows) >= self.max_flows:
             self.dropped += 1
             return None
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -124,16 +168,16 @@ class UdpRelay:
 
     def _pass(self, flow: _Flow, up: bool, data: bytes) -> None:
         """Drop ``data`` (an outage, a loss) or schedule its arrival on the other side."""
-        net, now = self._net, self._loop.time()
+        now = self._loop.time()
         flow.last = now
-        if now < net._down_until:
+        if self._down():
             self.dropped += 1
             return
-        conditions = net.conditions
+        conditions = self._conditions()
         if conditions.loss and self._rng[up].random() < conditions.loss:
             self.lost[up] += 1  # dropped for good: QUIC's own recovery sends its frames again
             return
-        link = net._link(up)
+        link = self._link(up)
         start = max(now, link.free_at)
         rate = conditions.bandwidth_kbit
         sent = start + (len(data) * 8 / (rate * 1000) if rate else 0.0)
@@ -145,7 +189,7 @@ class UdpRelay:
     def _deliver(self, flow: _Flow, up: bool, data: bytes) -> None:
         if flow.closed:
             return
-        link = self._net._link(up)
+        link = self._link(up)
         if link.stalled:
             if len(self._held) >= _MAX_HELD:
                 self.dropped += 1
@@ -162,7 +206,7 @@ class UdpRelay:
             return
         link.bytes += len(data)
         self.delivered[up] += 1
-        self._net._record_datagram(flow.client, up, data, self._loop.time())
+        self._record(flow.client, up, data, self._loop.time())
 
     # ---- what the network calls -----------------------------------------------------------
 
