@@ -289,3 +289,19 @@ def test_the_section_says_plainly_when_it_cannot_run(
     field.press("Enter")
     expect(notice).to_be_hidden()
     assert start_section(page) in server.hub
+
+
+def test_the_page_section_works_on_a_page_served_over_https(
+    make_server: Callable[..., RunningServer], browser: Browser
+) -> None:
+    """A room needs --https for LAN pages to be secure contexts: the page then comes over HTTP/2
+    and the session over HTTP/3 with the same certificate (pinned by its hash, as on http)."""
+    server = make_server(https=True, heartbeat_interval=0.3)
+    page = browser.new_context(ignore_https_errors=True).new_page()
+    page.goto(server.url + "/")
+    start_section(page)
+    send_text(page, "over https")
+    echo = wt_entries(page, "user_message").filter(has_text="over https")
+    expect(echo).to_have_count(1, timeout=5000)
+    assert echo.get_attribute("data-seq") == "1"
+    assert page.evaluate("performance.getEntriesByType('navigation')[0].nextHopProtocol") == "h2"

@@ -101,6 +101,9 @@ def test_the_webtransport_widget_resumes_after_cuts_with_nothing_lost_or_doubled
     assert widget.wait_until(lambda w: server.hub.state_of(cid) == "live", 5)
     assert server.hub.disconnect(cid)
     server.hub.publish(cid, "after the server's cut")
+    # a text is sent on the session that carried the replay (one sent into the cut session
+    # would be refused, or lost with it, as on a WebSocket)
+    assert widget.wait_until(lambda w: w.stats["messages"] == 2, 10)
     widget.send("and then sent")
     assert widget.wait_until(lambda w: w.stats["messages"] == 3, 10)
     durable = [e for e in widget.events if e["type"] in ("message", "user_message")]
