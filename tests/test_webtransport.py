@@ -344,3 +344,32 @@ async def test_the_command_line_serves_it_and_no_webtransport_turns_it_off() -> 
     finally:
         process.terminate()
         await asyncio.to_thread(process.communicate, timeout=20)
+
+
+async def test_a_client_that_writes_faster_than_the_server_reads_is_closed_with_1008() -> None:
+    """What the client writes and the handler has not read is bounded: QUIC's flow control does
+    not bound it (aioquic raises its windows as data arrives), so past RECEIVE_HIGH_WATER the
+    session stops taking data and its handler closes it with 1008."""
+    from typing import cast
+
+    from transport_demo.server import h3_endpoint, webtransport
+    from transport_demo.server.delivery import AttachedStream
+
+    session = h3_endpoint.WebTransportSession(
+        cast(Any, None), cast(Any, None), session_id=0, headers={}, address="127.0.0.1"
+    )
+    session.stream_id = 3
+    chunk = b"x" * 1200  # about one QUIC packet's data
+    while not session.overflowed:
+        session._stream_data(3, chunk, ended=False)  # as aioquic hands the stream's data over
+    unread = session.incoming.qsize() - 1  # the last item is the None that wakes the handler
+    assert unread * len(chunk) <= h3_endpoint.RECEIVE_HIGH_WATER
+    session._stream_data(3, chunk, ended=False)  # after the bound: not queued
+    assert session.incoming.qsize() == unread + 1
+    for _ in range(unread):
+        assert await session.receive() == chunk
+    assert session._unread == 0
+    # The handler reads lines until the None, then answers the overflow with 1008.
+    no_stream = cast(AttachedStream, None)  # no complete line arrives: the stream is not used
+    code, reason = await webtransport._receive_lines(session, no_stream, max_line=1 << 22)
+    assert code == CloseCode.POLICY_VIOLATION and "faster" in reason

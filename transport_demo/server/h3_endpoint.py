@@ -69,6 +69,12 @@ client that stops reading (or vanishes) would let its events pile up in that buf
 written, instead of waiting in its connection's queue, which is bounded (``max_queue``): the
 WebSocket gets the same from its transport's write buffer."""
 
+RECEIVE_HIGH_WATER = 1 << 20
+"""Bytes the client may have written on the session's stream that the handler has not read yet.
+QUIC's flow control does not bound them: aioquic raises its windows as data arrives, not as the
+application reads it. Past this the session is :attr:`WebTransportSession.overflowed` and its
+handler closes it (the WebSocket's reader is bounded by its ``max_queue`` instead)."""
+
 SessionHandler = Callable[["WebTransportSession"], Coroutine[Any, Any, None]]
 
 
@@ -117,6 +123,10 @@ class WebTransportSession:
         """The client's IP address."""
         self.stream_id: int | None = None
         self.incoming: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.overflowed = False
+        """The client wrote more than :data:`RECEIVE_HIGH_WATER` unread bytes: :attr:`incoming`
+        got ``None`` and nothing more (the handler closes the session)."""
+        self._unread = 0
         self.peer_close: SessionClose | None = None
         """The client's own close capsule, if it sent one."""
         self.ended = False
@@ -142,6 +152,14 @@ class WebTransportSession:
         return (self.header(":path") or "").partition("?")[2]
 
     # -- the handler's operations ------------------------------------------------------------
+
+    async def receive(self) -> bytes | None:
+        """What the client wrote next on the stream; ``None`` once it ended (or
+        :attr:`overflowed`)."""
+        data = await self.incoming.get()
+        if data is not None:
+            self._unread -= len(data)
+        return data
 
     def accept(self) -> None:
         """Answer 200: the session is open."""
@@ -263,7 +281,12 @@ class WebTransportSession:
             with contextlib.suppress(ValueError):
                 self._http._quic.stop_stream(stream_id, STREAM_REFUSED)
             return
-        if data and not self.ended:
+        if data and not self.ended and not self.overflowed:
+            if self._unread + len(data) > RECEIVE_HIGH_WATER:
+                self.overflowed = True
+                self.incoming.put_nowait(None)  # wakes the handler, which closes the session
+                return
+            self._unread += len(data)
             self.incoming.put_nowait(data)
         if ended:
             self._end()

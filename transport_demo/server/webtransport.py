@@ -225,7 +225,9 @@ async def _receive_lines(
     """Read lines until the client ends; a close code when the server must end the session."""
     lines = LineBuffer(max_line)
     while True:
-        data = await session.incoming.get()
+        data = await session.receive()
+        if data is None and session.overflowed:
+            return CloseCode.POLICY_VIOLATION, "the client writes faster than the server reads"
         if data is None:  # the client ended its stream or the session (or vanished)
             return CloseCode.NORMAL, "the client ended the session"
         try:
