@@ -371,5 +371,5 @@ async def test_a_client_that_writes_faster_than_the_server_reads_is_closed_with_
     assert session._unread == 0
     # The handler reads lines until the None, then answers the overflow with 1008.
     no_stream = cast(AttachedStream, None)  # no complete line arrives: the stream is not used
-    code, reason = await webtransport._receive_lines(session, no_stream, max_line=1 << 22)
-    assert code == CloseCode.POLICY_VIOLATION and "faster" in reason
+    closed = await webtransport._receive_lines(session, no_stream, max_line=1 << 22)
+    assert closed is not None and closed[0] == CloseCode.POLICY_VIOLATION and "faster" in closed[1]
