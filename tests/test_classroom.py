@@ -29,7 +29,7 @@ from transport_demo.clients import BaseClient, LongPollClient, SSEClient, WebSoc
 from transport_demo.server.lan import lan_address
 from transport_demo.server.protocol import ErrorCode, Transport
 from transport_demo.server.settings import CLASSROOM_DEFAULTS
-from transport_demo.server.transports import Part, having
+from transport_demo.server.transports import TRANSPORTS, Part, having
 from transport_demo.widgets import ClassroomView
 
 from .browser import CHROMIUM, launch
@@ -268,21 +268,23 @@ async def test_cut_each_transport_then_restart_and_nothing_is_lost(make_server: 
 async def test_class_view_follows_the_room_and_drives_it(make_server: Any) -> None:
     server = make_server(**LOOPBACK_ROOM)
     view = ClassroomView(server, interval=0.1)
-    clients = [make_client(cls, server.url) for cls in CLIENTS]
+    # One client of each transport the class view shows (the table's TRANSPORTS).
+    clients = [make_client(REGISTERED[transport], server.url) for transport in TRANSPORTS]
     try:
         for client in clients:
             await client.start()
-        await until_async(lambda: (view.latest or view.sample()).total == 3, what="3 in the view")
+        await until_async(lambda: (view.latest or view.sample()).total == 4, what="4 in the view")
         assert view.latest is not None and view.latest.connections == {
             "long-polling": 1,
             "sse": 1,
             "websocket": 1,
-            "webtransport": 0,  # /stats counts every row of the table
+            "webtransport": 1,
         }
-        assert view.plot_html.value.count("<polyline") == 3
+        assert view.plot_html.value.count("<polyline") == 4
+        assert "WebTransport: 1" in view.plot_html.value
         assert "127.0.0.1" in view.join_html.value and "<svg" in view.join_html.value
         view.broadcast_text.value = "hello room"  # Enter in the box broadcasts
-        assert view.broadcast_text.value == "" and "broadcast to 3" in view.status_html.value
+        assert view.broadcast_text.value == "" and "broadcast to 4" in view.status_html.value
         await until_async(lambda: all(c.stats.messages == 1 for c in clients), what="broadcast")
         view.cut_buttons[Transport.WEBSOCKET].click()
         assert "cut 1 of WebSocket" in view.status_html.value

@@ -34,7 +34,7 @@ from websockets.sync.client import connect as ws_connect
 from tests.waiting import until
 from transport_demo import RunningServer, start_server
 from transport_demo.clients import CLIENTS as REGISTERED
-from transport_demo.clients import BaseClient, SSEClient
+from transport_demo.clients import BaseClient, SSEClient, WebTransportClient
 from transport_demo.lab.local_redis import LocalRedis, start_redis
 from transport_demo.lab.proxy import FaultyProxy
 from transport_demo.server.protocol import Transport
@@ -209,6 +209,38 @@ def ws_hop(ws_url: str, cid: str, last: int, want: int, text: str | None) -> lis
     return seqs
 
 
+def wt_hop(url: str, cid: str, last: int, want: int, text: str | None) -> list[int]:
+    """As ws_hop, over WebTransport: one session (QUIC on UDP at the process's port number)
+    resumed at ``last``, up to ``want`` events read, then closed."""
+
+    async def session() -> list[int]:
+        seqs: list[int] = []
+        client = WebTransportClient(url, backoff_initial=0.05, backoff_max=0.2)
+        client.connection_id, client.last_seq = cid, last  # resume there, as the client would
+        await client.start()
+        try:
+            while True:
+                event = await client.next_event(5)
+                if event.get("client"):
+                    continue  # the client's own notes
+                if event["type"] == "connected":
+                    assert event["resumed"] is True and event["last_seq"] == last, event
+                    break
+            if text is not None:
+                await client.send(text)
+            while len(seqs) < want:
+                event = await client.next_event(5)
+                if event["type"] in ("message", "user_message") and not event.get("client"):
+                    seqs.append(event["seq"])
+                elif event["type"] == "heartbeat" and event["count"] > 3:
+                    break  # nothing more is coming
+        finally:
+            await client.close()
+        return seqs
+
+    return asyncio.run(session())
+
+
 def new_connection(http: httpx.Client, url: str, transport: str) -> str:
     if transport == "long-polling":
         return str(http.post(url + "/poll", json={}).json()["connection_id"])
@@ -217,6 +249,13 @@ def new_connection(http: httpx.Client, url: str, transport: str) -> str:
             for line in response.iter_lines():
                 if line.startswith("data:"):
                     return str(json.loads(line[5:])["connection_id"])
+    if transport == "webtransport":
+
+        async def opened() -> str:
+            async with WebTransportClient(url) as client:
+                return await client.wait_connected(10)
+
+        return asyncio.run(opened())
     with ws_connect("ws" + url[4:] + "/ws") as ws:
         return str(json.loads(ws.recv(5))["connection_id"])
 
@@ -234,6 +273,8 @@ def hop(
             )
             assert sent.status_code == 200, sent.text
         return sse_hop(http, url, cid, last, rnd.randint(1, 4))
+    if transport == "webtransport":
+        return wt_hop(url, cid, last, rnd.randint(1, 4), text)
     return ws_hop("ws" + url[4:], cid, last, rnd.randint(1, 4), text)
 
 

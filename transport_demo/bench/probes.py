@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 from websockets.asyncio.client import ClientConnection, connect
 
 from ..server.protocol import Transport
-from ..server.transports import TRANSPORTS
+from ..server.transports import TRANSPORTS, Carrier
 from .h3_probe import WebTransportProbe
 from .http_clients import HTTPClient, RawH2, RawHTTP, TlsHTTP
 from .probe_base import Probe
@@ -39,7 +39,6 @@ __all__ = [
     "ON_TLS",
     "OURS",
     "OUR_PROBES",
-    "PENDING",
     "PROBES",
     "Probe",
     "RawH2",
@@ -410,27 +409,26 @@ class TlsWS(OursWS):
 
 
 OUR_PROBES: dict[Transport, type[Probe]] = {
-    Transport(probe.transport): probe for probe in (OursLongPoll, OursSSE, OursWS)
+    Transport(probe.transport): probe
+    for probe in (OursLongPoll, OursSSE, OursWS, WebTransportProbe)
 }
 """Our probe of each transport: the transport table's bench column (tests/test_transport_table.py
 holds the two to the same transports)."""
 
-PENDING: dict[str, tuple[str, type[Probe]]] = {
-    "ours webtransport": ("ours", WebTransportProbe),
-}
-"""Our probes of transports whose row in the table lacks other parts yet: measured when named
-(``--only webtransport``, ``--targets``), not in the default run (issue 24: WebTransport joins
-``OUR_PROBES`` when its widget and page section are registered)."""
 
-
-def _ours(prefix: str, family: str) -> dict[str, tuple[str, type[Probe]]]:
-    return {f"{prefix} {t.value}": (family, OUR_PROBES[t]) for t in TRANSPORTS}
+def _ours(
+    prefix: str, family: str, carriers: tuple[Carrier, ...] = tuple(Carrier)
+) -> dict[str, tuple[str, type[Probe]]]:
+    return {
+        f"{prefix} {t.value}": (family, OUR_PROBES[t])
+        for t, row in TRANSPORTS.items()
+        if row.carrier in carriers
+    }
 
 
 # target name -> (server family, probe)
 PROBES: dict[str, tuple[str, type[Probe]]] = {
     **_ours("ours", "ours"),
-    **PENDING,
     "fastapi long-polling": ("fastapi", BareLongPoll),
     "fastapi sse": ("fastapi", BareSSE),
     "fastapi websocket": ("fastapi", BareWS),
@@ -440,8 +438,10 @@ PROBES: dict[str, tuple[str, type[Probe]]] = {
     "sse-starlette": ("sse-starlette", StarletteSSE),
     # Ours on Redis (``--redis``), one process and two worker processes on one port (``--workers
     # 2``): not in the default run; ask for them with --targets.
+    # Worker processes share one TCP socket; a UDP port has one owner, so they serve no
+    # WebTransport (as `--workers` runs): no 'redis-2 webtransport'.
     **_ours("redis", "ours-redis"),
-    **_ours("redis-2", "ours-redis:2"),
+    **_ours("redis-2", "ours-redis:2", (Carrier.TCP,)),
     # Ours over TLS (``start_server(https=True)``: hypercorn), HTTP/1.1 and HTTP/2 by ALPN: the
     # HTTP/2 comparison (``--only http2``), not in the default run either.
     "tls long-polling": ("ours-https", TlsLongPoll),

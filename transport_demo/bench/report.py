@@ -372,7 +372,7 @@ def plot(results: dict[str, Any], directory: Path | None = None) -> list[Any]:
 
 
 def network_table(runs: list[dict[str, Any]]) -> str:
-    """One Markdown table per network: our three transports' push and round-trip latency and
+    """One Markdown table per network: each of our transports' push and round-trip latency and
     the time from a cut to the next message (runs as written by ``Results.as_dict()``)."""
     parts = []
     for results in runs:
@@ -397,7 +397,7 @@ def network_table(runs: list[dict[str, Any]]) -> str:
 
 def plot_networks(runs: list[dict[str, Any]], path: Path | None = None) -> Any:
     """One panel per figure (push, round trip, cut → next message), one group of bars per
-    network, the three transports side by side in each; log axis (loopback's tenths of a
+    network, the transports side by side in each; log axis (loopback's tenths of a
     millisecond and a continent's hundreds on one scale). Saved to ``path`` when given."""
     import matplotlib.pyplot as plt
 
@@ -407,7 +407,7 @@ def plot_networks(runs: list[dict[str, Any]], path: Path | None = None) -> Any:
               ("round_trip", "round trip p50 (bar) and p99 (tick)"),
               ("reconnect", "cut → next message, p50"))  # fmt: skip
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), sharey=True)
-    width = 0.26
+    width = 0.8 / len(transports)  # the table's transports side by side in each group
     for axis, (key, title) in zip(axes, panels, strict=True):
         for i, transport in enumerate(transports):
             target = f"ours {transport}"
@@ -422,7 +422,7 @@ def plot_networks(runs: list[dict[str, Any]], path: Path | None = None) -> Any:
                     figure = results.get("latency", {}).get(target, {}).get(key, {})
                     p50s.append(figure.get("p50_ms", 0.0))
                     p99s.append(figure.get("p99_ms"))
-            xs = [n + (i - 1) * width for n in range(len(runs))]
+            xs = [n + (i - (len(transports) - 1) / 2) * width for n in range(len(runs))]
             axis.bar(xs, p50s, width, color=colours[transport], label=transport)
             ticks = [(x, p) for x, p in zip(xs, p99s, strict=True) if p is not None]
             if ticks:

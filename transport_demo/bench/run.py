@@ -17,7 +17,7 @@ from typing import Any
 from ..lab.network import Conditions, Network
 from ..server.transports import TRANSPORTS, Carrier, info
 from .capacity import capacity
-from .probes import ON_REDIS, ON_TLS, OURS, PENDING, PROBES
+from .probes import ON_REDIS, ON_TLS, OURS, PROBES
 from .reconnect import reconnect_cost
 from .scenarios import burst, push_latency, round_trip, wire
 from .targets import ServerProcess, ThreadServer
@@ -39,13 +39,14 @@ __all__ = [
 ]
 
 ALL_TARGETS = tuple(PROBES)
-TARGETS = tuple(t for t in PROBES if t not in ON_REDIS + ON_TLS + tuple(PENDING))  # the default
+TARGETS = tuple(t for t in PROBES if t not in ON_REDIS + ON_TLS)  # the default run
 SCENARIOS = ("latency", "thread", "throughput", "reconnect", "capacity")
 ALL_SCENARIOS = (*SCENARIOS, "wire")  # wire: bytes of one event at a time (not in the default)
-HTTP2 = tuple(f"{how} {t.value}" for t in TRANSPORTS for how in ("ours", "tls", "h2")
-              if f"{how} {t.value}" in PROBES)  # fmt: skip
-"""``--only http2``: each transport on plain HTTP/1.1 (uvicorn), HTTP/1.1 over TLS and HTTP/2
-(hypercorn, as ``start_server(https=True)`` serves it); the WebSocket without an HTTP/2 row."""
+HTTP2 = tuple(f"{how} {t.value}" for t, row in TRANSPORTS.items() for how in ("ours", "tls", "h2")
+              if f"{how} {t.value}" in PROBES and row.carrier is Carrier.TCP)  # fmt: skip
+"""``--only http2``: each transport over TCP on plain HTTP/1.1 (uvicorn), HTTP/1.1 over TLS and
+HTTP/2 (hypercorn, as ``start_server(https=True)`` serves it); the WebSocket without an HTTP/2
+row. WebTransport is HTTP/3, over QUIC: ``--only webtransport`` compares it."""
 HTTP2_SCENARIOS = ("latency", "throughput", "wire", "capacity")
 WEBTRANSPORT = ("ours websocket", "ours webtransport")
 """``--only webtransport``: our WebTransport (HTTP/3 over QUIC, aioquic) beside our WebSocket, the

@@ -17,9 +17,9 @@ registered there.
 
 A row says which parts it has (:class:`Part`): a transport can land side by side, its server and
 client first. :data:`TABLE` is every row; :data:`TRANSPORTS` the rows with every part, which is
-what the page, the widgets, the class view and the bench loop over (WebTransport joins them when
-its widget, page section and probe are registered). The tests hold each registration to exactly
-the rows that declare its part.
+what the page, the widgets, the class view and the bench loop over (WebTransport landed this way:
+server and client first, then its widget, page section and probe). The tests hold each
+registration to exactly the rows that declare its part.
 
 Imports nothing but the protocol vocabulary, so every layer may use it.
 """
@@ -112,8 +112,6 @@ TABLE: dict[Transport, TransportInfo] = {
             "WebTransport",
             "#9b51e0",
             carrier=Carrier.QUIC,
-            # the bench probe comes later (issue 24)
-            parts=frozenset({Part.ROUTER, Part.CLIENT, Part.PAGE, Part.WIDGET}),
         ),
     )
 }
