@@ -7,7 +7,7 @@ import json
 import zlib
 
 from transport_demo.lab import ws_wire
-from transport_demo.lab.dissect import Record, Segment, dissect
+from transport_demo.lab.dissect import Record, Segment, dissect, dissect_quic
 
 KEY = b"\x01\x02\x03\x04"
 
@@ -316,3 +316,44 @@ def test_a_long_polls_answer_names_the_seqs_it_carries() -> None:
     records = dissect(_segments((True, request), (False, head % len(body) + body)))
     assert records[-1].summary == f"body, {len(body)} bytes: message seq 1"
     assert records[-1].fields["seqs"] == [1]
+
+
+def test_quic_headers_are_read_without_keys() -> None:
+    """RFC 9000 §17: a client's Initial padded with zeros, a server's coalesced Initial and
+    Handshake, then 1-RTT packets whose DCID length comes from the other side's SCID."""
+
+    def long(kind: int, dcid: bytes, scid: bytes, body: bytes, token: bool = False) -> bytes:
+        head = bytes([0xC0 | kind << 4]) + (1).to_bytes(4, "big")
+        head += bytes([len(dcid)]) + dcid + bytes([len(scid)]) + scid
+        head += b"\x00" if token else b""  # an Initial's token length: none
+        return head + bytes([0x40 | len(body) >> 8, len(body) & 0xFF]) + body  # 2-byte varint
+
+    client, server = b"\xaa" * 8, b"\xbb" * 5
+    hello = long(0, b"\x01" * 8, client, b"\x11" * 300, token=True)
+    records = dissect_quic(
+        [
+            Segment(0.0, True, hello + bytes(1200 - len(hello))),
+            Segment(
+                0.1,
+                False,
+                long(0, client, server, b"\x22" * 90, True)
+                + long(2, client, server, b"\x33" * 400),
+            ),
+            Segment(0.2, True, b"\x41" + server + b"\x44" * 30),
+            Segment(0.3, False, b"\x5f" + client + b"\x55" * 20),
+        ]
+    )
+    assert [r.summary for r in records] == [
+        f"QUIC Initial v1 + {1200 - len(hello)} bytes of padding, DCID 8 bytes, 1200 bytes",
+        f"QUIC Initial v1 + Handshake v1, DCID 8 bytes, {len(records[1].data)} bytes",
+        "QUIC 1-RTT (short header), DCID 5 bytes, 36 bytes",
+        "QUIC 1-RTT (short header), DCID 8 bytes, 29 bytes",
+    ]
+    assert records[1].fields["packets"][1]["scid"] == server.hex()
+    assert records[2].fields["packets"][0]["dcid"] == server.hex()
+    assert {r.kind for r in records} == {"quic"} and [r.segments for r in records] == [
+        (0,),
+        (1,),
+        (2,),
+        (3,),
+    ]

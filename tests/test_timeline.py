@@ -3,6 +3,7 @@ side (its traits, its filters, the download)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import Iterator
@@ -12,7 +13,9 @@ import httpx
 import pytest
 
 from transport_demo import start_server
+from transport_demo.clients import WebTransportClient
 from transport_demo.lab import h2_wire, ws_wire
+from transport_demo.lab.capture_file import udp_conversations
 from transport_demo.lab.dissect import Conversation, Record, Segment, with_secrets
 from transport_demo.lab.keylog import read_keylog
 from transport_demo.lab.network import Network, network
@@ -143,6 +146,51 @@ def test_http2_frames_inside_tls_read_with_the_clients_key_log(tmp_path: Path) -
     assert any("HEADERS stream 3" in m["summary"] for m in widget.shown())
 
 
+def test_quic_packets_of_a_webtransport_session_through_the_relay(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    """A WebTransportClient through the relay's UDP half: its datagrams read back from the file,
+    the handshake's long headers (Initial, Handshake; version 1; the connection ids each side
+    chose) and then 1-RTT short headers whose DCID is the other side's SCID; the widget lists
+    the flow after the TCP connections."""
+
+    async def session(url: str) -> None:
+        client = WebTransportClient(url)
+        await client.start()
+        try:
+            cid = await client.wait_connected(10)
+            server.hub.publish(cid, "over QUIC")
+            while (await client.next_event(5)).get("type") != "message":
+                pass
+        finally:
+            await client.close()
+
+    with network(server, capture=tmp_path / "quic.pcapng") as net:
+        asyncio.run(session(net.url))
+        assert net.wait_idle()
+        widget = TimelineWidget(net)
+    (flow,) = udp_conversations(tmp_path / "quic.pcapng")
+    assert flow.label.endswith("QUIC over UDP") and len(flow.records) == len(flow.segments)
+    first, answer = flow.records[0], next(r for r in flow.records if not r.up)
+    assert (
+        first.up and first.summary.startswith("QUIC Initial v1") and first.fields["length"] >= 1200
+    )
+    client_id = first.fields["packets"][0]["scid"]
+    kinds = [p["type"] for p in answer.fields["packets"]]
+    assert (
+        kinds[:2] == ["Initial", "Handshake"] and answer.fields["packets"][0]["dcid"] == client_id
+    )
+    server_id = answer.fields["packets"][0]["scid"]
+    shorts = [r for r in flow.records if r.fields["header"] == "short"]
+    assert shorts and all(r.summary.startswith("QUIC 1-RTT (short header)") for r in shorts)
+    for record in shorts:  # each side addresses the other by the id the other chose
+        assert record.fields["packets"][0]["dcid"] == (server_id if record.up else client_id)
+    assert sum(len(s.data) for s in flow.segments) == sum(r.fields["length"] for r in flow.records)
+    assert net.datagrams == len(flow.segments)  # every datagram the relay delivered, in the file
+    assert widget.connections[-1]["label"].endswith("QUIC over UDP")
+    assert "quic" in {m["kind"] for m in widget.marks}
+
+
 def test_the_widget_fills_its_traits_and_filters(lesson: tuple[Network, list[int]]) -> None:
     net, seen = lesson
     widget = TimelineWidget(net)
@@ -151,7 +199,7 @@ def test_the_widget_fills_its_traits_and_filters(lesson: tuple[Network, list[int
     assert [m["t"] for m in widget.marks] == sorted(m["t"] for m in widget.marks)
     assert widget.note == "" and widget.file_name == "lesson.pcapng"
     assert {m["kind"] for m in widget.shown()} == {"tcp", "http", "sse", "websocket"}
-    assert set(widget.kinds) == {"tcp", "tls", "http", "http2", "sse", "websocket"}
+    assert set(widget.kinds) == {"tcp", "tls", "http", "http2", "sse", "websocket", "quic"}
     widget.kinds = ["websocket"]
     widget.connection = 1
     shown = widget.shown()

@@ -57,11 +57,11 @@ from .eventsource import EventStreamParser
 from .keylog import Secrets, TlsReader
 from .ws_wire import CLOSE_CODES, DEFLATE_TAIL, IncompleteFrame, WireFrame, decode
 
-__all__ = ["KINDS", "Conversation", "Record", "Segment", "dissect", "with_secrets"]
+__all__ = ["KINDS", "Conversation", "Record", "Segment", "dissect", "dissect_quic", "with_secrets"]
 
-KINDS = ("tcp", "tls", "http", "http2", "sse", "websocket")
+KINDS = ("tcp", "tls", "http", "http2", "sse", "websocket", "quic")
 """What a record is about: TCP (SYN, FIN, RST, and bytes not read as anything else), a TLS
-record, HTTP/1.1, an HTTP/2 frame, a Server-Sent Event, a WebSocket frame."""
+record, HTTP/1.1, an HTTP/2 frame, a Server-Sent Event, a WebSocket frame, a QUIC datagram."""
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 """What an HTTP/2 client sends first (RFC 9113 §3.4)."""
@@ -758,6 +758,8 @@ class Conversation:
         """``#2 :51234 GET /ws``: the number, the client's port and the first request line."""
         first = next((r for r in self.records if "request_line" in r.fields), None)
         line = str(first.fields["request_line"]).rsplit(" ", 1)[0] if first else ""
+        if not first and self.records and self.records[0].kind == "quic":
+            line = "QUIC over UDP"
         return f"#{self.number} :{self.client_port}" + (f" {line}" if line else "")
 
     def text(self, width: int = 110) -> str:
@@ -789,3 +791,113 @@ def with_secrets(conversations: Iterable[Conversation], secrets: Secrets) -> lis
         Conversation(c.number, c.client_port, c.segments, dissect(c.segments, secrets))
         for c in conversations
     ]
+
+
+# ---- QUIC: what a datagram's headers say without keys (RFC 9000 §17) --------------------------
+
+_LONG_TYPES = {0: "Initial", 1: "0-RTT", 2: "Handshake", 3: "Retry"}  # RFC 9000 §17.2, version 1
+_QUIC_VERSIONS = {0x00000001: "v1", 0x6B3343CF: "v2", 0x00000000: "version negotiation"}
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    """A variable-length integer (RFC 9000 §16): its value and where the next field starts."""
+    if at >= len(data):
+        raise IndexError(at)
+    size = 1 << (data[at] >> 6)
+    if at + size > len(data):
+        raise IndexError(at)
+    value = data[at] & 0x3F
+    for byte in data[at + 1 : at + size]:
+        value = (value << 8) | byte
+    return value, at + size
+
+
+def _quic_packets(data: bytes, short_dcid: int) -> list[dict[str, Any]]:
+    """The QUIC packets coalesced in one datagram (RFC 9000 §12.2), each as its header's
+    readable fields. Header protection hides the packet number and the short header's low
+    bits, and the payload is encrypted: what is left is the form, the long packet's type and
+    version, the connection ids and the lengths. A short header (1-RTT) does not carry its
+    DCID's length: ``short_dcid`` is the length the other side chose (its long headers' SCID)."""
+    packets: list[dict[str, Any]] = []
+    at = 0
+    while at < len(data):
+        first = data[at]
+        if not first & 0x40:  # the fixed bit is 1 in every QUIC v1 packet (§17.2, §17.3.1)
+            packets.append({"header": "padding", "length": len(data) - at})  # e.g. zeros
+            break
+        if not first & 0x80:  # short header: the rest of the datagram (§17.3.1)
+            dcid = data[at + 1 : at + 1 + short_dcid]
+            packets.append(
+                {"header": "short", "type": "1-RTT", "dcid": dcid.hex(), "length": len(data) - at}
+            )
+            break
+        try:
+            version = int.from_bytes(data[at + 1 : at + 5], "big")
+            dcid_length = data[at + 5]
+            dcid = data[at + 6 : at + 6 + dcid_length]
+            cursor = at + 6 + dcid_length
+            scid_length = data[cursor]
+            scid = data[cursor + 1 : cursor + 1 + scid_length]
+            cursor += 1 + scid_length
+        except IndexError:
+            break
+        kind = "Version Negotiation" if version == 0 else _LONG_TYPES[(first >> 4) & 0x3]
+        if version == 0x6B3343CF:  # QUIC v2 reorders the types (RFC 9369 §3.2)
+            kind = {0: "Retry", 1: "Initial", 2: "0-RTT", 3: "Handshake"}[(first >> 4) & 0x3]
+        packet: dict[str, Any] = {
+            "header": "long",
+            "type": kind,
+            "version": _QUIC_VERSIONS.get(version, f"{version:#010x}"),
+            "dcid": dcid.hex(),
+            "scid": scid.hex(),
+        }
+        if kind in ("Retry", "Version Negotiation"):  # no Length: the rest of the datagram
+            packet["length"] = len(data) - at
+            packets.append(packet)
+            break
+        try:
+            if kind == "Initial":
+                token, cursor = _varint(data, cursor)
+                cursor += token
+            length, cursor = _varint(data, cursor)
+        except IndexError:
+            break
+        packet["length"] = cursor + length - at
+        packets.append(packet)
+        at = cursor + length
+    return packets
+
+
+def dissect_quic(datagrams: Iterable[Segment]) -> list[Record]:
+    """One UDP flow's datagrams (``up``: client to server), each a record of kind ``quic``
+    summarizing its QUIC packets' headers (RFC 9000 §17): ``QUIC Initial v1 + Handshake v1,
+    DCID 8 bytes, 1200 bytes`` or ``QUIC 1-RTT (short header), DCID 8 bytes, 45 bytes``. Readable
+    without keys; what the packets carry (streams, datagrams, ACKs) is encrypted."""
+    records: list[Record] = []
+    scid_length = {True: 0, False: 0}  # each side's chosen connection id length
+    for index, datagram in enumerate(datagrams):
+        packets = _quic_packets(datagram.data, scid_length[not datagram.up])
+        for packet in packets:
+            if packet["header"] == "long" and packet["type"] != "Version Negotiation":
+                scid_length[datagram.up] = len(packet["scid"]) // 2
+        names = " + ".join(
+            f"{p['type']} {p['version']}"
+            if p["header"] == "long"
+            else "1-RTT (short header)"
+            if p["header"] == "short"
+            else f"{p['length']} bytes of padding"
+            for p in packets
+        )
+        dcid = len(packets[0].get("dcid", "")) // 2 if packets else 0
+        summary = f"QUIC {names or 'datagram, not QUIC'}"
+        summary += f", DCID {dcid} bytes, {len(datagram.data)} bytes"
+        fields: dict[str, Any] = {
+            "packets": packets,
+            "header": packets[0]["header"] if packets else None,
+            "dcid_length": dcid,
+            "length": len(datagram.data),
+        }
+        records.append(
+            Record("quic", datagram.up, datagram.at, summary, datagram.data, (index,), fields)
+        )
+    return records

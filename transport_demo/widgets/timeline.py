@@ -2,8 +2,10 @@
 
 One row per connection and direction (up: client to server, down: server to client); each mark
 is one thing the connection said (:mod:`transport_demo.lab.dissect`): a TCP SYN/FIN/RST, an HTTP
-request or response or chunk, a Server-Sent Event, a WebSocket frame. Hovering shows its summary
-(request line, status, SSE id and type and seq, WebSocket opcode, FIN, mask, length, seq);
+request or response or chunk, a Server-Sent Event, a WebSocket frame, an HTTP/2 frame, a TLS
+record, a QUIC datagram's headers (the relay's UDP half, read back from the file). Hovering
+shows its summary (request line, status, SSE id and type and seq, WebSocket opcode, FIN, mask,
+length, seq);
 clicking shows its bytes, hex and text. Filters choose the connection and the kinds shown.
 
 ::
@@ -42,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anywidget
 import traitlets
 
+from ..lab.capture_file import udp_conversations
 from ..lab.dissect import KINDS, Conversation, Record, with_secrets
 from ..lab.keylog import read_keylog
 
@@ -185,6 +188,10 @@ class TimelineWidget(anywidget.AnyWidget):
             conversations = self._source.timeline()
         if self._keylog is not None:
             conversations = with_secrets(conversations, read_keylog(self._keylog))
+        if self._capture is not None and not isinstance(self._source, Sequence):
+            # the relay's UDP half (QUIC) is only in the file: read back, numbered after TCP's
+            data = self._capture.file_bytes()
+            conversations += udp_conversations(data, len(conversations) + 1)
         marks, left_out = marks_of(conversations, self._limit)
         self.connections = [{"number": c.number, "label": c.label} for c in conversations]
         self.marks = marks

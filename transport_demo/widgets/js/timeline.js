@@ -1,9 +1,10 @@
 // The packet lens's timeline: one row per connection and direction, a mark per record.
 // Everything a connection carried is put in with textContent or an element's title: never HTML.
 
-const KINDS = ["tcp", "tls", "http", "http2", "sse", "websocket"];
+const KINDS = ["tcp", "tls", "http", "http2", "sse", "websocket", "quic"];
 const KIND_NAMES = {
   tcp: "TCP", tls: "TLS", http: "HTTP", http2: "HTTP/2", sse: "SSE", websocket: "WebSocket",
+  quic: "QUIC",
 };
 const MIN_GAP = 0.8;                             // percent of the track between two marks
 
