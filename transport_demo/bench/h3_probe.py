@@ -131,6 +131,9 @@ class _Session(QuicConnectionProtocol):
     def _end(self) -> None:
         if not self.status.done():
             self.status.set_exception(ConnectionError("the QUIC connection ended"))
+            # Marked as seen: a probe whose open timed out no longer awaits it, and asyncio would
+            # log "Future exception was never retrieved" for each such session.
+            self.status.exception()
         if not self.ended.done():
             self.ended.set_result(None)
 
