@@ -3,6 +3,8 @@ back/forward cache run in a real Chromium, as the notebook shows it."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from transport_demo import start_server
@@ -44,7 +46,10 @@ def test_without_a_browser_it_says_not_run() -> None:
     assert repr(browser_limits.BackForward(None, note="no Chromium")) == "Not run: no Chromium"
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium")
+@pytest.mark.skipif(
+    not CHROMIUM.exists() and not os.environ.get("CI"),  # in CI a missing browser fails
+    reason="needs Debian's Chromium",
+)
 def test_back_forward_cache_in_chromium() -> None:
     """What 03b's answer says: restored from the cache; timers frozen; the WebSocket closed on
     return (1006), live on the server while away; the EventSource kept, its events held."""

@@ -266,7 +266,7 @@ def test_the_page_webtransport_widget_in_jupyterlab(tmp_path: Path) -> None:
     would reach the server through jupyter-server-proxy says it cannot, and its Start is off."""
     from playwright.sync_api import expect, sync_playwright
 
-    from .test_webtransport_browser import launch_with_quic
+    from .browser import launch
 
     server = start_server(port=0, heartbeat_interval=0.5, resume_grace=30)
     write_notebook(
@@ -280,7 +280,7 @@ def test_the_page_webtransport_widget_in_jupyterlab(tmp_path: Path) -> None:
     token = "transport-demo-test"
     try:
         with running_jupyterlab(tmp_path, token) as url, sync_playwright() as playwright:
-            browser = launch_with_quic(playwright)
+            browser = launch(playwright)
             page = browser.new_context().new_page()
             page.goto(f"{url}/lab/tree/wt.ipynb?token={token}")
             page.wait_for_function("window.jupyterapp && window.jupyterapp.shell", timeout=60_000)

@@ -437,9 +437,7 @@ def test_the_page_at_the_join_url_resumes_after_cuts_and_a_restart(make_server: 
         **LOOPBACK_ROOM, heartbeat_interval=0.5, poll_timeout=1.0, resume_grace=10.0
     )
     view = ClassroomView(server, interval=0.2, show_qr=False)
-    # the sections client.html has over TCP (launch() has no QUIC; WebTransport's section is
-    # tested in test_webtransport_browser.py)
-    transports = [t.value for t in having(Part.PAGE) if t is not Transport.WEBTRANSPORT]
+    transports = [t.value for t in having(Part.PAGE)]  # the sections client.html has
     with sync_playwright() as playwright:
         browser = launch(playwright)
         try:
@@ -453,7 +451,7 @@ def test_the_page_at_the_join_url_resumes_after_cuts_and_a_restart(make_server: 
             view.restart()
             view.broadcast("after the restart")
             arrived_once(page, ids, ["after the restart"], reconnects=2)
-            assert view.latest is not None and view.latest.total == 3
+            assert view.latest is not None and view.latest.total == len(transports)
         finally:
             view.stop()
             browser.close()

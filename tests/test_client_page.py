@@ -30,9 +30,9 @@ pytestmark = [
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
-# The page's sections over TCP: this launch (tests/browser.py) has no QUIC, and the proxies of
-# test_proxy_jupyter.py and test_jupyterhub.py (which loop over this list) carry no UDP.
-# WebTransport's section is tested in test_webtransport_browser.py, with QUIC on.
+# The page's sections over TCP: the proxies of test_proxy_jupyter.py and test_jupyterhub.py (which
+# loop over this list) carry no UDP. WebTransport's section has its own tests
+# (test_webtransport_browser.py), its close codes and resume being its own.
 TRANSPORTS = [t.value for t, row in TRANSPORT_TABLE.items() if row.carrier is Carrier.TCP]
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 ECHO = {"long-polling": "message", "sse": "message", "websocket": "user_message"}

@@ -255,8 +255,7 @@ def established(port: int) -> int:
 
 @pytest.mark.browser
 @pytest.mark.slow
-# the page's sections over TCP: this launch has no QUIC (WebTransport: test_webtransport_browser)
-@pytest.mark.parametrize("transport", [t.value for t in having(Part.PAGE) if t != "webtransport"])
+@pytest.mark.parametrize("transport", [t.value for t in having(Part.PAGE)], ids=str)
 def test_client_page_over_https(make_server: Callable[..., RunningServer], transport: str) -> None:
     """client.html's sections work unchanged over https: the page's own origin is https, the
     WebSocket URL follows it (wss), and the echo arrives with seq 1 (over HTTP/2 for the two that
