@@ -54,6 +54,7 @@ from hyperframe.frame import (
 )
 
 from .eventsource import EventStreamParser
+from .h2_wire import FRAME_TYPES
 from .keylog import Secrets, TlsReader
 from .ws_wire import CLOSE_CODES, DEFLATE_TAIL, IncompleteFrame, WireFrame, decode
 
@@ -84,18 +85,6 @@ _H2_SETTINGS = {
     0x6: "MAX_HEADER_LIST_SIZE",
     0x8: "ENABLE_CONNECT_PROTOCOL",
 }  # RFC 9113 §6.5.2, RFC 8441 §3
-_H2_TYPES = {
-    0x0: "DATA",
-    0x1: "HEADERS",
-    0x2: "PRIORITY",
-    0x3: "RST_STREAM",
-    0x4: "SETTINGS",
-    0x5: "PUSH_PROMISE",
-    0x6: "PING",
-    0x7: "GOAWAY",
-    0x8: "WINDOW_UPDATE",
-    0x9: "CONTINUATION",
-}  # RFC 9113 §6
 _H2_SHOWN = (":method", ":path", ":protocol", ":status", "content-type", "last-event-id")
 
 _HEADERS_LIMIT = 64 << 10  # a head longer than this is not HTTP we understand
@@ -402,7 +391,7 @@ class _Dissector:
         except HyperframeError:
             self.record("tcp", up, start, start + len(data), f"undecoded: {len(data)} bytes", data)
             return True
-        name = _H2_TYPES.get(frame.type or 0, f"type {frame.type}")
+        name = FRAME_TYPES.get(frame.type or 0, f"type {frame.type}")
         flags = sorted(frame.flags)
         fields: dict[str, Any] = {
             "frame_type": name,
