@@ -271,3 +271,44 @@ def test_quic_through_the_udp_relay_is_in_the_capture(
     assert int(first_source) != port and first_form.startswith("1") and first_type.startswith("0")
     assert any(int(source) == port for source, *_ in rows)  # the server's answers
     assert any(form == "0" for _, form, _ in rows)  # short headers: the handshake is done
+
+
+@needs_tshark
+def test_wireshark_decrypts_quic_with_the_servers_secrets(
+    make_server: Callable[..., RunningServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With SSLKEYLOGFILE set, the WebTransport endpoint appends QUIC's TLS secrets (aioquic's
+    secrets log); with them Wireshark reads the STREAM frames inside the 1-RTT packets: the text
+    the client sent is there in the clear, and without the secrets it is not."""
+    import asyncio
+
+    from transport_demo.clients import WebTransportClient
+
+    secrets = tmp_path / "secrets.log"
+    monkeypatch.setenv("SSLKEYLOGFILE", str(secrets))
+    server = make_server()
+    path = tmp_path / "quic.pcapng"
+
+    async def session(url: str) -> None:
+        async with WebTransportClient(url, backoff_initial=0.05) as client:
+            await client.wait_connected()
+            await client.send("read by Wireshark")
+            while (await client.next_event(5))["type"] != "user_message":
+                pass
+
+    with network(server, capture=path) as net:
+        asyncio.run(session(net.url))
+        port = net.port
+    assert "SERVER_TRAFFIC_SECRET_0" in secrets.read_text()
+    assert TSHARK is not None
+
+    def stream_data(*keys: str) -> str:
+        done = subprocess.run(
+            [TSHARK, "-r", str(path), "-d", f"udp.port=={port},quic", *keys, "-Y",
+             "quic.stream_data", "-T", "fields", "-e", "quic.stream_data"],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        return done.stdout.replace(",", "").replace("\n", "")
+
+    assert b"read by Wireshark".hex() in stream_data("-o", f"tls.keylog_file:{secrets}")
+    assert stream_data() == ""  # without the secrets: encrypted packets only

@@ -22,8 +22,9 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import unquote
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
@@ -49,6 +50,7 @@ __all__ = [
     "WebTransportSession",
     "quic_configuration",
     "quiet_quic_logs",
+    "secrets_log_if_asked",
 ]
 
 logger = logging.getLogger("transport_demo.webtransport")
@@ -96,6 +98,23 @@ def quic_configuration(certificate: Certificate) -> QuicConfiguration:
     )
     configuration.load_cert_chain(certificate.cert_file, certificate.key_file)
     return configuration
+
+
+def secrets_log_if_asked() -> TextIO | None:
+    """With ``SSLKEYLOGFILE`` set in the environment, QUIC's TLS secrets of every connection,
+    appended there in NSS key log format (aioquic's ``secrets_log_file``), so Wireshark decrypts
+    a capture of the sessions (the relay's ``capture=``) as it does the https server's
+    (:func:`transport_demo.server.https_server.write_secrets_if_asked`). Off unless set, and said
+    loudly."""
+    path = os.environ.get("SSLKEYLOGFILE")
+    if not path:
+        return None
+    logger.warning(
+        "QUIC secrets are written to %s (SSLKEYLOGFILE): whoever has that file can decrypt "
+        "every WebTransport session of this server. Unset it outside a lesson.",
+        path,
+    )
+    return open(path, "a", encoding="ascii")  # closed with the endpoint
 
 
 class WebTransportSession:
@@ -363,15 +382,27 @@ class WebTransportEndpoint:
         """The UDP port, once started."""
         self._server: QuicServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._secrets: TextIO | None = None
 
     async def start(self, host: str, port: int) -> None:
         """Listen on UDP ``host:port``; raises ``OSError`` when the port cannot be bound."""
         quiet_quic_logs()
         create = functools.partial(H3ServerProtocol, endpoint=self)
-        self._server = await serve(
-            host, port, configuration=quic_configuration(self.certificate), create_protocol=create
-        )
+        configuration = quic_configuration(self.certificate)
+        configuration.secrets_log_file = self._secrets = secrets_log_if_asked()
+        try:
+            self._server = await serve(
+                host, port, configuration=configuration, create_protocol=create
+            )
+        except OSError:
+            self._close_secrets()
+            raise
         self.port = port
+
+    def _close_secrets(self) -> None:
+        if self._secrets is not None:
+            self._secrets.close()
+            self._secrets = None
 
     def spawn(self, session: WebTransportSession) -> None:
         """Run the handler for ``session`` (kept until it ends)."""
@@ -401,3 +432,4 @@ class WebTransportEndpoint:
             self._server.close()  # CONNECTION_CLOSE to every client, then the socket
             self._server = None
         self.protocols.clear()
+        self._close_secrets()
