@@ -224,7 +224,33 @@ def ours_app(
         return {"ok": True}
 
     app.state.bench_hub = hub
+    if os.environ.get(UDP_RCVBUF_ENV):
+        _with_udp_receive_buffer(app, int(os.environ[UDP_RCVBUF_ENV]))
     return app
+
+
+UDP_RCVBUF_ENV = "BENCH_UDP_RCVBUF"
+"""An experiment, off unless set: the receive buffer (bytes, ``SO_RCVBUF``; the kernel caps it at
+``net.core.rmem_max``) of the WebTransport server's UDP socket, which otherwise has the kernel's
+default. Not what the command line does: for telling whether datagrams dropped at that socket
+are what makes a capacity step late."""
+
+
+def _with_udp_receive_buffer(app: Any, size: int) -> None:
+    import socket
+
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(started: Any) -> AsyncIterator[Any]:
+        async with inner(started) as state:
+            endpoint = app.state.webtransport and app.state.webtransport.endpoint
+            if endpoint is not None and endpoint._server is not None:  # WebTransport is up
+                sock = endpoint._server._transport.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+            yield state
+
+    app.router.lifespan_context = lifespan
 
 
 def ours_redis_app() -> Any:
