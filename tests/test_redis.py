@@ -218,19 +218,27 @@ def wt_hop(url: str, cid: str, last: int, want: int, text: str | None) -> list[i
         client = WebTransportClient(url, backoff_initial=0.05, backoff_max=0.2)
         client.connection_id, client.last_seq = cid, last  # resume there, as the client would
         await client.start()
+
+        async def from_server() -> dict[str, Any]:
+            # The client retries a gone server for ever, each attempt a note of its own: a
+            # server that says nothing for 5 s is gone (what a refused TCP connect says at once).
+            deadline = time.monotonic() + 5
+            while (event := await client.next_event(5)).get("client"):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no event from {url} for 5 s")
+            return event
+
         try:
             while True:
-                event = await client.next_event(5)
-                if event.get("client"):
-                    continue  # the client's own notes
+                event = await from_server()
                 if event["type"] == "connected":
                     assert event["resumed"] is True and event["last_seq"] == last, event
                     break
             if text is not None:
                 await client.send(text)
             while len(seqs) < want:
-                event = await client.next_event(5)
-                if event["type"] in ("message", "user_message") and not event.get("client"):
+                event = await from_server()
+                if event["type"] in ("message", "user_message"):
                     seqs.append(event["seq"])
                 elif event["type"] == "heartbeat" and event["count"] > 3:
                     break  # nothing more is coming

@@ -73,9 +73,13 @@ def count_capture(path: str | Path) -> CaptureCount:
                 continue
             packets += 1
             ip += len(packet[IP])
-            for layer in (TCP, UDP):
-                if layer in packet:
-                    payload += len(packet[layer].payload)
+            # From the headers' own lengths, not from what scapy dissected above them: a port
+            # scapy binds to a protocol of its own parses the payload into layers whose lengths
+            # need not add up to the bytes (it happened with a random client port).
+            if TCP in packet:
+                payload += packet[IP].len - 4 * packet[IP].ihl - 4 * packet[TCP].dataofs
+            elif UDP in packet:
+                payload += packet[UDP].len - 8
     return CaptureCount(packets, payload, ip)
 
 

@@ -10,8 +10,12 @@ too rare: 10,000 connections opened in the minute after a freeze still cost a 1.
 
 The trade-off: a frozen object is still freed by reference counting the moment nobody refers to it,
 but a reference *cycle* among frozen objects is never collected (until ``gc.unfreeze()``). The
-server's per-connection state has no such cycles by design; a process that runs for days with a
-lot of churn may still leak a little. The command-line server owns its process and turns this on
+server's own per-connection state has no such cycles by design; two that others make are broken
+when a connection ends: CPython 3.11's socket transport refers to itself
+(:func:`.socket_guard.release_transport`) and so does aioquic's connection
+(``H3ServerProtocol._release``). A process that runs for days with a lot of churn may still leak a
+little (tests/test_load.py bounds what connect/disconnect cycles leave, the freeze on). The
+command-line server owns its process and turns this on
 (``--no-gc-freeze`` turns it off); inside a notebook kernel it is an opt-in (``gc_freeze=True``),
 since the freeze applies to the kernel's own objects too.
 """

@@ -315,6 +315,15 @@ class WebTransportSession:
             self._end()
 
 
+RELEASE_DELAY = 1.0
+"""Seconds after a connection's termination before its cycles are broken
+(:meth:`H3ServerProtocol._release`): its session handlers, woken by the termination, have ended."""
+
+
+def _nothing(*args: Any, **kwargs: Any) -> None:
+    """A released protocol's handlers (aioquic's server had set partials holding the protocol)."""
+
+
 class H3ServerProtocol(QuicConnectionProtocol):
     """One QUIC connection: HTTP/3 on top, its WebTransport sessions handed to the endpoint."""
 
@@ -344,6 +353,9 @@ class H3ServerProtocol(QuicConnectionProtocol):
                 session._end()
             self._sessions.clear()
             self._endpoint.protocols.discard(self)
+            # Once aioquic has finished with the connection (this event is its last word, and
+            # its server forgot the connection just before it), break its cycles.
+            self._loop.call_later(RELEASE_DELAY, self._release)
             return
         elif isinstance(event, StreamReset):
             for session in list(self._sessions.values()):
@@ -351,6 +363,26 @@ class H3ServerProtocol(QuicConnectionProtocol):
         if self._http is not None:
             for http_event in self._http.handle_event(event):
                 self._http_event_received(self._http, http_event)
+
+    def _release(self) -> None:
+        """Free a terminated connection by reference counting alone. aioquic's connection refers
+        to itself (bound methods in its frame table, its TLS and key-log callbacks, its loss
+        recovery) and its server's handlers to this protocol (partials holding it): cycles only
+        the collector frees, and never once the command line's GC policy has frozen them
+        (:mod:`.gc_policy`): about 100 KiB a connection, for good. Emptying the connection's
+        attributes and dropping the handlers breaks every one of those cycles; nothing calls into
+        the connection after its termination (the sessions ended with it, the timers are
+        cancelled here). Private attributes of aioquic's (pinned; ``tests/test_load.py`` cycles
+        sessions against the command line's server, freeze on)."""
+        for handle in (self._timer, self._transmit_task):
+            if handle is not None:
+                handle.cancel()
+        self._timer = self._transmit_task = None
+        vars(self._quic).clear()
+        self._http = None
+        self._connection_terminated_handler = _nothing
+        self._connection_id_issued_handler = _nothing
+        self._connection_id_retired_handler = _nothing
 
     def _http_event_received(self, http: H3Connection, event: H3Event) -> None:
         if isinstance(event, HeadersReceived) and event.stream_id not in self._sessions:

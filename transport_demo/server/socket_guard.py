@@ -186,6 +186,17 @@ class _HeadersTooLarge(Exception):
     """Raised from the parser's header callback; answered with 431."""
 
 
+def release_transport(transport: asyncio.BaseTransport) -> None:
+    """Break the cycle a lost connection's transport keeps with itself, so reference counting
+    frees it. CPython 3.11's socket transport holds a bound method of its own (``_read_ready_cb``):
+    a cycle only the collector frees, and never once the command line's GC policy froze it
+    (:mod:`.gc_policy`: every connection alive at a freeze, that is every long-lived one). Once the
+    connection is lost nothing reads from the socket again. A private attribute of asyncio's,
+    hence the guard: on a Python without it this does nothing."""
+    if getattr(transport, "_read_ready_cb", None) is not None:
+        transport._read_ready_cb = None  # type: ignore[attr-defined]
+
+
 class GuardedHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the module's bounds: header time and size, sockets per
     address, and :data:`ABORT_EXTENSION` in every request's scope."""
@@ -221,6 +232,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._peers.remove(self._address)
         self._address = None
         super().connection_lost(exc)
+        release_transport(self.transport)
 
     def handle_websocket_upgrade(self) -> None:
         # The socket now belongs to the WebSocket protocol, which counts it itself; uvicorn never
@@ -350,6 +362,7 @@ class GuardedWebSocketProtocol(DrainingWebSocketProtocol):
         self._peers.remove(self._address)
         self._address = None
         super().connection_lost(exc)
+        release_transport(self.transport)
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
