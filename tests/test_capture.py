@@ -19,7 +19,7 @@ import pytest
 from websockets.sync.client import connect
 
 from transport_demo.lab.capture import Endpoint, TcpFlow
-from transport_demo.lab.network import network
+from transport_demo.lab.network import Network, network
 from transport_demo.server.launcher import RunningServer
 
 TSHARK = shutil.which("tshark")
@@ -227,23 +227,10 @@ def test_quic_through_the_udp_relay_is_in_the_capture(
     """The relay's UDP half writes each datagram it delivers; tshark reads them as QUIC (Decode
     As on the relay's port): the client's Initial packets and the server's answers, long headers
     for the handshake, then short ones."""
-    import asyncio
-
-    from transport_demo.clients import WebTransportClient
-
     server = make_server()
     path = tmp_path / "quic.pcapng"
-
-    async def session(url: str) -> None:
-        async with WebTransportClient(url, backoff_initial=0.05) as client:
-            await client.wait_connected()
-            await client.send("over QUIC")
-            while (await client.next_event(5))["type"] != "user_message":
-                pass
-
-    with network(server, capture=path) as net:
-        asyncio.run(session(net.url))
-        port = net.port
+    net = relayed_session(server, path, "over QUIC")
+    port = net.port
     delivered = net.datagrams  # counted as written: read once the relay stopped
     assert TSHARK is not None
     names = ["-e", "udp.srcport", "-e", "quic.header_form", "-e", "quic.long.packet_type"]
@@ -280,25 +267,11 @@ def test_wireshark_decrypts_quic_with_the_servers_secrets(
     """With SSLKEYLOGFILE set, the WebTransport endpoint appends QUIC's TLS secrets (aioquic's
     secrets log); with them Wireshark reads the STREAM frames inside the 1-RTT packets: the text
     the client sent is there in the clear, and without the secrets it is not."""
-    import asyncio
-
-    from transport_demo.clients import WebTransportClient
-
     secrets = tmp_path / "secrets.log"
     monkeypatch.setenv("SSLKEYLOGFILE", str(secrets))
     server = make_server()
     path = tmp_path / "quic.pcapng"
-
-    async def session(url: str) -> None:
-        async with WebTransportClient(url, backoff_initial=0.05) as client:
-            await client.wait_connected()
-            await client.send("read by Wireshark")
-            while (await client.next_event(5))["type"] != "user_message":
-                pass
-
-    with network(server, capture=path) as net:
-        asyncio.run(session(net.url))
-        port = net.port
+    port = relayed_session(server, path, "read by Wireshark").port
     assert "SERVER_TRAFFIC_SECRET_0" in secrets.read_text()
     assert TSHARK is not None
 
@@ -312,3 +285,22 @@ def test_wireshark_decrypts_quic_with_the_servers_secrets(
 
     assert b"read by Wireshark".hex() in stream_data("-o", f"tls.keylog_file:{secrets}")
     assert stream_data() == ""  # without the secrets: encrypted packets only
+
+
+def relayed_session(server: RunningServer, path: Path, text: str) -> Network:
+    """One WebTransport session through a capturing relay: connected, ``text`` sent, its echo
+    read; the relay is closed (its capture written) when this returns."""
+    import asyncio
+
+    from transport_demo.clients import WebTransportClient
+
+    async def session(url: str) -> None:
+        async with WebTransportClient(url, backoff_initial=0.05) as client:
+            await client.wait_connected()
+            await client.send(text)
+            while (await client.next_event(5))["type"] != "user_message":
+                pass
+
+    with network(server, capture=path) as net:
+        asyncio.run(session(net.url))
+    return net
