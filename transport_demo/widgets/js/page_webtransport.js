@@ -6,7 +6,7 @@
 const FINAL_CLOSES = [1000, 1008, 1009, 4000];
 function unavailable(base) {                     // why this page cannot use it, or ""
   if (!window.isSecureContext) return "not a secure context (plain http: to a LAN address): browsers offer WebTransport only over https: or on 127.0.0.1/localhost";
-  if (typeof WebTransport !== "function") return "this browser has no WebTransport (Chromium, Chrome and Edge have it)";
+  if (typeof WebTransport !== "function") return "this browser has no WebTransport (Chromium, Chrome and Edge have one that speaks this server's draft)";
   if (/\/proxy\/(absolute\/)?\d+$/.test(new URL(base).pathname)) return "this page reaches the server through jupyter-server-proxy, which carries TCP (HTTP, WebSocket), not UDP: the page's WebTransport cannot reach the kernel's server. The Python-side WebTransportWidget works here";
   return "";
 }
