@@ -53,5 +53,7 @@ def test_one_message_costs_what_its_framing_says(server: RunningServer, tmp_path
     assert polling.payload > 5 * websocket.payload and polling.packets >= 2
     # QUIC: every packet encrypted (a 16-byte tag at least) and acknowledged by QUIC itself
     assert quic.carrier == "UDP" and quic.packets >= 1 and quic.payload > 100
-    assert quic.ip == pytest.approx(quic.payload + 28 * quic.packets)
+    # 28 bytes of IP and UDP headers a datagram; the GET /webtransport before the session is TCP
+    # (40), and one run's capture may hold a TCP segment more than the other's
+    assert 28 * quic.packets - 1e-6 <= quic.ip - quic.payload <= 40 * quic.packets + 1e-6
     assert sorted(tmp_path.glob("04_*.pcapng"))  # the files stay, for Wireshark
