@@ -89,6 +89,13 @@ class Settings(BaseSettings):
         "for ~22 KiB more memory per WebSocket with 1 KiB windows (docs/benchmarks.md).",
     )
 
+    plain_hot_paths: bool = Field(
+        default=True,
+        description="Serve the hot paths (POST /poll, GET /sse, the /ws WebSocket) as plain ASGI "
+        "endpoints in front of FastAPI (server/hot_paths.py): the same contract for less CPU and "
+        "memory per connection. False: through FastAPI's routes, which also document them.",
+    )
+
     redis_url: str | None = Field(
         default=None,
         description="Keep connections in this Redis (redis://host:port/db), so that several "
