@@ -32,6 +32,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from . import events
 from .connection import check_text
 from .errors import BackendUnavailable, ServerShuttingDown, TransportDemoError, UnknownConnection
+from .expiry_wheel import ExpiryWheel
 from .held_polls import PollSteps, hold_for, hold_poll, with_queued_seq
 from .models import WebSocketFrame, parse_json
 from .protocol import ConnectionState, EndReason, EventType, Transport
@@ -111,6 +112,7 @@ class Delivery(ABC, Generic[W, S]):
         self._counters = dict.fromkeys(COUNTERS, 0)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
+        self._wheel: ExpiryWheel | None = None
 
     # -- the store interface: what a backend supplies ----------------------------------------
 
@@ -161,6 +163,18 @@ class Delivery(ABC, Generic[W, S]):
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._closing = False
+
+    def expiry_wheel(self) -> ExpiryWheel:
+        """The one timer wheel of this hub's waiters (held polls' holds, streams' heartbeats),
+        on the running loop: the server's. Call it there; a hub used on another loop (a test's,
+        before :meth:`start`) gets a wheel of that loop."""
+        wheel = self._wheel
+        loop = asyncio.get_running_loop()
+        if wheel is None or wheel.loop is not loop:
+            if wheel is not None:
+                wheel.close()
+            wheel = self._wheel = ExpiryWheel(loop)
+        return wheel
 
     def check_ready(self) -> None:
         """Refuse new work once :meth:`close` has begun (a store may refuse more)."""
@@ -293,7 +307,8 @@ class Delivery(ABC, Generic[W, S]):
         if hold is None:
             hold = hold_for(settings.poll_timeout, settings.poll_hold_jitter)
         steps = self._poll_steps(last_seq)
-        return await hold_poll(steps, connection_id, last_seq, hold, settings.poll_timeout)
+        wheel = self.expiry_wheel()
+        return await hold_poll(steps, connection_id, last_seq, hold, settings.poll_timeout, wheel)
 
     async def asend_and_poll(
         self, connection_id: str, text: str, last_seq: int | None = None

@@ -11,13 +11,12 @@ scripts').
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import random
 from typing import Protocol, TypeVar
 
 from . import events
 from .errors import BackendUnavailable
+from .expiry_wheel import ExpiryWheel
 from .protocol import EndReason
 from .waiters import Waiting
 
@@ -59,6 +58,7 @@ async def hold_poll(
     last_seq: int | None,
     hold: float,
     poll_timeout: float,
+    wheel: ExpiryWheel,
 ) -> str:
     """Answer a long poll: events after the resume point, at once or when they come.
 
@@ -66,6 +66,11 @@ async def hold_poll(
     within ``hold`` seconds or the poll was ended (``"reason": "superseded"``, ``"cut"``,
     ``"shutdown"``). With ``last_seq`` the events up to it are acknowledged and later ones are sent
     again until acknowledged; without it, events count as delivered once sent.
+
+    The hold is an entry of ``wheel`` (one timer for every held poll of the loop): when it runs
+    out it wakes the waiter, which sees the entry ``fired`` and stops. A store step in flight
+    then (a Redis script in ``poll_again``) is not cancelled: it completes, and its answer, if
+    any, is sent; the hold may thus end up to the wheel's resolution, or one step, late.
     """
     answer, waiter = await steps.poll_begin(connection_id, last_seq, hold)
     if answer is not None:
@@ -74,18 +79,17 @@ async def hold_poll(
         return events.poll_timeout(
             connection_id, EndReason.HOLD_EXPIRED, poll_timeout=poll_timeout, hold=hold
         )
+    expiry = wheel.call_later(hold, waiter.wakeup.set)
     try:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(hold):
-                while waiter.ended is None:
-                    await waiter.wakeup.wait()
-                    # Cleared before the look: a wake-up after it sets it again, none is missed.
-                    waiter.wakeup.clear()
-                    if waiter.ended is not None:
-                        break
-                    answer = await steps.poll_again(waiter)
-                    if answer is not None:
-                        return answer
+        while waiter.ended is None:
+            await waiter.wakeup.wait()
+            # Cleared before the look: a wake-up after it sets it again, none is missed.
+            waiter.wakeup.clear()
+            if waiter.ended is not None or expiry.fired:
+                break
+            answer = await steps.poll_again(waiter)
+            if answer is not None:
+                return answer
         if waiter.ended is EndReason.BACKEND_UNAVAILABLE:
             raise BackendUnavailable()
         if waiter.ended is None:
@@ -95,6 +99,7 @@ async def hold_poll(
         reason = waiter.ended or EndReason.HOLD_EXPIRED
         return events.poll_timeout(connection_id, reason, poll_timeout=poll_timeout, hold=hold)
     finally:
+        expiry.cancel()
         await steps.poll_end(waiter)
 
 

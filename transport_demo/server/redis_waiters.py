@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from . import events
 from .connection import MAX_BATCH_BYTES
 from .errors import UnknownConnection
+from .expiry_wheel import ExpiryWheel
 from .protocol import EndReason, Transport
 from .redis_calls import Arg
 from .redis_store import MAX_BATCH, RedisStore
@@ -50,7 +51,8 @@ class RedisWaiter(Waiting):
 
 class WaiterHost(Protocol):
     """What the waiters use of the Redis hub (:class:`~transport_demo.server.redis_hub.RedisHub`):
-    its store and settings, its counters, and its book of this process's waiters."""
+    its store and settings, its counters, its timer wheel, and its book of this process's
+    waiters."""
 
     settings: Settings
     store: RedisStore
@@ -59,6 +61,8 @@ class WaiterHost(Protocol):
     def count(self, counter: str, n: int = 1) -> None: ...
 
     def check_ready(self) -> None: ...
+
+    def expiry_wheel(self) -> ExpiryWheel: ...
 
     def attached_ttl_ms(self) -> float: ...
 
@@ -93,6 +97,9 @@ class RedisStream(StreamLoop, RedisWaiter):
 
     def _connection_id(self) -> str:
         return self.connection_id
+
+    def _expiry_wheel(self) -> ExpiryWheel:
+        return self.hub.expiry_wheel()
 
     async def areceive(self, text: str) -> int:
         """The client sent ``text`` on this stream: store its echo, return the seq."""

@@ -19,6 +19,7 @@ from .waiters import MAX_UNSENT_ERRORS, Outgoing, Waiter
 
 if TYPE_CHECKING:
     from .connection import Connection
+    from .expiry_wheel import ExpiryWheel
     from .registry import Registry
 
 __all__ = ["Stream"]
@@ -51,6 +52,9 @@ class Stream(StreamLoop, Waiter):
 
     def _connection_id(self) -> str:
         return self.conn.id
+
+    def _expiry_wheel(self) -> ExpiryWheel:
+        return self.hub.expiry_wheel()
 
     async def areceive(self, text: str) -> int:
         """The client sent ``text`` on this stream: queue its echo, return the seq."""

@@ -6,8 +6,9 @@
 memory, :class:`~transport_demo.server.redis_waiters.RedisStream` on Redis) supplies the store
 operations —
 ``_take`` (what to write now, ``None`` when the stream must end) and ``_heartbeat`` (the next
-beat, ``None`` likewise) — and ``wakeup``, ``ended``, ``connected``, ``heartbeat_interval`` and
-``_connection_id()``; the loop, its timer and its last words are here.
+beat, ``None`` likewise) — and ``wakeup``, ``ended``, ``connected``, ``heartbeat_interval``,
+``_connection_id()`` and ``_expiry_wheel()`` (its hub's timer wheel); the loop, its heartbeat
+timer and its last words are here.
 A store that can fail raises :class:`~transport_demo.server.errors.BackendUnavailable` from either
 operation: the stream then says so in an ``error`` event and ends.
 """
@@ -19,8 +20,10 @@ from collections.abc import AsyncIterator
 
 from . import events
 from .errors import BackendUnavailable, UnknownConnection
+from .expiry_wheel import ExpiryWheel
 from .protocol import EndReason, ErrorCode
 from .waiters import Outgoing
+from .wakeups import Wakeup
 
 __all__ = ["StreamLoop"]
 
@@ -30,7 +33,7 @@ class StreamLoop:
 
     __slots__ = ()
 
-    wakeup: asyncio.Event
+    wakeup: Wakeup
     ended: EndReason | None
     connected: Outgoing
 
@@ -39,6 +42,9 @@ class StreamLoop:
         raise NotImplementedError
 
     def _connection_id(self) -> str:
+        raise NotImplementedError
+
+    def _expiry_wheel(self) -> ExpiryWheel:
         raise NotImplementedError
 
     async def _take(self) -> list[Outgoing] | None:
@@ -57,12 +63,16 @@ class StreamLoop:
         """:meth:`events`, a batch at a time: all that is ready, so that a writer can send a
         burst in one write (one system call instead of one per event)."""
         loop = asyncio.get_running_loop()
+        wheel = self._expiry_wheel()
         interval = self.heartbeat_interval
         yield [self.connected]
         next_beat = loop.time() + interval
-        # One timer per heartbeat, not one armed and cancelled around every wait: that timer
-        # (and the heap work behind it) was a visible share of each push (docs/benchmarks.md).
-        timer = loop.call_at(next_beat, self.wakeup.set)
+        # One timer entry per heartbeat, not one armed and cancelled around every wait: that
+        # timer (and the heap work behind it) was a visible share of each push
+        # (docs/benchmarks.md). The entry is the hub's wheel's (one loop timer for every stream
+        # and held poll); it fires at next_beat rounded up to the wheel's resolution, never
+        # before, so the woken loop always finds the beat due.
+        timer = wheel.call_at(next_beat, self.wakeup.set)
         try:
             while True:
                 # Clear before taking: a publish after the take sets it again, so none is missed.
@@ -80,7 +90,7 @@ class StreamLoop:
                             if next_beat <= now:  # fell behind (a blocked writer): no burst
                                 next_beat = now + interval
                             timer.cancel()
-                            timer = loop.call_at(next_beat, self.wakeup.set)
+                            timer = wheel.call_at(next_beat, self.wakeup.set)
                 except BackendUnavailable:
                     # ended is a slot of the store's waiter class, which every stream also is
                     self.ended = self.ended or EndReason.BACKEND_UNAVAILABLE  # type: ignore[misc]

@@ -10,12 +10,12 @@ wakes and ends waiters, and the stream and held-poll modules drive them.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .protocol import EndReason, Transport
+from .wakeups import Wakeup
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -39,16 +39,18 @@ class Outgoing:
 class Waiting:
     """What every waiter is, in either store: a held long poll or an attached stream.
 
-    ``transport`` is its connection's; ``wakeup`` is set (on the server's loop) when there may be
-    something to take or when the waiter must stop; ``ended`` then says why. ``on_superseded`` is
-    the router's: called once when another waiter takes the connection over.
+    ``transport`` is its connection's; ``wakeup`` (a
+    :class:`~transport_demo.server.wakeups.Wakeup`) is set on the server's loop when there may be
+    something to take, when the waiter must stop, or when its timer (a hold, a heartbeat) is due;
+    ``ended`` then says why it must stop. ``on_superseded`` is the router's: called once when
+    another waiter takes the connection over.
     """
 
     __slots__ = ("ended", "on_superseded", "transport", "wakeup")
 
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
-        self.wakeup = asyncio.Event()
+        self.wakeup = Wakeup()
         self.ended: EndReason | None = None
         self.on_superseded: Callable[[], None] | None = None
 

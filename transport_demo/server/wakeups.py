@@ -1,8 +1,10 @@
 """Waking a waiter (a held poll, a stream) on the server's event loop, from any thread.
 
-``asyncio.Event`` is not thread-safe: a notebook thread that publishes must hand the ``set()`` to
-the loop. :class:`Wakeups` does that once per burst, however many waiters it wakes, so a broadcast
-to a thousand streams costs one loop wake-up, not a thousand.
+:class:`Wakeup` is the flag a waiter sleeps on: ``asyncio.Event``'s semantics for one waiting
+task, without the deque an ``asyncio.Event`` allocates for its waiters (~600 bytes a connection).
+It is not thread-safe, no more than ``asyncio.Event``: a notebook thread that publishes must hand
+the ``set()`` to the loop. :class:`Wakeups` does that once per burst, however many waiters it
+wakes, so a broadcast to a thousand streams costs one loop wake-up, not a thousand.
 """
 
 from __future__ import annotations
@@ -12,17 +14,66 @@ import contextlib
 import threading
 from typing import Protocol
 
-__all__ = ["Wakeable", "Wakeups"]
+__all__ = ["Wakeable", "Wakeup", "Wakeups"]
+
+
+class Wakeup:
+    """A flag one task waits on, on one event loop: ``asyncio.Event`` for a single waiter.
+
+    :meth:`set` before :meth:`wait` makes the wait return at once (without yielding to the
+    loop, as ``asyncio.Event.wait`` does); :meth:`clear` lowers the flag, and the loops that own
+    one clear it *before* they look for work, so that a ``set()`` during the look is not lost
+    (stream_loop.py, held_polls.py). A future exists only while a task waits: an idle
+    connection's wake-up is this object and its two slots. One waiter at a time (each waiter's
+    wake-up belongs to the one coroutine that drives it); a second concurrent :meth:`wait` is a
+    bug and raises ``RuntimeError``.
+    """
+
+    __slots__ = ("_flag", "_future")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._future: asyncio.Future[None] | None = None
+
+    def is_set(self) -> bool:
+        """Whether the flag is up."""
+        return self._flag
+
+    def set(self) -> None:
+        """Raise the flag and wake the waiting task, if any (on the loop's thread)."""
+        if self._flag:
+            return
+        self._flag = True
+        future = self._future
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    def clear(self) -> None:
+        """Lower the flag: the next :meth:`wait` sleeps until :meth:`set`."""
+        self._flag = False
+
+    async def wait(self) -> None:
+        """Return once the flag is up (at once if it already is)."""
+        if self._flag:
+            return
+        if self._future is not None:
+            raise RuntimeError("a Wakeup has one waiter at a time")
+        future = asyncio.get_running_loop().create_future()
+        self._future = future
+        try:
+            await future
+        finally:
+            self._future = None
 
 
 class Wakeable(Protocol):
-    """Anything with a ``wakeup`` event: a held poll or a stream."""
+    """Anything with a ``wakeup``: a held poll or a stream."""
 
-    wakeup: asyncio.Event
+    wakeup: Wakeup
 
 
 class Wakeups:
-    """Sets waiters' ``wakeup`` events on the loop given to :meth:`bind`.
+    """Sets waiters' ``wakeup`` flags on the loop given to :meth:`bind`.
 
     :meth:`notify` is called with the hub's lock held; ``lock`` is that lock, taken again when the
     loop runs the batch.
