@@ -56,6 +56,13 @@ class Settings(BaseSettings):
         "aioquic is installed; a busy UDP port is a warning, not an error). "
         "docs/webtransport.md.",
     )
+    udp_receive_buffer: int | None = Field(
+        default=4 * 1024 * 1024,
+        gt=0,
+        description="SO_RCVBUF asked for WebTransport's UDP socket, in bytes (the kernel caps it "
+        "at net.core.rmem_max; None keeps the kernel's default, ~208 KiB, which drops datagrams "
+        "when thousands of sessions arrive at once: docs/benchmarks.md).",
+    )
     cert_file: Path | None = Field(default=None, description="--https: the certificate (PEM).")
     key_file: Path | None = Field(default=None, description="--https: its private key (PEM).")
 
