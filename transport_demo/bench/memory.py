@@ -2,8 +2,12 @@
 
 Starts the target in its own process with tracemalloc on, opens N idle connections with the
 capacity benchmark's clients, and reports resident memory (RSS) per connection beside the Python
-allocations per connection, by source file. What RSS has and tracemalloc does not is C-level:
-zlib's compressor state (permessage-deflate), the allocator's own overhead and fragmentation.
+allocations per connection, by source file. tracemalloc sees every allocation through Python's
+allocators, raw ones included: zlib's state for permessage-deflate is among them (CPython's zlib
+module allocates it with ``PyMem_RawMalloc``), under the file that made the compressor. What RSS
+has and tracemalloc does not: C libraries' own ``malloc`` (httptools' parser), the allocator's
+overhead and fragmentation. ``python -m transport_demo.bench.layers`` puts these figures beside
+the kernel's and the floor's.
 
 Tracing slows the server several times over: use it for the breakdown, never for speed.
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -28,8 +33,11 @@ from .targets import ServerProcess
 __all__ = ["breakdown", "main"]
 
 
-def breakdown(target: str, connections: int, *, heartbeat: float = 5.0) -> dict[str, Any]:
-    """RSS and traced Python memory per connection for ``connections`` idle connections."""
+def breakdown(
+    target: str, connections: int, *, heartbeat: float = 5.0, spread: float | None = None
+) -> dict[str, Any]:
+    """RSS and traced Python memory per connection for ``connections`` idle connections, opened
+    over ``spread`` seconds (default: one heartbeat interval)."""
     os.environ["PYTHONTRACEMALLOC"] = "1"  # the server process inherits it
     try:
         with (
@@ -41,7 +49,9 @@ def breakdown(target: str, connections: int, *, heartbeat: float = 5.0) -> dict[
             time.sleep(0.5)
             httpx.get(url, params={"mark": 1}, timeout=30, verify=verify)
             before = rss_kib(server.pid)
-            ((opened, failed, links, _),) = _ask(pipes, "grow", [(connections, heartbeat)])
+            ((opened, failed, links, _),) = _ask(
+                pipes, "grow", [(connections, heartbeat if spread is None else spread)]
+            )
             time.sleep(min(2.0, heartbeat))  # handshakes settle
             after = rss_kib(server.pid)
             traced = httpx.get(url, timeout=60, verify=verify).json()
@@ -68,10 +78,15 @@ def breakdown(target: str, connections: int, *, heartbeat: float = 5.0) -> dict[
 
 
 def _short(path: str) -> str:
-    for marker in ("site-packages/", "lib/python3"):
+    """A source file's name from its package on: ``uvicorn/…``, ``asyncio/…``,
+    ``transport_demo/…``."""
+    for marker in ("site-packages/", "dist-packages/"):
         if marker in path:
             return path.split(marker, 1)[1]
-    return path.rsplit("transport_demo/", 1)[-1] if "transport_demo/" in path else path
+    if "transport_demo/" in path:
+        return "transport_demo/" + path.rsplit("transport_demo/", 1)[1]
+    stdlib = re.search(r"lib/python3\.\d+/(.*)", path)
+    return stdlib.group(1) if stdlib else path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
