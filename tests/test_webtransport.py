@@ -69,6 +69,31 @@ async def test_webtransport_endpoint_names_the_udp_port_and_the_certificate(
     assert lifetime.total_seconds() < 14 * 86400
 
 
+def kernel_limit(name: str) -> int:
+    with open(f"/proc/sys/net/core/{name}") as f:
+        return int(f.read())
+
+
+async def test_the_udp_socket_gets_the_receive_buffer_asked_or_the_kernels_cap(
+    make_server: MakeServer,
+) -> None:
+    """SO_RCVBUF as asked, capped at net.core.rmem_max (Linux reports twice the bytes granted,
+    socket(7)); None keeps the kernel's default. Read from the socket itself, not the setting."""
+    cap = kernel_limit("rmem_max")
+    cases: list[tuple[int | None, int]] = [(4 * 1024 * 1024, 2 * min(4 * 1024 * 1024, cap))]
+    cases += [(300_000, 2 * min(300_000, cap)), (64 * 1024 * 1024, 2 * cap)]
+    cases += [(None, kernel_limit("rmem_default"))]
+    for asked, expected in cases:
+        # the first case is the default setting, not passed
+        options = {} if asked == 4 * 1024 * 1024 else {"udp_receive_buffer": asked}
+        server = make_server(**options)
+        endpoint = server.app.state.webtransport.endpoint
+        sock = endpoint._server._transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == expected, asked
+        assert endpoint.receive_buffer == expected  # what the server says it got
+        server.stop()
+
+
 async def test_with_https_the_session_uses_the_served_certificate(make_server: MakeServer) -> None:
     server = make_server(https=True)
     assert server.certificate is not None

@@ -231,23 +231,21 @@ def ours_app(
 
 UDP_RCVBUF_ENV = "BENCH_UDP_RCVBUF"
 """An experiment, off unless set: the receive buffer (bytes, ``SO_RCVBUF``; the kernel caps it at
-``net.core.rmem_max``) of the WebTransport server's UDP socket, which otherwise has the kernel's
-default. Not what the command line does: for telling whether datagrams dropped at that socket
-are what makes a capacity step late."""
+``net.core.rmem_max``) of the WebTransport server's UDP socket, in place of the server's own
+setting (``Settings.udp_receive_buffer``, 4 MiB). ``212992`` (the kernel's usual default) gives
+back the socket the server had before it set one: for telling whether datagrams dropped at that
+socket are what makes a capacity step late."""
 
 
 def _with_udp_receive_buffer(app: Any, size: int) -> None:
-    import socket
-
     inner = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
     async def lifespan(started: Any) -> AsyncIterator[Any]:
         async with inner(started) as state:
             endpoint = app.state.webtransport and app.state.webtransport.endpoint
-            if endpoint is not None and endpoint._server is not None:  # WebTransport is up
-                sock = endpoint._server._transport.get_extra_info("socket")
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+            if endpoint is not None:  # WebTransport is up
+                endpoint.set_receive_buffer(size)
             yield state
 
     app.router.lifespan_context = lifespan

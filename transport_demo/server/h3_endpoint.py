@@ -23,6 +23,7 @@ import contextlib
 import functools
 import logging
 import os
+import socket
 from collections.abc import Callable, Coroutine
 from typing import Any, TextIO
 from urllib.parse import unquote
@@ -404,14 +405,31 @@ class H3ServerProtocol(QuicConnectionProtocol):
 
 
 class WebTransportEndpoint:
-    """The UDP socket, its QUIC connections and the sessions' handler tasks."""
+    """The UDP socket, its QUIC connections and the sessions' handler tasks.
 
-    def __init__(self, handler: SessionHandler, certificate: Certificate) -> None:
+    ``receive_buffer`` is the ``SO_RCVBUF`` asked for the UDP socket (``None``: the kernel's
+    default). One socket receives every client's datagrams; when thousands of sessions arrive at
+    once, the handshakes' datagrams pile up faster than the loop reads them, and past the
+    kernel's default (~208 KiB) they are dropped and retransmitted seconds later
+    (docs/benchmarks.md: with 4 MiB, 10,000 arriving sessions were all held).
+    """
+
+    def __init__(
+        self,
+        handler: SessionHandler,
+        certificate: Certificate,
+        *,
+        receive_buffer: int | None = None,
+    ) -> None:
         self.handler = handler
         self.certificate = certificate
+        self.receive_buffer_asked = receive_buffer
         self.protocols: set[H3ServerProtocol] = set()
         self.port: int | None = None
         """The UDP port, once started."""
+        self.receive_buffer: int | None = None
+        """The socket's receive buffer as the kernel reports it, once started (Linux reports
+        twice the bytes granted: its own bookkeeping counts against the buffer, socket(7))."""
         self._server: QuicServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._secrets: TextIO | None = None
@@ -430,6 +448,31 @@ class WebTransportEndpoint:
             self._close_secrets()
             raise
         self.port = port
+        self.set_receive_buffer(self.receive_buffer_asked)
+
+    def _socket(self) -> socket.socket | None:
+        # aioquic's QuicServer keeps the datagram transport it was given privately (pinned:
+        # constraints/test.txt); its socket is the transport's public extra info.
+        transport = getattr(self._server, "_transport", None)
+        return None if transport is None else transport.get_extra_info("socket")
+
+    def set_receive_buffer(self, size: int | None) -> int | None:
+        """Ask ``SO_RCVBUF = size`` of the running socket (``None``: leave it) and return what
+        the kernel reports (also :attr:`receive_buffer`). The kernel caps the request at
+        ``net.core.rmem_max`` without an error; ``SO_RCVBUFFORCE`` could pass the cap, but needs
+        CAP_NET_ADMIN and overrides the host's own limit, so it is not used."""
+        sock = self._socket()
+        if sock is None:
+            return None
+        if size is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+        got = self.receive_buffer = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        logger.info(
+            "WebTransport's UDP receive buffer: %s bytes as the kernel reports it (asked: %s)",
+            got,
+            "the kernel's default" if size is None else size,
+        )
+        return got
 
     def _close_secrets(self) -> None:
         if self._secrets is not None:

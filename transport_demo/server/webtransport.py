@@ -123,7 +123,9 @@ class WebTransportService:
 
         if self.certificate is None:
             self.certificate = certificate_for(self.settings)  # a new one each start
-        endpoint = WebTransportEndpoint(self._serve, self.certificate)
+        endpoint = WebTransportEndpoint(
+            self._serve, self.certificate, receive_buffer=self.settings.udp_receive_buffer
+        )
         try:
             await endpoint.start(self.bind_host(), port)
         except OSError as exc:
