@@ -41,6 +41,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import ConnectionTerminated, ProtocolNegotiated, QuicEvent, StreamReset
 
 from .certificates import Certificate
+from .wakeups import Wakeup
 from .wt_framing import CapsuleReader, SessionClose, close_capsule
 
 __all__ = [
@@ -127,6 +128,22 @@ class WebTransportSession:
     with :meth:`send` and ends with :meth:`close`. Every call transmits at once.
     """
 
+    __slots__ = (
+        "_capsules",
+        "_http",
+        "_protocol",
+        "_unread",
+        "_writable",
+        "address",
+        "ended",
+        "headers",
+        "incoming",
+        "overflowed",
+        "peer_close",
+        "session_id",
+        "stream_id",
+    )
+
     def __init__(
         self,
         protocol: H3ServerProtocol,
@@ -152,7 +169,7 @@ class WebTransportSession:
         self.ended = False
         """The session is over: closed by either side, or its connection is gone."""
         self._capsules = CapsuleReader()
-        self._writable = asyncio.Event()
+        self._writable = Wakeup()  # one waiter: the session's writer (wait_writable)
 
     # -- the request -----------------------------------------------------------------------
 
