@@ -367,7 +367,11 @@ def _traced(target: str, connections: int, spread: float, heartbeat: float) -> d
             report = pipe.recv()
         per = max(opened, 1)
         rows = [
-            {"file": _short(row["file"]), "kib_per_connection": round(row["bytes"] / KIB / per, 2)}
+            {
+                "file": _short(row["file"]),
+                "kib_per_connection": round(row["bytes"] / KIB / per, 2),
+                "layer": "event loop",
+            }
             for row in report["top"]
             if row["bytes"] / KIB / per >= 0.05
         ]
