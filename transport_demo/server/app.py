@@ -20,6 +20,7 @@ from . import gc_policy, http_errors, lessons, logs, longpoll, sse, websocket, w
 from .backend import Backend, make_hub
 from .certificates import Certificate
 from .gatekeeper import Gatekeeper
+from .hot_paths import WEBSOCKET, Endpoint, HotPaths
 from .join_page import join_page as join_page_html
 from .lan import is_wildcard, lan_address
 from .origins import HostPolicy, OriginPolicy
@@ -43,6 +44,13 @@ ROUTERS: dict[Transport, APIRouter] = {
 }
 """Each transport's router: the server side's registration against the transport table
 (:mod:`transport_demo.server.transports`)."""
+
+HOT_PATHS: dict[tuple[str, str], Endpoint] = {
+    ("POST", "/poll"): longpoll.poll_endpoint,
+    ("GET", "/sse"): sse.sse_endpoint,
+    (WEBSOCKET, "/ws"): websocket.websocket_endpoint,
+}
+"""The routes also served as plain ASGI endpoints (:mod:`.hot_paths`), by method and path."""
 
 
 def create_app(
@@ -105,6 +113,8 @@ def create_app(
     app.state.settings = settings
     app.state.origins = policy
     app.state.webtransport = transport_service
+    if settings.plain_hot_paths:  # innermost: behind every check below
+        app.add_middleware(HotPaths, endpoints=HOT_PATHS)
     app.add_middleware(http_errors.BodyLimit, limit=settings.max_envelope_bytes)
     # Host and Origin allow-lists before anything else runs (gatekeeper.py); inside CORS, so that
     # preflights are answered as before.

@@ -46,6 +46,7 @@ from .ws_protocol import DrainingWebSocketProtocol
 __all__ = [
     "ABORT_EXTENSION",
     "ABORT_GRACE",
+    "DISCONNECT_EXTENSION",
     "MAX_HEADERS",
     "GuardedHttpProtocol",
     "GuardedWebSocketProtocol",
@@ -65,6 +66,13 @@ ABORT_GRACE = 1.0
 ABORT_EXTENSION = "transport_demo.abort_unread"
 """The ASGI scope extension under which these protocols offer :func:`abort_unread` for the
 request's socket (absent under any other server: the routers then do without)."""
+
+DISCONNECT_EXTENSION = "transport_demo.on_disconnect"
+"""The HTTP scope extension under which :class:`GuardedHttpProtocol` offers to call a callback
+(``extensions[DISCONNECT_EXTENSION](callback)``) once when the request's socket is lost before
+its response is complete; ``None`` unregisters. A streaming response learns of a gone client
+this way without a task per connection waiting on ``receive()`` for ``http.disconnect``
+(absent under any other server: the SSE endpoint then runs that task)."""
 
 log = logging.getLogger("transport_demo")
 
@@ -212,10 +220,16 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._in_headers = True  # until the first request's headers are complete
         self._header_timer: asyncio.TimerHandle | None = None
         self._abort: Callable[[], None] | None = None
+        self._on_disconnect: Callable[[], None] | None = None
+        self._extensions: dict[str, Any] = {}  # the same for every request of the connection
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._abort = abort_unread(transport)
+        self._extensions = {
+            ABORT_EXTENSION: self._abort,
+            DISCONNECT_EXTENSION: self._watch_disconnect,
+        }
         limit = self._limits.max_sockets_per_address
         if limit is not None:
             address = _peer(transport)
@@ -231,8 +245,18 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._disarm_header_timer()
         self._peers.remove(self._address)
         self._address = None
+        watcher, self._on_disconnect = self._on_disconnect, None
+        self._extensions.clear()  # it holds a bound method of this protocol: a cycle
         super().connection_lost(exc)
         release_transport(self.transport)
+        if watcher is not None and self.cycle is not None and not self.cycle.response_complete:
+            watcher()
+
+    def _watch_disconnect(self, callback: Callable[[], None] | None) -> None:
+        if callback is not None and self.cycle is not None and self.cycle.disconnected:
+            self.loop.call_soon(callback)  # lost already: soon, as connection_lost would have
+            return
+        self._on_disconnect = callback
 
     def handle_websocket_upgrade(self) -> None:
         # The socket now belongs to the WebSocket protocol, which counts it itself; uvicorn never
@@ -240,6 +264,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._disarm_header_timer()
         self._peers.remove(self._address)
         self._address = None
+        self._extensions.clear()
         super().handle_websocket_upgrade()
 
     def data_received(self, data: bytes) -> None:
@@ -277,9 +302,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         if self._header_timer is None:  # a pipelined or keep-alive request: a new clock
             self._arm_header_timer()
-        # The scope's type allows only the ASGI spec's extensions; ours is read by name.
-        extensions: dict[str, Any] = {ABORT_EXTENSION: self._abort}
-        self.scope["extensions"] = extensions
+        self._on_disconnect = None  # a keep-alive connection's earlier request is over
+        # The scope's type allows only the ASGI spec's extensions; ours are read by name.
+        self.scope["extensions"] = self._extensions
 
     def on_url(self, url: bytes) -> None:
         self._count_header_bytes(len(url))
