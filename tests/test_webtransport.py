@@ -398,3 +398,28 @@ async def test_a_client_that_writes_faster_than_the_server_reads_is_closed_with_
     no_stream = cast(AttachedStream, None)  # no complete line arrives: the stream is not used
     closed = await webtransport._receive_lines(session, no_stream, max_line=1 << 22)
     assert closed is not None and closed[0] == CloseCode.POLICY_VIOLATION and "faster" in closed[1]
+
+
+async def test_a_sessions_inbox_keeps_order_wakes_its_reader_and_stays_small() -> None:
+    """The session's inbox (asyncio.Queue's put_nowait/get/qsize for one reader): items in
+    order, a get that waits is woken by a put, and a reader that never quite catches up does not
+    make the list grow without end."""
+    from transport_demo.server.h3_endpoint import Inbox
+
+    inbox = Inbox()
+    reader = asyncio.create_task(inbox.get())
+    await asyncio.sleep(0.01)
+    assert not reader.done()
+    inbox.put_nowait(b"a")
+    async with asyncio.timeout(1):
+        assert await reader == b"a"
+    inbox.put_nowait(b"0")
+    for i in range(1, 10_000):  # always one item ahead of the reader: never empty
+        inbox.put_nowait(str(i).encode())
+        assert await inbox.get() == str(i - 1).encode()
+        assert inbox.qsize() == 1
+        assert len(inbox._items) <= 130  # taken items are dropped in halves
+    inbox.put_nowait(None)
+    assert await inbox.get() == b"9999"
+    assert await inbox.get() is None
+    assert inbox.qsize() == 0 and inbox._items == []
