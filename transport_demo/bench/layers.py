@@ -27,7 +27,8 @@ per connection:
   (measured on the real :class:`~transport_demo.server.connection.Connection`, in this process),
   and a full default replay window of them.
 
-Prints a markdown table and writes JSON (``--json``, default ``docs/bench/memory-layers.json``).
+Prints a markdown table and writes JSON (``--json``, default ``docs/bench/memory-layers.json``:
+run it from the repository's root).
 Figures move between runs on a shared machine: read them to a kibibyte or so.
 """
 
@@ -95,9 +96,14 @@ _LAYER_OF_FILE: tuple[tuple[str, str], ...] = (
 
 
 def slabinfo() -> dict[str, tuple[int, int]]:
-    """``/proc/slabinfo`` (root only): cache name -> (active objects, object size in bytes)."""
-    caches = {}
-    with open("/proc/slabinfo", encoding="ascii") as lines:
+    """``/proc/slabinfo``: cache name -> (active objects, object size in bytes). Only root may
+    read it: for anyone else, empty (the kernel layer is then skmem's alone, and says so)."""
+    caches: dict[str, tuple[int, int]] = {}
+    try:
+        lines = open("/proc/slabinfo", encoding="ascii")  # noqa: SIM115
+    except PermissionError:
+        return caches
+    with lines:
         for line in lines:
             if line.startswith(("slabinfo", "#")):
                 continue
@@ -511,6 +517,7 @@ def layers(
         "spread_s": spread,
         "heartbeat_s": heartbeat,
         "commit": _commit(),
+        "slabinfo_readable": bool(slabinfo()),
         "targets": list(rows.values()),
         "deflate_rss_difference_kib": deflate_rss_kib,
         "replay_buffer": replay_buffer(),
