@@ -80,6 +80,10 @@ def test_every_layer_is_measured_and_they_add_up(quick_layers: dict[str, Any]) -
     assert quick_layers["deflate_rss_difference_kib"] > 0
     assert quick_layers["replay_buffer"] and quick_layers["commit"]
     assert quick_layers["slabinfo_readable"]  # the suite runs as root: the kernel layer is whole
+    # Which code each target ran (a shared working tree can move during a run), and whether all
+    # ran the same.
+    assert all(row["code"] for row in quick_layers["targets"])
+    assert isinstance(quick_layers["code_changed_during_run"], bool)
 
 
 def test_skmem_counts_what_a_socket_holds() -> None:

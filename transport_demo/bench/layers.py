@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import multiprocessing
 import os
@@ -494,14 +495,18 @@ def layers(
     ``heartbeat`` is long (and long polls are held that long) so that the connections stay idle
     while measured; ``spread`` is the seconds over which each target's connections open."""
     rows: dict[str, dict[str, Any]] = {}
+    started = _commit()
     for target in targets:
         if target != FLOOR and _probe_target(target) not in PROBES:
             raise ValueError(f"unknown target {target!r}")
         if progress is not None:
             progress(target)
+        code = _commit()
         row = {"target": target, **_untraced(target, connections, spread, heartbeat)}
         if trace and target != "websockets":  # the bare websockets server has no /bench/memory
             row["traced"] = _traced(target, connections, spread, heartbeat)
+        # The code each target ran, before and after: in a shared working tree it can move.
+        row["code"] = sorted({code, _commit()})
         rows[target] = row
     for row in rows.values():
         row["layers_kib"] = _split(row)
@@ -516,7 +521,9 @@ def layers(
         "connections": connections,
         "spread_s": spread,
         "heartbeat_s": heartbeat,
-        "commit": _commit(),
+        "commit": started,
+        # Whether every target ran on the same code: compare targets only when this is false.
+        "code_changed_during_run": len({c for row in rows.values() for c in row["code"]}) > 1,
         "slabinfo_readable": bool(slabinfo()),
         "targets": list(rows.values()),
         "deflate_rss_difference_kib": deflate_rss_kib,
@@ -537,20 +544,22 @@ def _split(row: dict[str, Any]) -> dict[str, float]:
 
 
 def _commit() -> str:
-    """The commit measured, with ``+changes`` when the working tree differs from it."""
+    """The code measured: the commit, and when the package's files differ from it, ``+changes:``
+    and a digest of the difference (so that two runs, or two targets, on different uncommitted
+    code do not pass for the same)."""
     root = Path(__file__).resolve().parents[2]
     try:
         head = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
             capture_output=True, text=True, check=True, timeout=10,
         ).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, check=True, timeout=10,
-        ).stdout.strip()  # fmt: skip
+        diff = subprocess.run(
+            ["git", "-C", str(root), "diff", "HEAD", "--", "transport_demo"],
+            capture_output=True, check=True, timeout=30,
+        ).stdout  # fmt: skip
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return head + ("+changes" if dirty else "")
+    return f"{head}+changes:{hashlib.sha1(diff).hexdigest()[:8]}" if diff else head
 
 
 # -- printing --------------------------------------------------------------------------------------
@@ -607,6 +616,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     print(markdown(results))
+    if results["code_changed_during_run"]:
+        print(
+            "warning: the package's code changed during the run (each target's 'code' in the JSON"
+            " says which it ran): the targets are not comparable; run again on still code",
+            file=sys.stderr,
+        )
     return 0
 
 
