@@ -14,6 +14,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse
 from fastapi.telemetry import TelemetryConfig
+from starlette.types import Receive, Scope, Send
 
 from .. import __version__
 from . import gc_policy, http_errors, lessons, logs, longpoll, sse, websocket, webtransport
@@ -53,13 +54,35 @@ HOT_PATHS: dict[tuple[str, str], Endpoint] = {
 """The routes also served as plain ASGI endpoints (:mod:`.hot_paths`), by method and path."""
 
 
+class DemoApp(FastAPI):
+    """FastAPI, with the hot paths (``hot_paths``, :mod:`.hot_paths`) answered before its
+    middleware stack and routing; ``None``: every request goes through FastAPI."""
+
+    hot_paths: HotPaths | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hot = self.hot_paths
+        endpoint = hot.endpoint_for(scope) if hot is not None else None
+        if endpoint is None:
+            await super().__call__(scope, receive, send)
+            return
+        assert hot is not None
+        scope["app"] = self  # as Starlette sets it: the endpoints find the state there
+        await hot.serve(endpoint, scope, receive, send)
+
+
+async def _unused(scope: Scope, receive: Receive, send: Send) -> None:
+    """The app behind the middleware objects :class:`HotPaths` only asks (never called)."""
+    raise RuntimeError("not an application")
+
+
 def create_app(
     settings: Settings | None = None,
     *,
     hub: Backend | None = None,
     port: int | None = None,
     certificate: Certificate | None = None,
-) -> FastAPI:
+) -> DemoApp:
     """The application; ``app.state.hub`` is its :class:`~transport_demo.server.backend.Backend`
     (the
     memory hub, or the Redis hub when ``settings.redis_url`` is set).
@@ -102,7 +125,7 @@ def create_app(
             if transport_service is not None:
                 await transport_service.close()
 
-    app = FastAPI(
+    app = DemoApp(
         title="transport-demo",
         version=__version__,
         summary="Long polling, Server-Sent Events, WebSocket and WebTransport, side by side.",
@@ -113,22 +136,27 @@ def create_app(
     app.state.settings = settings
     app.state.origins = policy
     app.state.webtransport = transport_service
-    if settings.plain_hot_paths:  # innermost: behind every check below
-        app.add_middleware(HotPaths, endpoints=HOT_PATHS)
     app.add_middleware(http_errors.BodyLimit, limit=settings.max_envelope_bytes)
     # Host and Origin allow-lists before anything else runs (gatekeeper.py); inside CORS, so that
     # preflights are answered as before.
     app.add_middleware(Gatekeeper, hosts=host_policy(settings), origins=policy)
     # Outermost, so that errors carry CORS headers too and a page can read them. Browsers enforce
     # CORS on the HTTP endpoints; the WebSocket Origin check is in websocket.py.
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origin_regex=policy.regex,
-        allow_methods=["GET", "POST"],
+    cors_options: dict[str, Any] = {
+        "allow_origin_regex": policy.regex,
+        "allow_methods": ["GET", "POST"],
         # Authorization: the lessons' ticket exchange (a fetch may send it; EventSource cannot).
-        allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
-        max_age=600,
-    )
+        "allow_headers": ["Authorization", "Content-Type", "Last-Event-ID"],
+        "max_age": 600,
+    }
+    app.add_middleware(CORSMiddleware, **cors_options)
+    if settings.plain_hot_paths:  # the same checks, made by the same classes, in the same order
+        app.hot_paths = HotPaths(
+            HOT_PATHS,
+            cors=CORSMiddleware(_unused, **cors_options),
+            gatekeeper=Gatekeeper(_unused, hosts=host_policy(settings), origins=policy),
+            body_limit=http_errors.BodyLimit(_unused, limit=settings.max_envelope_bytes),
+        )
     http_errors.install(app)
     for router in ROUTERS.values():
         app.include_router(router)
@@ -180,7 +208,7 @@ def create_app(
     return app
 
 
-def create_app_from_env() -> FastAPI:
+def create_app_from_env() -> DemoApp:
     """The app with its settings from ``TRANSPORT_DEMO_*`` variables: what each worker process
     builds under ``--workers`` (uvicorn imports it by name, ``factory=True``).
 

@@ -38,23 +38,25 @@ class Gatekeeper:
         self.origins = origins
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind not in ("http", "websocket"):
+        if scope["type"] not in ("http", "websocket") or await self.admit(scope, receive, send):
             await self.app(scope, receive, send)
-            return
+
+    async def admit(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Whether an HTTP request or WebSocket may go on; if not, it has been answered (the hot
+        paths in front of the app, :mod:`.hot_paths`, call this too)."""
         headers = Headers(scope=scope)
         host = headers.get("host")
         if not self.hosts.allows(host):
             detail = f"This server does not answer for the host {host!r}."
             await _refuse(scope, receive, send, 421, ErrorCode.HOST_NOT_ALLOWED, detail)
-            return
-        if kind == "http":
+            return False
+        if scope["type"] == "http":
             origin = headers.get("origin")
             if not self.origins.allows(origin, host):
                 detail = f"Origin {origin!r} is not allowed."
                 await _refuse(scope, receive, send, 403, ErrorCode.ORIGIN_NOT_ALLOWED, detail)
-                return
-        await self.app(scope, receive, send)
+                return False
+        return True
 
 
 async def _refuse(

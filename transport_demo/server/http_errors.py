@@ -98,13 +98,21 @@ class BodyLimit:
         # an SSE stream's request skips this layer: it is on every request of the benchmark).
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
             await self.app(scope, receive, send)
-            return
+        elif self.too_long(scope):
+            await self.refuse(scope, receive, send)
+        else:
+            await self.app(scope, self.limited(receive), send)
+
+    def too_long(self, scope: Scope) -> bool:
+        """Whether the request's ``Content-Length`` is over the limit (or not a number)."""
         length = Headers(scope=scope).get("content-length")
-        if length is not None and (
+        return length is not None and (
             not (length.isascii() and length.isdigit()) or int(length) > self.limit
-        ):
-            await self._refuse(scope, receive, send)
-            return
+        )
+
+    def limited(self, receive: Receive) -> Receive:
+        """``receive``, raising :class:`~transport_demo.server.errors.MessageTooLarge` once the
+        bytes received pass the limit."""
         received = 0
 
         async def limited_receive() -> Message:
@@ -115,12 +123,13 @@ class BodyLimit:
                 raise errors.MessageTooLarge(self._detail())
             return message
 
-        await self.app(scope, limited_receive, send)
+        return limited_receive
 
     def _detail(self) -> str:
         return f"The body is larger than the {self.limit} bytes the server accepts."
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer ``413`` and close the connection."""
         response = error_response(413, errors.MessageTooLarge.code, self._detail())
         response.headers["Connection"] = "close"  # the unread body must not be taken as a request
         await response(scope, receive, send)
