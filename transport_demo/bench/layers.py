@@ -517,13 +517,15 @@ def layers(
         )
     else:
         deflate_rss_kib = None
+    # Whether every server of ours ran the same code (the floor runs none of it): compare targets
+    # only when it did.
+    ran = {code for row in rows.values() if row["target"] != FLOOR for code in row["code"]}
     return {
         "connections": connections,
         "spread_s": spread,
         "heartbeat_s": heartbeat,
         "commit": started,
-        # Whether every target ran on the same code: compare targets only when this is false.
-        "code_changed_during_run": len({c for row in rows.values() for c in row["code"]}) > 1,
+        "code_changed_during_run": len(ran) > 1,
         "slabinfo_readable": bool(slabinfo()),
         "targets": list(rows.values()),
         "deflate_rss_difference_kib": deflate_rss_kib,
