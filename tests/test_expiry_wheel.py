@@ -10,6 +10,7 @@ import asyncio
 import functools
 import json
 import random
+import threading
 import tracemalloc
 
 import pytest
@@ -286,3 +287,32 @@ async def test_heartbeats_come_from_the_wheel_never_early() -> None:
         assert beats[-1] < 0.25 + RESOLUTION + 0.15
     finally:
         await hub.close()
+
+
+async def test_the_servers_wheel_is_never_replaced_from_another_loop() -> None:
+    """A hub's wheel belongs to the loop that runs it; a call from another running loop (a
+    notebook's, by mistake) gets a wheel of its own and leaves the server's alone."""
+    hub = Hub(Settings())
+    server_loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=server_loop.run_forever, daemon=True)
+    thread.start()
+    try:
+
+        async def wheel_of_server() -> ExpiryWheel:
+            return hub.expiry_wheel()
+
+        def on_server() -> ExpiryWheel:
+            return asyncio.run_coroutine_threadsafe(wheel_of_server(), server_loop).result(5)
+
+        servers = await asyncio.to_thread(on_server)
+        assert servers.loop is server_loop
+        mine = hub.expiry_wheel()
+        assert mine is not servers and mine.loop is asyncio.get_running_loop()
+        assert await asyncio.to_thread(on_server) is servers  # still the server's
+    finally:
+        server_loop.call_soon_threadsafe(server_loop.stop)
+        thread.join(5)
+        server_loop.close()
+    # the first loop no longer runs: the hub's wheel moves to this one
+    assert hub.expiry_wheel() is hub.expiry_wheel()
+    assert hub.expiry_wheel().loop is asyncio.get_running_loop()

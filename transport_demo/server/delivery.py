@@ -166,15 +166,18 @@ class Delivery(ABC, Generic[W, S]):
 
     def expiry_wheel(self) -> ExpiryWheel:
         """The one timer wheel of this hub's waiters (held polls' holds, streams' heartbeats),
-        on the running loop: the server's. Call it there; a hub used on another loop (a test's,
-        before :meth:`start`) gets a wheel of that loop."""
-        wheel = self._wheel
+        on the running loop: the server's. A hub used on another loop gets a wheel of that loop:
+        its own from then on if the first loop no longer runs (a test's hub, before
+        :meth:`start`), else one of its own for the call, so that the server's wheel is only
+        ever touched on the server's loop."""
         loop = asyncio.get_running_loop()
-        if wheel is None or wheel.loop is not loop:
-            if wheel is not None:
-                wheel.close()
+        wheel = self._wheel
+        if wheel is not None and wheel.loop is loop:
+            return wheel
+        if wheel is None or not wheel.loop.is_running():
             wheel = self._wheel = ExpiryWheel(loop)
-        return wheel
+            return wheel
+        return ExpiryWheel(loop)
 
     def check_ready(self) -> None:
         """Refuse new work once :meth:`close` has begun (a store may refuse more)."""
