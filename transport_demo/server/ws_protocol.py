@@ -37,6 +37,8 @@ __all__ = [
     "DRAIN_QUIET_SECONDS",
     "DRAIN_SECONDS",
     "DrainingWebSocketProtocol",
+    "Flag",
+    "Inbox",
     "ends_with_client_close",
 ]
 
