@@ -404,9 +404,9 @@ async def test_a_sessions_inbox_keeps_order_wakes_its_reader_and_stays_small() -
     """The session's inbox (asyncio.Queue's put_nowait/get/qsize for one reader): items in
     order, a get that waits is woken by a put, and a reader that never quite catches up does not
     make the list grow without end."""
-    from transport_demo.server.h3_endpoint import Inbox
+    from transport_demo.server.wakeups import Inbox
 
-    inbox = Inbox()
+    inbox: Inbox[bytes | None] = Inbox()
     reader = asyncio.create_task(inbox.get())
     await asyncio.sleep(0.01)
     assert not reader.done()

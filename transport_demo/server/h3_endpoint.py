@@ -41,13 +41,12 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import ConnectionTerminated, ProtocolNegotiated, QuicEvent, StreamReset
 
 from .certificates import Certificate
-from .wakeups import Wakeup
+from .wakeups import Inbox, Wakeup
 from .wt_framing import CapsuleReader, SessionClose, close_capsule
 
 __all__ = [
     "DRAFT_HEADER",
     "IDLE_TIMEOUT",
-    "Inbox",
     "SessionHandler",
     "WebTransportEndpoint",
     "WebTransportSession",
@@ -120,45 +119,6 @@ def secrets_log_if_asked() -> TextIO | None:
     return open(path, "a", encoding="ascii")  # closed with the endpoint
 
 
-class Inbox:
-    """What arrived on a session's stream, in order, for its one reader: ``asyncio.Queue``'s
-    ``put_nowait``, ``get`` and ``qsize`` without its three deques and an event (~3.3 KB a
-    session by tracemalloc, against a list and a :class:`~transport_demo.server.wakeups.Wakeup`).
-    Unbounded, like the queue it replaces: :data:`RECEIVE_HIGH_WATER` bounds what is put."""
-
-    __slots__ = ("_head", "_items", "_ready")
-
-    def __init__(self) -> None:
-        self._items: list[bytes | None] = []
-        self._head = 0  # the next item to get; taken items are dropped in halves or at empty
-        self._ready = Wakeup()
-
-    def put_nowait(self, item: bytes | None) -> None:
-        """Add ``item`` and wake the reader."""
-        self._items.append(item)
-        self._ready.set()
-
-    def qsize(self) -> int:
-        """Items not taken yet."""
-        return len(self._items) - self._head
-
-    async def get(self) -> bytes | None:
-        """The next item, waiting for one (at once, without yielding, when one is there)."""
-        while self._head == len(self._items):
-            self._ready.clear()  # cleared only while empty: a put after this sets it again
-            await self._ready.wait()
-        items, head = self._items, self._head + 1
-        item, items[head - 1] = items[head - 1], None
-        if head == len(items):
-            items.clear()
-            head = 0
-        elif head >= 64 and 2 * head >= len(items):  # a reader never quite caught up:
-            del items[:head]  # drop the taken half, amortized O(1) a get
-            head = 0
-        self._head = head
-        return item
-
-
 class WebTransportSession:
     """One WebTransport session: its ``CONNECT`` request, the one bidirectional stream this server
     opens on it, and what arrives on that stream (:attr:`incoming`: data, then ``None`` when the
@@ -199,7 +159,7 @@ class WebTransportSession:
         self.address = address
         """The client's IP address."""
         self.stream_id: int | None = None
-        self.incoming = Inbox()
+        self.incoming: Inbox[bytes | None] = Inbox()
         self.overflowed = False
         """The client wrote more than :data:`RECEIVE_HIGH_WATER` unread bytes: :attr:`incoming`
         got ``None`` and nothing more (the handler closes the session)."""

@@ -41,7 +41,8 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from .ws_protocol import DrainingWebSocketProtocol, Flag
+from .wakeups import Flag
+from .ws_protocol import DrainingWebSocketProtocol
 
 __all__ = [
     "ABORT_EXTENSION",

@@ -29,6 +29,8 @@ from websockets.frames import Close
 from websockets.server import ServerProtocol
 from websockets.utils import apply_mask
 
+from .wakeups import Flag, Inbox
+
 __all__ = [
     "CLOSE_CONFIRM_SECONDS",
     "DEFLATE_MEM_LEVEL",
@@ -37,8 +39,6 @@ __all__ = [
     "DRAIN_QUIET_SECONDS",
     "DRAIN_SECONDS",
     "DrainingWebSocketProtocol",
-    "Flag",
-    "Inbox",
     "ends_with_client_close",
 ]
 
@@ -92,69 +92,6 @@ DEFLATE_MEM_LEVEL = 3
 """zlib's memLevel for the compressor: its hash table, 4 KiB at 3 instead of 16 KiB at 5."""
 
 
-class Inbox:
-    """What uvicorn's protocol uses of its ``asyncio.Queue`` of events for the app
-    (``put_nowait``, ``get``, ``empty``), in a list: an ``asyncio.Queue`` allocates three deques
-    and an ``asyncio.Event`` (~2.4 KiB a connection, measured), for what holds an event or two."""
-
-    __slots__ = ("_items", "_waiter")
-
-    def __init__(self) -> None:
-        self._items: list[Any] = []
-        self._waiter: asyncio.Future[None] | None = None
-
-    def put_nowait(self, item: Any) -> None:
-        self._items.append(item)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def empty(self) -> bool:
-        return not self._items
-
-    async def get(self) -> Any:
-        # One reader: the app's receive() (ASGI forbids two concurrent receive calls).
-        while not self._items:
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        return self._items.pop(0)
-
-
-class Flag:
-    """``asyncio.Event`` (``set``, ``clear``, ``is_set``, ``wait``) whose waiters' list exists
-    only while someone waits: uvicorn's "writable" flag, waited on by every send."""
-
-    __slots__ = ("_up", "_waiters")
-
-    def __init__(self) -> None:
-        self._up = False
-        self._waiters: list[asyncio.Future[None]] | None = None
-
-    def is_set(self) -> bool:
-        return self._up
-
-    def set(self) -> None:
-        self._up = True
-        waiters, self._waiters = self._waiters, None
-        for waiter in waiters or ():
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def clear(self) -> None:
-        self._up = False
-
-    async def wait(self) -> None:
-        while not self._up:
-            waiter = asyncio.get_running_loop().create_future()
-            if self._waiters is None:
-                self._waiters = []
-            self._waiters.append(waiter)
-            await waiter
-
-
 class DrainingWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's websockets-sansio protocol; after a failed connection (1009, a protocol error)
     it drains the client's remaining bytes before closing, so the close frame arrives intact.
@@ -165,7 +102,7 @@ class DrainingWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.queue = Inbox()  # type: ignore[assignment]
+        self.queue: Inbox[Any] = Inbox()  # type: ignore[assignment]
         self.writable = Flag()  # type: ignore[assignment]
         self.writable.set()
         if self.config.ws_per_message_deflate:
