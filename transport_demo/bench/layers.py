@@ -269,12 +269,7 @@ def _floor(traced: bool) -> Iterator[tuple[int, int, Pipe]]:
             raise RuntimeError("the floor server did not start")
         yield process.pid or 0, ours.recv(), ours
     finally:
-        with contextlib.suppress(OSError, EOFError):
-            ours.send("stop")
-            ours.poll(10)
-        process.join(10)
-        if process.is_alive():
-            process.kill()
+        _stop(process, ours, "stop", 10)
 
 
 @contextlib.contextmanager
@@ -296,12 +291,18 @@ def _floor_connections(port: int) -> Iterator[Callable[[int], tuple[int, int]]]:
     try:
         yield grow
     finally:
-        with contextlib.suppress(OSError, EOFError):
-            ours.send("close")
-            ours.poll(30)
-        process.join(10)
-        if process.is_alive():
-            process.kill()
+        _stop(process, ours, "close", 30)
+
+
+def _stop(process: Any, pipe: Any, word: str, wait: float) -> None:
+    """Ask a helper process to end (``word`` on its pipe, ``wait`` seconds for its answer), then
+    join it, killing it if it is still there."""
+    with contextlib.suppress(OSError, EOFError):
+        pipe.send(word)
+        pipe.poll(wait)
+    process.join(10)
+    if process.is_alive():
+        process.kill()
 
 
 # -- one target, untraced and traced ---------------------------------------------------------------
