@@ -392,6 +392,7 @@ class RawWebSocket:
                 self.client_window_bits = int(value)
         self._send_lock = threading.Lock()
         self._received: queue.Queue[Capture | None] = queue.Queue()
+        self._ended = threading.Event()  # the server's end of the stream (its FIN) was read
         if self.status == 101:
             threading.Thread(target=self._read_frames, args=(rest,), daemon=True).start()
         else:  # refused: an HTTP answer, no WebSocket
@@ -491,6 +492,7 @@ class RawWebSocket:
         except OSError:
             return
         finally:
+            self._ended.set()
             self._received.put(None)  # the end of the stream
 
     def read(self, timeout: float | None = None) -> Capture:
@@ -527,7 +529,14 @@ class RawWebSocket:
         return [c for c in list(self.frames) if '"type":"heartbeat"' not in (c.text or "")]
 
     def close(self) -> None:
-        """Close the TCP connection (after :meth:`send_close` and the server's close, ideally)."""
+        """Close the TCP connection (after :meth:`send_close` and the server's close, ideally).
+
+        Once close frames have gone both ways, it first waits (up to a second) for the server to
+        close TCP: RFC 6455 §7.1.1 asks the server to close first and the client to wait for it,
+        so the server's FIN comes before ours, as a capture then shows."""
+        closes = [c.direction for c in list(self.frames) if c.frame.opcode == 0x8]
+        if len(set(closes)) == 2:
+            self._ended.wait(1.0)
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)  # wakes the reader thread
         self.sock.close()
